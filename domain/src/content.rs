@@ -1,0 +1,260 @@
+//! The content of a prompt version - its body (a text template or chat messages) and its
+//! model config - with the derived variable list, the canonical content hash and strict
+//! rendering.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::canonical::{sha256_tagged, to_canonical_json};
+use crate::template::{self, RenderLimits, TemplateError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptType {
+    Text,
+    Chat,
+}
+
+impl PromptType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptType::Text => "text",
+            PromptType::Chat => "chat",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    System,
+    User,
+    Assistant,
+}
+
+/// One chat message; `content` is a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    pub role: MessageRole,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptBody {
+    Text(String),
+    Chat(Vec<Message>),
+}
+
+impl PromptBody {
+    pub fn prompt_type(&self) -> PromptType {
+        match self {
+            PromptBody::Text(_) => PromptType::Text,
+            PromptBody::Chat(_) => PromptType::Chat,
+        }
+    }
+
+    pub fn template(&self) -> Option<&str> {
+        match self {
+            PromptBody::Text(t) => Some(t),
+            PromptBody::Chat(_) => None,
+        }
+    }
+
+    pub fn messages(&self) -> Option<&[Message]> {
+        match self {
+            PromptBody::Text(_) => None,
+            PromptBody::Chat(m) => Some(m),
+        }
+    }
+
+    /// Each template with the name used for it in error messages.
+    fn templates(&self) -> Vec<(Option<String>, &str)> {
+        match self {
+            PromptBody::Text(t) => vec![(None, t.as_str())],
+            PromptBody::Chat(messages) => messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (Some(format!("messages[{i}]")), m.content.as_str()))
+                .collect(),
+        }
+    }
+}
+
+/// Checked content of one version: the templates parse, `variables` is derived from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Content {
+    pub body: PromptBody,
+    pub config: Map<String, Value>,
+    /// Names the templates read, sorted.
+    pub variables: Vec<String>,
+}
+
+/// The result of rendering a prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Rendered {
+    Text(String),
+    Chat(Vec<Message>),
+}
+
+/// A chat prompt needs at least one message; more than this is surely a mistake.
+pub const MAX_MESSAGES: usize = 200;
+
+impl Content {
+    /// Parses every template and derives the variables; a syntax error names where it is.
+    pub fn new(body: PromptBody, config: Map<String, Value>) -> Result<Self, TemplateError> {
+        if let PromptBody::Chat(messages) = &body {
+            if messages.is_empty() || messages.len() > MAX_MESSAGES {
+                return Err(TemplateError::Render(format!(
+                    "a chat prompt needs 1 to {MAX_MESSAGES} messages"
+                )));
+            }
+        }
+        let mut variables = BTreeSet::new();
+        for (location, source) in body.templates() {
+            variables.extend(template::variables(source, location.as_deref())?);
+        }
+        Ok(Self { body, config, variables: variables.into_iter().collect() })
+    }
+
+    /// Content read back from storage, already checked when it was saved. Nothing is
+    /// parsed, so verifying a stored hash costs only the serialisation.
+    pub fn stored(body: PromptBody, config: Map<String, Value>, variables: Vec<String>) -> Self {
+        Self { body, config, variables }
+    }
+
+    /// The canonical serialisation the hash is taken over: type, template, messages,
+    /// config and variables, keys sorted, no whitespace.
+    pub fn canonical(&self) -> String {
+        let value = json!({
+            "type": self.body.prompt_type().as_str(),
+            "template": self.body.template(),
+            "messages": self.body.messages(),
+            "config": self.config,
+            "variables": self.variables,
+        });
+        to_canonical_json(&value)
+    }
+
+    /// `sha256:<hex>` of the canonical serialisation.
+    pub fn hash(&self) -> String {
+        sha256_tagged(self.canonical().as_bytes())
+    }
+
+    /// Renders strictly: every variable the prompt uses must be given, and (unless
+    /// `allow_unknown`) no other.
+    pub fn render(
+        &self,
+        vars: &Map<String, Value>,
+        allow_unknown: bool,
+        limits: RenderLimits,
+    ) -> Result<Rendered, TemplateError> {
+        let used: BTreeSet<String> = self.variables.iter().cloned().collect();
+        template::check_variables(&used, vars.keys(), allow_unknown)?;
+        match &self.body {
+            PromptBody::Text(t) => Ok(Rendered::Text(template::render(t, vars, limits, None)?)),
+            PromptBody::Chat(messages) => {
+                let mut budget = limits.max_output;
+                let mut out = Vec::with_capacity(messages.len());
+                for (i, m) in messages.iter().enumerate() {
+                    let location = format!("messages[{i}]");
+                    let content = template::render(
+                        &m.content,
+                        vars,
+                        RenderLimits { max_output: budget },
+                        Some(&location),
+                    )?;
+                    budget -= content.len();
+                    out.push(Message { role: m.role, content });
+                }
+                Ok(Rendered::Chat(out))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn text(t: &str) -> Content {
+        Content::new(PromptBody::Text(t.into()), config(json!({"model": "m", "temperature": 0.2}))).unwrap()
+    }
+
+    #[test]
+    fn same_content_same_hash_whatever_the_key_order() {
+        let a = Content::new(PromptBody::Text("Hi {{ b }} {{ a }}".into()),
+            config(json!({"model": "m", "params": {"x": 1, "y": [1, 2]}}))).unwrap();
+        let mut reordered = Map::new();
+        reordered.insert("params".into(), json!({"y": [1, 2], "x": 1}));
+        reordered.insert("model".into(), json!("m"));
+        let b = Content::new(PromptBody::Text("Hi {{ b }} {{ a }}".into()), reordered).unwrap();
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.variables, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn hash_is_stable_across_releases() {
+        // A fixed vector: if this changes, every stored hash breaks. Never update it casually.
+        let c = text("Hello {{ customer }}");
+        assert_eq!(
+            c.canonical(),
+            r#"{"config":{"model":"m","temperature":0.2},"messages":null,"template":"Hello {{ customer }}","type":"text","variables":["customer"]}"#
+        );
+        assert_eq!(c.hash(), crate::canonical::sha256_tagged(c.canonical().as_bytes()));
+        assert_eq!(c.hash(), "sha256:".to_owned() + &{
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(c.canonical().as_bytes()))
+        });
+    }
+
+    #[test]
+    fn any_change_changes_the_hash() {
+        let base = text("Hello {{ customer }}");
+        let other_text = text("Hello {{ customer }}!");
+        let other_config = Content::new(PromptBody::Text("Hello {{ customer }}".into()),
+            config(json!({"model": "m", "temperature": 0.3}))).unwrap();
+        let chat = Content::new(PromptBody::Chat(vec![Message { role: MessageRole::User, content: "Hello {{ customer }}".into() }]),
+            config(json!({"model": "m", "temperature": 0.2}))).unwrap();
+        let hashes: BTreeSet<String> = [&base, &other_text, &other_config, &chat].iter().map(|c| c.hash()).collect();
+        assert_eq!(hashes.len(), 4);
+    }
+
+    #[test]
+    fn chat_prompts_render_every_message_and_locate_errors() {
+        let c = Content::new(PromptBody::Chat(vec![
+            Message { role: MessageRole::System, content: "You help {{ company }}.".into() },
+            Message { role: MessageRole::User, content: "I am {{ customer }}".into() },
+        ]), Map::new()).unwrap();
+        assert_eq!(c.variables, vec!["company", "customer"]);
+        let vars = config(json!({"company": "Acme", "customer": "Ada"}));
+        let Rendered::Chat(out) = c.render(&vars, false, RenderLimits::default()).unwrap() else { panic!() };
+        assert_eq!(out[0].content, "You help Acme.");
+        assert_eq!(out[1].role, MessageRole::User);
+
+        let err = Content::new(PromptBody::Chat(vec![
+            Message { role: MessageRole::System, content: "ok".into() },
+            Message { role: MessageRole::User, content: "{% if %}".into() },
+        ]), Map::new()).unwrap_err();
+        assert!(matches!(err, TemplateError::Syntax { location: Some(ref l), .. } if l == "messages[1]"), "{err:?}");
+        assert!(Content::new(PromptBody::Chat(vec![]), Map::new()).is_err());
+    }
+
+    #[test]
+    fn render_is_strict_unless_unknown_allowed() {
+        let c = text("Hello {{ customer }}");
+        let err = c.render(&Map::new(), false, RenderLimits::default()).unwrap_err();
+        assert_eq!(err, TemplateError::Variables { missing: vec!["customer".into()], unknown: vec![] });
+        let extra = config(json!({"customer": "Ada", "mood": "calm"}));
+        assert!(matches!(c.render(&extra, false, RenderLimits::default()),
+            Err(TemplateError::Variables { ref unknown, .. }) if unknown == &["mood".to_string()]));
+        assert_eq!(c.render(&extra, true, RenderLimits::default()).unwrap(), Rendered::Text("Hello Ada".into()));
+    }
+}

@@ -1,0 +1,196 @@
+//! The shapes that cross the wire (API.md): what the REST API and the console's server
+//! functions send and receive. Plain serde types, shared by server and browser.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::content::{Message, PromptType};
+
+/// One version of a prompt, as resolve and the version endpoints return it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionView {
+    pub name: String,
+    pub version: i64,
+    pub hash: String,
+    #[serde(rename = "type")]
+    pub prompt_type: PromptType,
+    pub template: Option<String>,
+    pub messages: Option<Vec<Message>>,
+    pub config: Map<String, Value>,
+    pub variables: Vec<String>,
+    /// Labels that point at this version now (`latest` included).
+    pub labels: Vec<String>,
+    pub message: String,
+    pub created_by: String,
+    pub created_at: String,
+    /// Set on a save whose content equals the newest version (nothing was written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged: Option<bool>,
+}
+
+/// A prompt in the list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptSummary {
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub latest_version: i64,
+    /// Labels other than `latest`, with the version each points at.
+    pub labels: BTreeMap<String, i64>,
+    pub updated_at: String,
+}
+
+/// A page of a list; `next_cursor` fetches the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelMove {
+    pub label: String,
+    pub version: i64,
+    pub previous_version: Option<i64>,
+    pub actor: String,
+    pub reason: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelsView {
+    /// Every label with its version, `latest` included.
+    pub labels: BTreeMap<String, i64>,
+    /// Moves, newest first.
+    pub history: Vec<LabelMove>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MovedLabel {
+    pub label: String,
+    pub version: i64,
+    pub previous_version: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub prompt: Option<String>,
+    pub version: Option<i64>,
+    pub label: Option<String>,
+    pub detail: Value,
+    pub hash: String,
+    pub prev_hash: String,
+}
+
+/// The outcome of checking the audit chain and every version's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub events: i64,
+    /// Hash of the newest event (the genesis hash for an empty log).
+    pub head: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bad_seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Versions whose content was checked against their hash.
+    pub versions: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiffView {
+    pub from: i64,
+    pub to: i64,
+    pub unified: String,
+    pub config_changed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderView {
+    pub name: String,
+    pub version: i64,
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
+}
+
+/// `POST /api/v1/prompts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPrompt {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(rename = "type", default)]
+    pub prompt_type: Option<PromptType>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    #[serde(default)]
+    pub config: Option<Value>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// `POST /api/v1/prompts/{name}/versions`. Leaving out `config` keeps the base config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewVersion {
+    #[serde(default)]
+    pub base_version: Option<i64>,
+    #[serde(rename = "type", default)]
+    pub prompt_type: Option<PromptType>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    #[serde(default)]
+    pub config: Option<Value>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// `PUT /api/v1/prompts/{name}/labels/{label}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveLabel {
+    pub version: i64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Which version to use: a number, a label (now or at an instant), or `stable` by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Selector {
+    pub version: Option<i64>,
+    pub label: Option<String>,
+    /// RFC 3339 instant, with a label.
+    pub at: Option<String>,
+}
+
+/// `POST /api/v1/prompts/{name}/render`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderRequest {
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub version: Option<i64>,
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub variables: Map<String, Value>,
+    #[serde(default)]
+    pub allow_unknown: bool,
+}

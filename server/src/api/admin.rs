@@ -1,0 +1,109 @@
+//! The audit log (API.md "Audit") and, as an extension documented in the OpenAPI
+//! document, API keys and users for admins.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::Router;
+use domain::access::{Role, Scope};
+use serde::Deserialize;
+use service::time::parse_rfc3339;
+use service::{AuditFilter, Registry};
+
+use super::error::ApiError;
+use super::extract::{Caller, Json, Path, Query};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/audit", get(audit))
+        .route("/audit/verify", get(verify))
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{name}", delete(revoke_key))
+        .route("/users", get(list_users).post(add_user))
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    prompt: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn instant(field: &str, value: Option<String>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            parse_rfc3339(&v).ok_or_else(|| {
+                ApiError::bad_request(format!("`{field}` must be an RFC 3339 time such as 2026-03-15T14:47:00Z"))
+            })
+        })
+        .transpose()
+}
+
+async fn audit(State(r): State<Registry>, Caller(who): Caller, Query(p): Query<AuditParams>) -> ApiResult {
+    let before_seq = p
+        .cursor
+        .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request(format!("'{c}' is not a valid cursor"))))
+        .transpose()?;
+    let filter = AuditFilter {
+        prompt: p.prompt,
+        actor: p.actor,
+        action: p.action,
+        since: instant("since", p.since)?,
+        until: instant("until", p.until)?,
+        before_seq,
+    };
+    Ok(axum::Json(r.audit(&who, &filter, p.limit).await?).into_response())
+}
+
+async fn verify(State(r): State<Registry>, Caller(who): Caller) -> ApiResult {
+    Ok(axum::Json(r.verify(&who).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    scope: Scope,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+async fn create_key(State(r): State<Registry>, Caller(who): Caller, Json(req): Json<NewKey>) -> ApiResult {
+    let created = r.create_key(&who, &req.name, req.scope, req.user.as_deref()).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+async fn list_keys(State(r): State<Registry>, Caller(who): Caller) -> ApiResult {
+    Ok(axum::Json(serde_json::json!({ "items": r.list_keys(&who).await? })).into_response())
+}
+
+async fn revoke_key(State(r): State<Registry>, Caller(who): Caller, Path(name): Path<String>) -> ApiResult {
+    Ok(axum::Json(r.revoke_key(&who, &name).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    role: Role,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+async fn add_user(State(r): State<Registry>, Caller(who): Caller, Json(req): Json<NewUser>) -> ApiResult {
+    let user = r.add_user(&who, &req.username, req.role, req.password).await?;
+    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+}
+
+async fn list_users(State(r): State<Registry>, Caller(who): Caller) -> ApiResult {
+    Ok(axum::Json(serde_json::json!({ "items": r.list_users(&who).await? })).into_response())
+}

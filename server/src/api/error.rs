@@ -1,0 +1,89 @@
+//! The one mapping from service errors (and request rejections) to HTTP status codes and
+//! the JSON error body of API.md: `{"error": {"code", "message", ...}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::TemplateError;
+use serde_json::{Map, Value, json};
+use service::ServiceError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), extra: Map::new() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        use StatusCode as S;
+        let message = err.to_string();
+        match err {
+            ServiceError::BadRequest(_) => ApiError::new(S::BAD_REQUEST, "bad_request", message),
+            ServiceError::Unauthenticated(_) => ApiError::new(S::UNAUTHORIZED, "unauthorized", message),
+            ServiceError::Forbidden(_) => ApiError::new(S::FORBIDDEN, "forbidden", message),
+            ServiceError::NotFound(_) => ApiError::new(S::NOT_FOUND, "not_found", message),
+            ServiceError::NameTaken(_) => ApiError::new(S::CONFLICT, "name_taken", message),
+            ServiceError::Stale { base_version, latest_version } => ApiError::new(S::CONFLICT, "conflict", message)
+                .with("base_version", base_version)
+                .with("latest_version", latest_version),
+            ServiceError::InvalidName(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_name", message),
+            ServiceError::Template(t) => match t {
+                TemplateError::Syntax { line, column, location, .. } => {
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, "template_syntax", message)
+                        .with("line", line)
+                        .with("column", column)
+                        .with("location", location)
+                }
+                TemplateError::Variables { missing, unknown } => {
+                    let code = if missing.is_empty() { "unknown_variables" } else { "missing_variables" };
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, code, message)
+                        .with("missing", missing)
+                        .with("unknown", unknown)
+                }
+                TemplateError::TooExpensive(_) => {
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, "template_too_expensive", message)
+                }
+                TemplateError::Render(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, "render_failed", message),
+            },
+            ServiceError::Rule { code, .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, code, message),
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                ApiError::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = self.extra;
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

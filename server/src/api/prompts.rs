@@ -1,0 +1,185 @@
+//! Prompts, versions, render, diff and labels (API.md "Prompts" and "Labels").
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use domain::model::{MoveLabel, NewPrompt, NewVersion, RenderRequest, Selector};
+use serde::Deserialize;
+use service::{PromptQuery, Registry};
+
+use super::error::ApiError;
+use super::extract::{Caller, Json, Path, Query};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/prompts", post(create).get(list))
+        .route("/prompts/{name}", get(resolve))
+        .route("/prompts/{name}/versions", get(versions).post(add_version))
+        .route("/prompts/{name}/versions/{n}", get(version))
+        .route("/prompts/{name}/render", post(render))
+        .route("/prompts/{name}/diff", get(diff))
+        .route("/prompts/{name}/labels", get(labels))
+        .route("/prompts/{name}/labels/{label}", put(move_label))
+}
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+async fn create(State(r): State<Registry>, Caller(who): Caller, Json(req): Json<NewPrompt>) -> ApiResult {
+    let view = r.create_prompt(&who, req).await?;
+    Ok((StatusCode::CREATED, axum::Json(view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    q: Option<String>,
+    tag: Option<String>,
+    folder: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn list(State(r): State<Registry>, Caller(who): Caller, Query(p): Query<ListParams>) -> ApiResult {
+    let query = PromptQuery { q: p.q, tag: p.tag, folder: p.folder, limit: p.limit, cursor: p.cursor };
+    Ok(axum::Json(r.list_prompts(&who, &query)?).into_response())
+}
+
+#[derive(Deserialize)]
+struct ResolveParams {
+    version: Option<String>,
+    label: Option<String>,
+    #[serde(rename = "_version")]
+    compat_version: Option<String>,
+    at: Option<String>,
+}
+
+fn parse_version(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| ApiError::bad_request(format!("version must be a whole number from 1 up (got '{s}')")))
+}
+
+impl ResolveParams {
+    fn selector(self) -> Result<Selector, ApiError> {
+        let mut sel = Selector { version: None, label: self.label, at: self.at };
+        if let Some(v) = self.version {
+            sel.version = Some(parse_version(&v)?);
+        }
+        if let Some(v) = self.compat_version {
+            if sel.version.is_some() || sel.label.is_some() {
+                return Err(ApiError::bad_request("give `_version` alone, without `version` or `label`"));
+            }
+            if v.bytes().all(|b| b.is_ascii_digit()) {
+                sel.version = Some(parse_version(&v)?);
+            } else {
+                sel.label = Some(v);
+            }
+        }
+        Ok(sel)
+    }
+}
+
+/// The hot path: the answer is bytes serialised when the version was committed.
+async fn resolve(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Query(p): Query<ResolveParams>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let served = r.resolve(&who, &name, &p.selector()?).await?;
+    let etag = HeaderValue::from_str(&served.etag).map_err(|_| ApiError::bad_request("bad etag"))?;
+    let cache = HeaderValue::from_static("no-cache");
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        if inm.split(',').map(str::trim).any(|t| t == served.etag || t == "*" || t.strip_prefix("W/") == Some(&served.etag)) {
+            return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response());
+        }
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache),
+        ],
+        served.json.clone(),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageParams {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn versions(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Query(p): Query<PageParams>,
+) -> ApiResult {
+    Ok(axum::Json(r.list_versions(&who, &name, p.limit, p.cursor.as_deref()).await?).into_response())
+}
+
+async fn version(State(r): State<Registry>, Caller(who): Caller, Path((name, n)): Path<(String, String)>) -> ApiResult {
+    let sel = Selector { version: Some(parse_version(&n)?), ..Default::default() };
+    let served = r.resolve(&who, &name, &sel).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], served.json.clone()).into_response())
+}
+
+async fn add_version(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<NewVersion>,
+) -> ApiResult {
+    let view = r.add_version(&who, &name, req).await?;
+    let status = if view.unchanged == Some(true) { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, axum::Json(view)).into_response())
+}
+
+async fn render(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<RenderRequest>,
+) -> ApiResult {
+    Ok(axum::Json(r.render(&who, &name, req).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn diff(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Query(p): Query<DiffParams>,
+) -> ApiResult {
+    let (Some(from), Some(to)) = (p.from, p.to) else {
+        return Err(ApiError::bad_request("give both `from` and `to` version numbers"));
+    };
+    Ok(axum::Json(r.diff(&who, &name, parse_version(&from)?, parse_version(&to)?).await?).into_response())
+}
+
+async fn labels(State(r): State<Registry>, Caller(who): Caller, Path(name): Path<String>) -> ApiResult {
+    Ok(axum::Json(r.labels(&who, &name).await?).into_response())
+}
+
+async fn move_label(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path((name, label)): Path<(String, String)>,
+    Json(req): Json<MoveLabel>,
+) -> ApiResult {
+    Ok(axum::Json(r.move_label(&who, &name, &label, req).await?).into_response())
+}

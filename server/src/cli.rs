@@ -1,0 +1,258 @@
+//! The command line (API.md "Command line"). Commands that change something go through
+//! the same service layer as the API, as the operator (`cli:$USER` in the audit log).
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use domain::access::{Role, Scope};
+use service::{Durability, Principal, Registry};
+
+#[derive(Parser, Debug)]
+#[command(name = "promptledger", version, about = "A self-hosted registry for production prompts")]
+pub struct Cli {
+    /// The SQLite database file; created and migrated when missing.
+    #[arg(long, global = true, env = "PROMPTLEDGER_DB", default_value = "./promptledger.db")]
+    pub db: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the API and the console.
+    Serve(ServeArgs),
+    /// Manage people.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PROMPTLEDGER_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// Directory with the console's compiled assets (cargo-leptos's `target/site`).
+    #[arg(long, env = "PROMPTLEDGER_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
+    /// `full` fsyncs every commit (survives power loss); `normal` fsyncs at checkpoints
+    /// (survives a crash of the process, faster).
+    #[arg(long, env = "PROMPTLEDGER_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
+    pub durability: DurabilityArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DurabilityArg {
+    Full,
+    Normal,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a person with a role.
+    Add {
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List people.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCommand {
+    /// Create a key; the key is printed alone on the last line, once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_scope)]
+        scope: Scope,
+        /// Make the key act as this user (it can do no more than their role allows).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a key by name.
+    Revoke { name: String },
+    /// List keys (never their secrets).
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the audit chain and every version's hash; exit 1 if anything is off.
+    Verify,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| "expected viewer, editor, publisher or admin".into())
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| "expected read, write or admin".into())
+}
+
+/// Runs a command; the result is the process exit code.
+pub async fn run(cli: Cli) -> CliResult<i32> {
+    match cli.command {
+        Command::Serve(args) => serve(&cli.db, args).await,
+        Command::User(cmd) => {
+            let registry = open(&cli.db, Durability::Full).await?;
+            let operator = Principal::operator();
+            match cmd {
+                UserCommand::Add { name, role, password_stdin } => {
+                    let password = if password_stdin { Some(read_password()?) } else { None };
+                    let user = registry.add_user(&operator, &name, role, password).await?;
+                    println!("added {} ({})", user.username, user.role);
+                }
+                UserCommand::List => {
+                    for u in registry.list_users(&operator).await? {
+                        let state = if u.disabled { " disabled" } else { "" };
+                        println!("{}\t{}{state}", u.username, u.role);
+                    }
+                }
+            }
+            registry.close().await;
+            Ok(0)
+        }
+        Command::Apikey(cmd) => {
+            let registry = open(&cli.db, Durability::Full).await?;
+            let operator = Principal::operator();
+            match cmd {
+                ApikeyCommand::Create { name, scope, user } => {
+                    let key = registry.create_key(&operator, &name, scope, user.as_deref()).await?;
+                    let acting = key.user.as_deref().map(|u| format!(", acting as {u}")).unwrap_or_default();
+                    eprintln!("created key '{}' with {} scope{acting}. Store it now: it is not shown again.", key.name, scope.as_str());
+                    println!("{}", key.key);
+                }
+                ApikeyCommand::Revoke { name } => {
+                    registry.revoke_key(&operator, &name).await?;
+                    println!("revoked {name}");
+                }
+                ApikeyCommand::List => {
+                    for k in registry.list_keys(&operator).await? {
+                        let revoked = k.revoked_at.map(|t| format!(" revoked {t}")).unwrap_or_default();
+                        println!("{}\t{}…\t{}\t{}{revoked}", k.name, k.prefix, k.scope, k.user.unwrap_or_default());
+                    }
+                }
+            }
+            registry.close().await;
+            Ok(0)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let registry = open(&cli.db, Durability::Full).await?;
+            let started = std::time::Instant::now();
+            let report = registry.verify(&Principal::operator()).await?;
+            let took = started.elapsed();
+            registry.close().await;
+            if report.ok {
+                println!(
+                    "intact: {} events, {} versions checked, head {} ({:.0} ms)",
+                    report.events,
+                    report.versions,
+                    report.head,
+                    took.as_secs_f64() * 1000.0
+                );
+                Ok(0)
+            } else {
+                println!(
+                    "BROKEN at event {}: {}",
+                    report.first_bad_seq.map_or("?".into(), |s| s.to_string()),
+                    report.message.unwrap_or_default()
+                );
+                Ok(1)
+            }
+        }
+    }
+}
+
+/// A command-line failure: printed as one sentence, exit status 2.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<service::ServiceError> for CliError {
+    fn from(e: service::ServiceError) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+impl From<String> for CliError {
+    fn from(s: String) -> Self {
+        CliError(s)
+    }
+}
+
+type CliResult<T> = Result<T, CliError>;
+
+fn read_password() -> CliResult<String> {
+    if std::io::stdin().is_terminal() {
+        eprintln!("password (input is visible; pipe it in to avoid that):");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError(format!("could not read the password: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn open(db: &Path, durability: Durability) -> CliResult<Registry> {
+    Registry::open(db, durability).await.map_err(|e| CliError(format!("could not open the database {}: {e}", db.display())))
+}
+
+async fn serve(db: &Path, args: ServeArgs) -> CliResult<i32> {
+    let durability = match args.durability {
+        DurabilityArg::Full => Durability::Full,
+        DurabilityArg::Normal => Durability::Normal,
+    };
+    let registry = open(db, durability).await?;
+    if registry.has_no_users().await? {
+        let db = db.display();
+        eprintln!(
+            "No user exists yet. Create the first admin and a key for them:\n  \
+             promptledger --db {db} user add admin --role admin --password-stdin\n  \
+             promptledger --db {db} apikey create --name admin-cli --scope admin --user admin"
+        );
+    }
+    let site_root = crate::console::find_site_root(args.site_root);
+    match &site_root {
+        Some(root) => tracing::info!(site_root = %root.display(), "console assets found"),
+        None => tracing::warn!("console assets not found: serving the API only (build them with `cargo leptos build --release`)"),
+    }
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| CliError(format!("could not listen on {}: {e}", args.addr)))?;
+    let addr = listener.local_addr().map_err(|e| CliError(e.to_string()))?;
+    tracing::info!(%addr, db = %db.display(), "promptledger listening");
+    println!("listening on http://{addr}");
+    let app = crate::router(registry.clone(), site_root);
+    crate::serve(listener, app, shutdown_signal()).await.map_err(|e| CliError(format!("server failed: {e}")))?;
+    registry.close().await;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,52 @@
+//! The promptledger server: REST API, console, health and metrics on one axum router,
+//! and `serve` to run it on any listener (tests bind port 0).
+
+pub mod api;
+pub mod cli;
+pub mod console;
+pub mod metrics;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
+use leptos::config::LeptosOptions;
+use service::Registry;
+use tokio::net::TcpListener;
+
+/// Everything a handler or server function may need.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub registry: Registry,
+    pub leptos_options: LeptosOptions,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// Builds the whole application. `site_root` is where the console's compiled assets
+/// are, if anywhere.
+pub fn router(registry: Registry, site_root: Option<PathBuf>) -> Router {
+    let state = AppState {
+        registry,
+        leptos_options: console::options(site_root.as_deref()),
+        metrics: Arc::default(),
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::handler))
+        .nest("/api/v1", api::router())
+        .merge(console::router(&state, site_root.is_some()))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in
+/// flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

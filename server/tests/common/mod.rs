@@ -1,0 +1,137 @@
+//! A real server on a loopback port with a temporary SQLite file, and a small client.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use domain::access::{Role, Scope};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use service::{Durability, Principal, Registry};
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// An admin-scope service key.
+    pub admin: String,
+    pub registry: Registry,
+    pub db: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The `error.code` of an error body, after checking the body has the spec's shape.
+    pub fn code(&self) -> &str {
+        let error = &self.body["error"];
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message in {}", self.text);
+        error["code"].as_str().unwrap_or_else(|| panic!("no error code in {}", self.text))
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("registry.db");
+        let registry = Registry::open(&db, Durability::Normal).await.unwrap();
+        let admin = registry.create_key(&Principal::operator(), "test-admin", Scope::Admin, None).await.unwrap().key;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = server::router(registry.clone(), None);
+        let task = tokio::spawn(async move {
+            server::serve(listener, app, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer { base, http: reqwest::Client::new(), admin, registry, db, _dir: dir, stop: Some(stop), task: Some(task) }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        self.registry.close().await;
+    }
+
+    /// A new key with `scope`, acting as `user` when given.
+    pub async fn key(&self, name: &str, scope: Scope, user: Option<&str>) -> String {
+        self.registry.create_key(&Principal::operator(), name, scope, user).await.unwrap().key
+    }
+
+    pub async fn user(&self, name: &str, role: Role) {
+        self.registry.add_user(&Principal::operator(), name, role, None).await.unwrap();
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, key: Option<&str>, body: Option<String>, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_client_error() || status.is_server_error() {
+            assert!(body["error"]["code"].is_string(), "{status} without a JSON error body: {text}");
+        }
+        assert!(!status.is_server_error(), "5xx from {path}: {text}");
+        Reply { status, headers, body, text }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Reply {
+        self.raw(method, path, Some(key), body.map(|b| b.to_string()), &[]).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, key, None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, key, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, key, Some(body)).await
+    }
+
+    /// Creates a text prompt as the admin key and returns its version 1.
+    pub async fn create_text(&self, name: &str, template: &str) -> Value {
+        let r = self
+            .post("/api/v1/prompts", &self.admin, json!({"name": name, "type": "text", "template": template,
+                "config": {"model": "gpt-4o-mini"}, "message": "first"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body
+    }
+
+    pub async fn healthy(&self) -> bool {
+        let r = self.http.get(format!("{}/healthz", self.base)).send().await.unwrap();
+        r.status() == StatusCode::OK && r.text().await.unwrap() == "ok"
+    }
+}
+
+/// A prompt name as one percent-encoded path segment.
+pub fn enc(name: &str) -> String {
+    name.replace('/', "%2F")
+}

@@ -1,0 +1,190 @@
+//! Users and API keys. Keys are random 256-bit secrets shown once and stored as SHA-256
+//! (fast, because a key is checked on every request; its entropy makes a slow hash
+//! pointless). Passwords are stored as argon2id with OWASP's parameters.
+
+use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+use argon2::Argon2;
+use domain::access::{Action, Role, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::store::{self, KeyRow, NewEvent, UserRow};
+use crate::{Principal, Registry, Result, ServiceError, detached, time};
+
+/// A key just created: the only time `key` is ever shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedKey {
+    pub name: String,
+    pub key: String,
+    pub scope: Scope,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub user: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<KeyRow> for KeyInfo {
+    fn from(k: KeyRow) -> Self {
+        KeyInfo {
+            name: k.name,
+            prefix: k.prefix,
+            scope: k.scope,
+            user: k.username,
+            created_by: k.created_by,
+            created_at: time::format_us(k.created_at),
+            revoked_at: k.revoked_at.map(time::format_us),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub has_password: bool,
+    pub created_at: String,
+}
+
+impl From<UserRow> for UserInfo {
+    fn from(u: UserRow) -> Self {
+        UserInfo {
+            username: u.username,
+            role: u.role,
+            disabled: u.disabled,
+            has_password: u.password_hash.is_some(),
+            created_at: time::format_us(u.created_at),
+        }
+    }
+}
+
+/// `^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`: no `:`, so a username never looks like
+/// `key:NAME` or `cli:USER` in the audit log.
+fn validate_account_name(kind: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::rule(
+            "invalid_name",
+            format!("a {kind} name is 1 to 64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"),
+        ))
+    }
+}
+
+fn new_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
+    Ok(format!("pl_{}", hex::encode(bytes)))
+}
+
+impl Registry {
+    /// Adds a person. The password, when given, is hashed with argon2id off the async
+    /// threads.
+    pub async fn add_user(&self, who: &Principal, username: &str, role: Role, password: Option<String>) -> Result<UserInfo> {
+        who.require(Action::Administer)?;
+        validate_account_name("user", username)?;
+        let password_hash = match password {
+            None => None,
+            Some(p) if p.chars().count() < 8 => {
+                return Err(ServiceError::rule("weak_password", "a password needs at least 8 characters"));
+            }
+            Some(p) => Some(
+                tokio::task::spawn_blocking(move || {
+                    let salt = SaltString::generate(&mut OsRng);
+                    Argon2::default().hash_password(p.as_bytes(), &salt).map(|h| h.to_string())
+                })
+                .await
+                .map_err(ServiceError::internal)?
+                .map_err(ServiceError::internal)?,
+            ),
+        };
+        let (this, who, username) = (self.clone(), who.clone(), username.to_owned());
+        detached(async move {
+            let at = time::now_us();
+            let mut w = this.store().write().await?;
+            store::insert_user(&mut w.tx, &username, role.as_str(), password_hash.as_deref(), at).await?;
+            let detail = json!({"username": username, "role": role.as_str()});
+            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "user.created", prompt: None, version: None, label: None, detail }).await?;
+            w.tx.commit().await?;
+            let user = store::user_by_name(&this.store().reader, &username).await?;
+            user.map(Into::into).ok_or_else(|| ServiceError::internal("user vanished after insert"))
+        })
+        .await
+    }
+
+    pub async fn list_users(&self, who: &Principal) -> Result<Vec<UserInfo>> {
+        who.require(Action::Administer)?;
+        Ok(store::users(&self.store().reader).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// Creates an API key; with `user`, the key acts as that person and can do no more
+    /// than their role allows.
+    pub async fn create_key(&self, who: &Principal, name: &str, scope: Scope, user: Option<&str>) -> Result<CreatedKey> {
+        who.require(Action::Administer)?;
+        validate_account_name("key", name)?;
+        let key = new_secret()?;
+        let (this, who, name, user) = (self.clone(), who.clone(), name.to_owned(), user.map(str::to_owned));
+        detached(async move {
+            let at = time::now_us();
+            let mut w = this.store().write().await?;
+            let user_id = match &user {
+                None => None,
+                Some(u) => Some(
+                    store::user_by_name(&mut *w.tx, u)
+                        .await?
+                        .ok_or_else(|| ServiceError::NotFound(format!("there is no user named '{u}'")))?
+                        .id,
+                ),
+            };
+            let prefix = key[..11].to_owned();
+            let digest = Sha256::digest(key.as_bytes());
+            store::insert_key(&mut w.tx, &name, &prefix, &digest, scope.as_str(), user_id, &who.actor, at).await?;
+            let detail = json!({"name": name, "scope": scope.as_str(), "user": user, "prefix": prefix});
+            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "apikey.created", prompt: None, version: None, label: None, detail }).await?;
+            w.tx.commit().await?;
+            Ok(CreatedKey { name, key, scope, user })
+        })
+        .await
+    }
+
+    /// Revokes a key at once (this process) or within the key cache's lifetime (others).
+    pub async fn revoke_key(&self, who: &Principal, name: &str) -> Result<KeyInfo> {
+        who.require(Action::Administer)?;
+        let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
+        detached(async move {
+            let at = time::now_us();
+            let mut w = this.store().write().await?;
+            let key = store::key_by_name(&mut *w.tx, &name)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("there is no API key named '{name}'")))?;
+            if key.revoked_at.is_none() {
+                store::revoke_key(&mut w.tx, key.id, at).await?;
+                let detail = json!({"name": name, "prefix": key.prefix});
+                store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "apikey.revoked", prompt: None, version: None, label: None, detail }).await?;
+                w.tx.commit().await?;
+                this.forget_keys();
+            }
+            let key = store::key_by_name(&this.store().reader, &name).await?;
+            key.map(Into::into).ok_or_else(|| ServiceError::internal("key vanished"))
+        })
+        .await
+    }
+
+    pub async fn list_keys(&self, who: &Principal) -> Result<Vec<KeyInfo>> {
+        who.require(Action::Administer)?;
+        Ok(store::keys(&self.store().reader).await?.into_iter().map(Into::into).collect())
+    }
+}

@@ -1,0 +1,62 @@
+//! The service layer's one error type. Each variant is a kind of outcome a caller can act
+//! on; the HTTP layer maps them to status codes and JSON bodies in one place.
+
+use domain::{NameError, TemplateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Malformed parameters (a bad cursor, an unparsable time...). HTTP 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or unknown credentials. HTTP 401.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Known caller, not allowed. HTTP 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown prompt, version, label, key or user. HTTP 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// A name that is already taken. HTTP 409.
+    #[error("{0}")]
+    NameTaken(String),
+    /// The edit started from a version that is no longer the newest. HTTP 409.
+    #[error("version {base_version} is not the newest version any more (version {latest_version} is); reload, reapply your edit and save again")]
+    Stale { base_version: i64, latest_version: i64 },
+    /// A name that breaks the naming rules. HTTP 422.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// A template that does not parse or render, or variables that do not match. HTTP 422.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Valid JSON that breaks another rule; `code` is machine-readable. HTTP 422.
+    #[error("{message}")]
+    Rule { code: &'static str, message: String },
+    /// A failure of ours (storage, a bug). HTTP 500; the text is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn rule(code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::Rule { code, message: message.into() }
+    }
+
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        ServiceError::Internal(err.to_string())
+    }
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(err: sqlx::Error) -> Self {
+        ServiceError::Internal(format!("storage: {err}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for ServiceError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        ServiceError::Internal(format!("migration: {err}"))
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

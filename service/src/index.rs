@@ -1,0 +1,133 @@
+//! The in-memory index that resolve is served from: for every prompt its summary, its
+//! labels and, ready to send, each version that a label (or `latest`) points at.
+//!
+//! It is changed only by the code path that commits a version or a label move, while that
+//! path still holds the write lock, so the next request after a promotion sees it. Each
+//! prompt's entry is immutable and replaced whole (copy on write): readers take an `Arc`
+//! under a short read lock and never wait for a writer's work.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domain::content::Content;
+use domain::model::{PromptSummary, VersionView};
+use domain::names::LATEST;
+use parking_lot::RwLock;
+
+/// A version's content and object, labels left empty.
+#[derive(Debug)]
+pub struct VersionBase {
+    pub view: VersionView,
+    pub content: Content,
+}
+
+/// A version as resolve sends it.
+#[derive(Debug)]
+pub struct ServedVersion {
+    pub base: Arc<VersionBase>,
+    /// The version object with its current labels, serialised once.
+    pub json: Bytes,
+    /// `"<hash>"`, the ETag.
+    pub etag: String,
+}
+
+#[derive(Debug)]
+pub struct PromptEntry {
+    pub id: i64,
+    /// `labels` holds every label but `latest`.
+    pub summary: PromptSummary,
+    /// Versions some label or `latest` points at.
+    pub served: BTreeMap<i64, Arc<ServedVersion>>,
+}
+
+impl PromptEntry {
+    /// Builds an entry, keeping of `candidates` the versions that are pointed at and
+    /// serialising each with its labels.
+    pub fn new(id: i64, summary: PromptSummary, candidates: impl IntoIterator<Item = Arc<VersionBase>>) -> Self {
+        let mut served = BTreeMap::new();
+        for base in candidates {
+            let version = base.view.version;
+            if served.contains_key(&version) {
+                continue;
+            }
+            let labels = labels_of(&summary, version);
+            if labels.is_empty() {
+                continue;
+            }
+            let mut view = base.view.clone();
+            view.labels = labels;
+            let json = Bytes::from(serde_json::to_vec(&view).expect("a version object serialises"));
+            let etag = format!("\"{}\"", base.view.hash);
+            served.insert(version, Arc::new(ServedVersion { base, json, etag }));
+        }
+        PromptEntry { id, summary, served }
+    }
+
+    /// The version a label points at now (`latest` included).
+    pub fn label(&self, label: &str) -> Option<i64> {
+        if label == LATEST {
+            Some(self.summary.latest_version)
+        } else {
+            self.summary.labels.get(label).copied()
+        }
+    }
+
+    pub fn labels_of(&self, version: i64) -> Vec<String> {
+        labels_of(&self.summary, version)
+    }
+}
+
+/// The labels pointing at `version`, sorted, `latest` included.
+fn labels_of(summary: &PromptSummary, version: i64) -> Vec<String> {
+    let mut labels: Vec<String> =
+        summary.labels.iter().filter(|(_, v)| **v == version).map(|(l, _)| l.clone()).collect();
+    if summary.latest_version == version {
+        labels.push(LATEST.to_owned());
+        labels.sort();
+    }
+    labels
+}
+
+#[derive(Default)]
+pub struct Index {
+    prompts: RwLock<BTreeMap<String, Arc<PromptEntry>>>,
+}
+
+impl Index {
+    pub fn get(&self, name: &str) -> Option<Arc<PromptEntry>> {
+        self.prompts.read().get(name).cloned()
+    }
+
+    pub fn put(&self, entry: PromptEntry) {
+        let name = entry.summary.name.clone();
+        self.prompts.write().insert(name, Arc::new(entry));
+    }
+
+    pub fn replace_all(&self, entries: BTreeMap<String, Arc<PromptEntry>>) {
+        *self.prompts.write() = entries;
+    }
+
+    /// Up to `limit` entries after `after` (by name) for which `keep` holds, and whether
+    /// more remain.
+    pub fn scan(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&PromptEntry) -> bool,
+    ) -> (Vec<Arc<PromptEntry>>, bool) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let prompts = self.prompts.read();
+        let start = after.map_or(Unbounded, |a| Excluded(a.to_owned()));
+        let mut out = Vec::with_capacity(limit.min(64));
+        for entry in prompts.range((start, Unbounded)).map(|(_, e)| e) {
+            if keep(entry) {
+                if out.len() == limit {
+                    return (out, true);
+                }
+                out.push(entry.clone());
+            }
+        }
+        (out, false)
+    }
+}

@@ -1,0 +1,86 @@
+//! Labels: release channels moved by promotion and rollback, with their history.
+
+use std::sync::Arc;
+
+use domain::access::Action;
+use domain::model::{LabelsView, MoveLabel, MovedLabel};
+use domain::names::{self, LATEST};
+use serde_json::json;
+
+use crate::index::PromptEntry;
+use crate::store::{self, LabelMoveRow, NewEvent};
+use crate::{Principal, Registry, Result, ServiceError, check_len, detached, time};
+
+/// Label history entries returned with the labels.
+const HISTORY_LIMIT: i64 = 1000;
+
+impl Registry {
+    /// Points `label` at a version (promote, or roll back to an older one).
+    pub async fn move_label(&self, who: &Principal, name: &str, label: &str, req: MoveLabel) -> Result<MovedLabel> {
+        who.require(Action::Write)?;
+        names::validate_label(label)?;
+        if label == LATEST {
+            return Err(ServiceError::rule(
+                "latest_is_automatic",
+                "`latest` always points at the newest version and cannot be moved; save a new version instead",
+            ));
+        }
+        check_len("reason", &req.reason, 2000)?;
+        self.entry(name)?;
+        let (this, who, name, label) = (self.clone(), who.clone(), name.to_owned(), label.to_owned());
+        detached(async move {
+            let mut w = this.store().write().await?;
+            if store::label_is_protected(&mut *w.tx, &label).await? {
+                who.require(Action::MoveProtectedLabel)?;
+            }
+            let entry = this.entry(&name)?;
+            let row = store::version(&mut *w.tx, entry.id, req.version).await?.ok_or_else(|| {
+                ServiceError::NotFound(format!("'{name}' has no version {}", req.version))
+            })?;
+            let previous_version = entry.summary.labels.get(&label).copied();
+            if previous_version == Some(req.version) {
+                return Ok(MovedLabel { label, version: req.version, previous_version });
+            }
+            let at = time::now_us();
+            let change = LabelMoveRow {
+                prompt_id: entry.id,
+                label: label.clone(),
+                version: req.version,
+                previous_version,
+                actor: who.actor.clone(),
+                reason: req.reason.clone(),
+                at,
+            };
+            store::insert_label_move(&mut w.tx, &change).await?;
+            store::touch_prompt(&mut w.tx, entry.id, at).await?;
+            let detail = json!({"reason": req.reason, "previous_version": previous_version, "hash": row.hash});
+            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "label.moved", prompt: Some(&name), version: Some(req.version), label: Some(&label), detail }).await?;
+            w.tx.commit().await?;
+            let target = match entry.served.get(&req.version) {
+                Some(s) => s.base.clone(),
+                None => Arc::new(crate::version_base(&name, &row)?),
+            };
+            let mut summary = entry.summary.clone();
+            summary.labels.insert(label.clone(), req.version);
+            summary.updated_at = time::format_us(at);
+            let candidates = entry.served.values().map(|s| s.base.clone()).chain([target]);
+            this.index().put(PromptEntry::new(entry.id, summary, candidates));
+            Ok(MovedLabel { label, version: req.version, previous_version })
+        })
+        .await
+    }
+
+    /// Where every label points now, and the history of moves, newest first.
+    pub async fn labels(&self, who: &Principal, name: &str) -> Result<LabelsView> {
+        who.require(Action::Read)?;
+        let entry = self.entry(name)?;
+        let mut labels = entry.summary.labels.clone();
+        labels.insert(LATEST.to_owned(), entry.summary.latest_version);
+        let history = store::label_history(&self.store().reader, entry.id, HISTORY_LIMIT)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        Ok(LabelsView { labels, history })
+    }
+}

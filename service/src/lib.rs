@@ -1,0 +1,232 @@
+//! promptledger's service layer. Every read and every change goes through [`Registry`]:
+//! it checks the caller's permission, writes the change and its audit event in the same
+//! transaction, keeps the resolve index in step, and returns typed errors. The REST API
+//! and the console's server functions are thin callers of it.
+
+mod accounts;
+mod audit;
+pub mod error;
+mod index;
+mod labels;
+mod prompts;
+mod store;
+pub mod time;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::access::{Action, Grant, Role, Scope};
+use domain::model::PromptSummary;
+use parking_lot::RwLock;
+use sha2::{Digest, Sha256};
+
+pub use accounts::{CreatedKey, KeyInfo, UserInfo};
+pub use error::{Result, ServiceError};
+pub use index::ServedVersion;
+pub use prompts::PromptQuery;
+pub use store::{AuditFilter, Durability};
+
+use index::{Index, PromptEntry, VersionBase};
+use store::Store;
+
+/// Who is asking, and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The name the audit log records: a username, `key:NAME` or `cli:USER`.
+    pub actor: String,
+    pub grant: Grant,
+    /// The person behind the request, if any (a user, or a key acting as one).
+    pub user_id: Option<i64>,
+}
+
+impl Principal {
+    /// The operator at the command line, who has the database file itself.
+    pub fn operator() -> Self {
+        let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+        Principal { actor: format!("cli:{who}"), grant: Grant { role: Some(Role::Admin), scope: None }, user_id: None }
+    }
+
+    /// The console before sign-in exists: may read, nothing more.
+    pub fn console_viewer() -> Self {
+        Principal { actor: "console".into(), grant: Grant { role: Some(Role::Viewer), scope: None }, user_id: None }
+    }
+
+    fn require(&self, action: Action) -> Result<()> {
+        if self.grant.allows(action) {
+            return Ok(());
+        }
+        let what = match action {
+            Action::Read => "read the registry",
+            Action::Write => "create prompts, save versions or move labels",
+            Action::MoveProtectedLabel => "move a protected label (it needs a publisher, an admin or an admin-scope key)",
+            Action::Administer => "manage users, keys and label policies (it needs an admin)",
+        };
+        Err(ServiceError::Forbidden(format!("{} may not {what}", self.describe())))
+    }
+
+    fn describe(&self) -> String {
+        match (self.grant.role, self.grant.scope) {
+            (Some(role), Some(scope)) => format!("a {}-scope key acting as {} ({})", scope.as_str(), self.actor, role.as_str()),
+            (None, Some(scope)) => format!("a {}-scope key", scope.as_str()),
+            (Some(role), None) => format!("{} ({})", self.actor, role.as_str()),
+            (None, None) => "this caller".into(),
+        }
+    }
+}
+
+/// How long a verified key is trusted before it is looked up again, so a key revoked by
+/// another process stops working within this time.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// The registry: storage, the resolve index and the key cache behind one handle.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    index: Index,
+    keys: RwLock<HashMap<[u8; 32], (Principal, Instant)>>,
+}
+
+impl Registry {
+    /// Opens (creating and migrating if needed) the database at `path` and builds the
+    /// resolve index from it.
+    pub async fn open(path: &Path, durability: Durability) -> Result<Registry> {
+        let store = Store::open(path, durability).await?;
+        let registry = Registry { inner: Arc::new(Inner { store, index: Index::default(), keys: RwLock::default() }) };
+        registry.rebuild_index().await?;
+        Ok(registry)
+    }
+
+    pub async fn close(&self) {
+        self.inner.store.close().await;
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    async fn rebuild_index(&self) -> Result<()> {
+        let reader = &self.store().reader;
+        let prompts = store::all_prompts(reader).await?;
+        let mut labels: HashMap<i64, BTreeMap<String, i64>> = HashMap::new();
+        for (prompt_id, label, version) in store::current_labels(reader).await? {
+            labels.entry(prompt_id).or_default().insert(label, version);
+        }
+        let mut served: HashMap<i64, Vec<store::VersionRow>> = HashMap::new();
+        for row in store::served_versions(reader).await? {
+            served.entry(row.prompt_id).or_default().push(row);
+        }
+        let mut entries = BTreeMap::new();
+        for p in prompts {
+            let rows = served.remove(&p.id).unwrap_or_default();
+            let latest = rows.iter().map(|r| r.version).max().unwrap_or(0);
+            let mut bases = Vec::with_capacity(rows.len());
+            for row in &rows {
+                bases.push(Arc::new(version_base(&p.name, row)?));
+            }
+            let summary = PromptSummary {
+                name: p.name.clone(),
+                description: p.description,
+                tags: serde_json::from_str(&p.tags).unwrap_or_default(),
+                latest_version: latest,
+                labels: labels.remove(&p.id).unwrap_or_default(),
+                updated_at: time::format_us(p.updated_at),
+            };
+            entries.insert(p.name, Arc::new(PromptEntry::new(p.id, summary, bases)));
+        }
+        self.index().replace_all(entries);
+        Ok(())
+    }
+
+    /// Checks an API key (`Authorization: Bearer ...`) and returns who it acts as.
+    pub async fn authenticate_key(&self, key: &str) -> Result<Principal> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some((principal, at)) = self.inner.keys.read().get(&digest) {
+            if at.elapsed() < KEY_CACHE_TTL {
+                return Ok(principal.clone());
+            }
+        }
+        let bad = || ServiceError::Unauthenticated("this API key is not valid (unknown or revoked)".into());
+        let row = store::key_by_hash(&self.store().reader, &digest).await?.ok_or_else(bad)?;
+        if row.revoked_at.is_some() {
+            self.inner.keys.write().remove(&digest);
+            return Err(bad());
+        }
+        let scope = Scope::parse(&row.scope).ok_or_else(|| ServiceError::internal("stored scope"))?;
+        let principal = match (&row.username, &row.user_role) {
+            (Some(username), Some(role)) => {
+                if row.user_disabled == Some(true) {
+                    return Err(ServiceError::Unauthenticated(format!(
+                        "this API key acts for '{username}', whose account is disabled"
+                    )));
+                }
+                Principal {
+                    actor: username.clone(),
+                    grant: Grant { role: Role::parse(role), scope: Some(scope) },
+                    user_id: row.user_id,
+                }
+            }
+            _ => Principal { actor: format!("key:{}", row.name), grant: Grant { role: None, scope: Some(scope) }, user_id: None },
+        };
+        self.inner.keys.write().insert(digest, (principal.clone(), Instant::now()));
+        Ok(principal)
+    }
+
+    /// Forgets every cached key, after a revocation or a change to a user.
+    fn forget_keys(&self) {
+        self.inner.keys.write().clear();
+    }
+
+    /// Whether the database has no user yet (the operator then needs `user add`).
+    pub async fn has_no_users(&self) -> Result<bool> {
+        Ok(store::count_users(&self.store().reader).await? == 0)
+    }
+}
+
+/// Runs a change to completion even if the request that asked for it goes away, so a
+/// commit is never separated from its index update by a dropped future.
+async fn detached<T, F>(change: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    tokio::spawn(change).await.unwrap_or_else(|e| Err(ServiceError::internal(format!("change task failed: {e}"))))
+}
+
+fn version_base(name: &str, row: &store::VersionRow) -> Result<VersionBase> {
+    let content = row.content()?;
+    Ok(VersionBase { view: row.view(name, &content), content })
+}
+
+/// Checks a free-text field's length.
+fn check_len(field: &'static str, value: &str, max: usize) -> Result<()> {
+    if value.chars().count() > max {
+        return Err(ServiceError::rule("too_long", format!("{field} is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+/// Reads an opaque cursor that encodes a number.
+fn number_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
+    cursor
+        .map(|c| c.parse::<i64>().map_err(|_| ServiceError::BadRequest(format!("'{c}' is not a valid cursor"))))
+        .transpose()
+}
+
+/// Checks a page size: `default` when absent, 1 to `max`.
+fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ServiceError::BadRequest(format!("limit must be between 1 and {max} (got {n})"))),
+    }
+}

@@ -1,0 +1,337 @@
+//! Prompts and their versions: create, save a version, list, resolve, render, diff.
+
+use std::sync::Arc;
+
+use domain::access::Action;
+use domain::content::{Content, Message, PromptBody, PromptType, Rendered};
+use domain::diff;
+use domain::model::{
+    DiffView, NewPrompt, NewVersion, Page, PromptSummary, RenderRequest, RenderView, Selector, VersionView,
+};
+use domain::names::{self, LATEST, STABLE};
+use domain::template::RenderLimits;
+use serde_json::{Map, Value, json};
+
+use crate::index::{PromptEntry, ServedVersion, VersionBase};
+use crate::store::{self, NewEvent, VersionRow};
+use crate::{Principal, Registry, Result, ServiceError, check_len, detached, number_cursor, page_limit, time};
+
+const MAX_TEXT: usize = 2000;
+const MAX_TAGS: usize = 20;
+
+/// `GET /api/v1/prompts` filters.
+#[derive(Debug, Clone, Default)]
+pub struct PromptQuery {
+    pub q: Option<String>,
+    pub tag: Option<String>,
+    pub folder: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn body_from(
+    prompt_type: Option<PromptType>,
+    template: Option<String>,
+    messages: Option<Vec<Message>>,
+) -> Result<PromptBody> {
+    match (prompt_type, template, messages) {
+        (Some(PromptType::Text) | None, Some(t), None) => Ok(PromptBody::Text(t)),
+        (Some(PromptType::Chat) | None, None, Some(m)) => Ok(PromptBody::Chat(m)),
+        (_, Some(_), Some(_)) => Err(ServiceError::rule(
+            "invalid_body",
+            "give either `template` (a text prompt) or `messages` (a chat prompt), not both",
+        )),
+        (Some(PromptType::Text), _, _) => {
+            Err(ServiceError::rule("invalid_body", "a text prompt needs `template`, a string"))
+        }
+        (Some(PromptType::Chat), _, _) => Err(ServiceError::rule(
+            "invalid_body",
+            "a chat prompt needs `messages`, a list of {\"role\", \"content\"}",
+        )),
+        (None, None, None) => Err(ServiceError::rule(
+            "invalid_body",
+            "give `template` (a text prompt) or `messages` (a chat prompt)",
+        )),
+    }
+}
+
+fn config_from(config: Option<Value>) -> Result<Option<Map<String, Value>>> {
+    match config {
+        None => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(ServiceError::rule("invalid_config", "`config` must be a JSON object")),
+    }
+}
+
+fn check_tags(tags: &[String]) -> Result<Vec<String>> {
+    if tags.len() > MAX_TAGS {
+        return Err(ServiceError::rule("invalid_tags", format!("a prompt can have at most {MAX_TAGS} tags")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = tag.trim();
+        if tag.is_empty() || tag.chars().count() > 64 || tag.chars().any(char::is_control) {
+            return Err(ServiceError::rule("invalid_tags", "each tag must be 1 to 64 printable characters"));
+        }
+        if !out.iter().any(|t| t == tag) {
+            out.push(tag.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn row_for(prompt_id: i64, version: i64, content: &Content, message: String, actor: &str, at: i64) -> VersionRow {
+    VersionRow {
+        prompt_id,
+        version,
+        hash: content.hash(),
+        prompt_type: content.body.prompt_type().as_str().to_owned(),
+        template: content.body.template().map(str::to_owned),
+        messages: content.body.messages().map(|m| serde_json::to_string(m).expect("messages serialise")),
+        config: serde_json::to_string(&content.config).expect("config serialises"),
+        variables: serde_json::to_string(&content.variables).expect("variables serialise"),
+        message,
+        created_by: actor.to_owned(),
+        created_at: at,
+    }
+}
+
+fn not_found(name: &str) -> ServiceError {
+    ServiceError::NotFound(format!("there is no prompt named '{name}'"))
+}
+
+impl Registry {
+    pub(crate) fn entry(&self, name: &str) -> Result<Arc<PromptEntry>> {
+        self.index().get(name).ok_or_else(|| not_found(name))
+    }
+
+    /// Creates a prompt and its version 1.
+    pub async fn create_prompt(&self, who: &Principal, req: NewPrompt) -> Result<VersionView> {
+        who.require(Action::Write)?;
+        names::validate_prompt_name(&req.name)?;
+        check_len("description", &req.description, MAX_TEXT)?;
+        let message = req.message.unwrap_or_default();
+        check_len("message", &message, MAX_TEXT)?;
+        let tags = check_tags(&req.tags)?;
+        let body = body_from(req.prompt_type, req.template, req.messages)?;
+        let content = Content::new(body, config_from(req.config)?.unwrap_or_default())?;
+        let (this, who, name, description) = (self.clone(), who.clone(), req.name, req.description);
+        detached(async move {
+            let at = time::now_us();
+            let mut w = this.store().write().await?;
+            let id = store::insert_prompt(&mut w.tx, &name, &description, &tags, &who.actor, at).await?;
+            let row = row_for(id, 1, &content, message, &who.actor, at);
+            store::insert_version(&mut w.tx, &row).await?;
+            let detail = json!({"hash": row.hash, "message": row.message, "description": description, "tags": tags});
+            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "prompt.created", prompt: Some(&name), version: Some(1), label: None, detail }).await?;
+            w.tx.commit().await?;
+            let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
+            let summary = PromptSummary {
+                name: name.clone(),
+                description,
+                tags,
+                latest_version: 1,
+                labels: Default::default(),
+                updated_at: time::format_us(at),
+            };
+            let entry = PromptEntry::new(id, summary, [base.clone()]);
+            let view = with_labels(&base.view, entry.labels_of(1));
+            this.index().put(entry);
+            Ok(view)
+        })
+        .await
+    }
+
+    /// Saves the next version. A stale `base_version` is refused and writes nothing;
+    /// content equal to the newest version writes nothing and says `unchanged`.
+    pub async fn add_version(&self, who: &Principal, name: &str, req: NewVersion) -> Result<VersionView> {
+        who.require(Action::Write)?;
+        let entry = self.entry(name)?;
+        let base_version = req.base_version.ok_or_else(|| {
+            ServiceError::rule("base_version_required", "give `base_version`: the version your edit started from")
+        })?;
+        let message = req.message.unwrap_or_default();
+        check_len("message", &message, MAX_TEXT)?;
+        let body = body_from(req.prompt_type, req.template, req.messages)?;
+        let config = match config_from(req.config)? {
+            Some(c) => c,
+            // Left out: keep the config of the newest version (checked to be the base below).
+            None => match entry.served.get(&entry.summary.latest_version) {
+                Some(v) => v.base.content.config.clone(),
+                None => Map::new(),
+            },
+        };
+        let content = Content::new(body, config)?;
+        let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
+        detached(async move {
+            let mut w = this.store().write().await?;
+            let prompt = store::prompt_by_name(&mut *w.tx, &name).await?.ok_or_else(|| not_found(&name))?;
+            let latest = store::latest_version(&mut *w.tx, prompt.id).await?.ok_or_else(|| not_found(&name))?;
+            if base_version != latest.version {
+                return Err(ServiceError::Stale { base_version, latest_version: latest.version });
+            }
+            let entry = this.entry(&name)?;
+            if content.hash() == latest.hash {
+                let mut view = latest.view(&name, &latest.content()?);
+                view.labels = entry.labels_of(latest.version);
+                view.unchanged = Some(true);
+                return Ok(view);
+            }
+            let at = time::now_us();
+            let version = latest.version + 1;
+            let row = row_for(prompt.id, version, &content, message, &who.actor, at);
+            store::insert_version(&mut w.tx, &row).await?;
+            store::touch_prompt(&mut w.tx, prompt.id, at).await?;
+            let detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
+            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "version.created", prompt: Some(&name), version: Some(version), label: None, detail }).await?;
+            w.tx.commit().await?;
+            let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
+            let mut summary = entry.summary.clone();
+            summary.latest_version = version;
+            summary.updated_at = time::format_us(at);
+            let candidates = entry.served.values().map(|s| s.base.clone()).chain([base.clone()]);
+            let new_entry = PromptEntry::new(entry.id, summary, candidates);
+            let view = with_labels(&base.view, new_entry.labels_of(version));
+            this.index().put(new_entry);
+            Ok(view)
+        })
+        .await
+    }
+
+    /// Lists prompts by name, filtered.
+    pub fn list_prompts(&self, who: &Principal, query: &PromptQuery) -> Result<Page<PromptSummary>> {
+        who.require(Action::Read)?;
+        let limit = page_limit(query.limit, 50, 500)? as usize;
+        let after = match &query.cursor {
+            None => None,
+            Some(c) => Some(
+                hex::decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| ServiceError::BadRequest(format!("'{c}' is not a valid cursor")))?,
+            ),
+        };
+        let needle = query.q.as_deref().map(str::to_lowercase).filter(|q| !q.is_empty());
+        let folder = query.folder.as_deref().map(|f| f.trim_end_matches('/')).filter(|f| !f.is_empty());
+        let (entries, more) = self.index().scan(after.as_deref(), limit, |e| {
+            let s = &e.summary;
+            needle.as_deref().is_none_or(|n| {
+                s.name.contains(n) || s.description.to_lowercase().contains(n)
+            }) && query.tag.as_deref().is_none_or(|t| s.tags.iter().any(|x| x == t))
+                && folder.is_none_or(|f| {
+                    s.name.strip_prefix(f).is_some_and(|rest| rest.starts_with('/'))
+                })
+        });
+        let next_cursor = if more { entries.last().map(|e| hex::encode(&e.summary.name)) } else { None };
+        Ok(Page { items: entries.iter().map(|e| e.summary.clone()).collect(), next_cursor })
+    }
+
+    /// Chooses one version: by number, by label now, by label at an instant, or `stable`.
+    pub async fn resolve(&self, who: &Principal, name: &str, sel: &Selector) -> Result<Arc<ServedVersion>> {
+        who.require(Action::Read)?;
+        let entry = self.entry(name)?;
+        if sel.version.is_some() && (sel.label.is_some() || sel.at.is_some()) {
+            return Err(ServiceError::BadRequest(
+                "give either a version or a label (with an optional `at`), not both".into(),
+            ));
+        }
+        if let Some(v) = sel.version {
+            return self.version_of(&entry, v).await;
+        }
+        let label = sel.label.as_deref().unwrap_or(STABLE);
+        names::validate_label(label).map_err(|e| ServiceError::BadRequest(e.0))?;
+        let version = match &sel.at {
+            None => entry.label(label).ok_or_else(|| {
+                ServiceError::NotFound(format!("label '{label}' does not point at any version of '{name}'"))
+            })?,
+            Some(at) => {
+                let instant = time::parse_rfc3339(at).ok_or_else(|| {
+                    ServiceError::BadRequest(format!("`at` must be an RFC 3339 time such as 2026-03-15T14:47:00Z (got '{at}')"))
+                })?;
+                let reader = &self.store().reader;
+                let found = if label == LATEST {
+                    store::latest_at(reader, entry.id, instant).await?
+                } else {
+                    store::label_at(reader, entry.id, label, instant).await?
+                };
+                found.ok_or_else(|| {
+                    ServiceError::NotFound(format!("label '{label}' pointed at no version of '{name}' at {at}"))
+                })?
+            }
+        };
+        self.version_of(&entry, version).await
+    }
+
+    /// One version, from the index if a label points at it, else from storage.
+    async fn version_of(&self, entry: &PromptEntry, version: i64) -> Result<Arc<ServedVersion>> {
+        if let Some(served) = entry.served.get(&version) {
+            return Ok(served.clone());
+        }
+        let name = &entry.summary.name;
+        let row = store::version(&self.store().reader, entry.id, version)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {version}")))?;
+        let base = crate::version_base(name, &row)?;
+        let view = with_labels(&base.view, entry.labels_of(version));
+        let json = serde_json::to_vec(&view).map_err(ServiceError::internal)?.into();
+        let etag = format!("\"{}\"", base.view.hash);
+        Ok(Arc::new(ServedVersion { base: Arc::new(base), json, etag }))
+    }
+
+    /// A prompt's versions, newest first.
+    pub async fn list_versions(
+        &self,
+        who: &Principal,
+        name: &str,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Page<VersionView>> {
+        who.require(Action::Read)?;
+        let entry = self.entry(name)?;
+        let limit = page_limit(limit, 50, 500)?;
+        let before = number_cursor(cursor)?;
+        let rows = store::versions_page(&self.store().reader, entry.id, before, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(limit as usize) {
+            let mut view = row.view(name, &row.content()?);
+            view.labels = entry.labels_of(row.version);
+            items.push(view);
+        }
+        let next_cursor = if more { items.last().map(|v| v.version.to_string()) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Renders a version strictly with the given variables.
+    pub async fn render(&self, who: &Principal, name: &str, req: RenderRequest) -> Result<RenderView> {
+        let sel = Selector { version: req.version, label: req.label, at: req.at };
+        let served = self.resolve(who, name, &sel).await?;
+        let view = &served.base.view;
+        let rendered = served.base.content.render(&req.variables, req.allow_unknown, RenderLimits::default())?;
+        let (text, messages) = match rendered {
+            Rendered::Text(t) => (Some(t), None),
+            Rendered::Chat(m) => (None, Some(m)),
+        };
+        Ok(RenderView { name: view.name.clone(), version: view.version, hash: view.hash.clone(), text, messages })
+    }
+
+    /// A unified diff between two versions, config included.
+    pub async fn diff(&self, who: &Principal, name: &str, from: i64, to: i64) -> Result<DiffView> {
+        who.require(Action::Read)?;
+        let entry = self.entry(name)?;
+        let a = self.version_of(&entry, from).await?;
+        let b = self.version_of(&entry, to).await?;
+        let (ca, cb) = (&a.base.content, &b.base.content);
+        let unified = diff::unified(
+            &diff::document(&ca.body, &ca.config),
+            &diff::document(&cb.body, &cb.config),
+            &format!("{name}@{from}"),
+            &format!("{name}@{to}"),
+        );
+        Ok(DiffView { from, to, unified, config_changed: diff::config_changed(&ca.config, &cb.config) })
+    }
+}
+
+fn with_labels(view: &VersionView, labels: Vec<String>) -> VersionView {
+    VersionView { labels, ..view.clone() }
+}

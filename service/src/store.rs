@@ -1,0 +1,670 @@
+//! All SQL lives here. SQLite in WAL mode: one writer connection, taken with
+//! `BEGIN IMMEDIATE` behind a lock, and a pool of read-only connections. Functions take
+//! any executor so they run inside the caller's transaction; they speak rows and domain
+//! values, never HTTP.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use domain::audit::{EventFields, GENESIS};
+use domain::content::{Content, Message, PromptBody};
+use domain::model::{AuditEvent, LabelMove, VersionView};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, Transaction};
+
+use crate::error::{Result, ServiceError};
+use crate::time::format_us;
+
+/// How much to trade durability for speed on power loss (never on a process crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync at every commit (`synchronous=FULL`): survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints (`synchronous=NORMAL`): survives a crash of the process.
+    Normal,
+}
+
+pub struct Store {
+    pub reader: SqlitePool,
+    writer: SqlitePool,
+    /// Held from `BEGIN IMMEDIATE` until the in-memory index has the change, so the index
+    /// sees commits in commit order.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+pub struct WriteGuard<'a> {
+    pub tx: Transaction<'static, Sqlite>,
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Store {
+    pub async fn open(path: &Path, durability: Durability) -> Result<Store> {
+        let base = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            });
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.clone().create_if_missing(true))
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Store { reader, writer, write_lock: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Starts the one write transaction.
+    pub async fn write(&self) -> Result<WriteGuard<'_>> {
+        let lock = self.write_lock.lock().await;
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteGuard { tx, _lock: lock })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+// ---------------------------------------------------------------- prompts and versions
+
+#[derive(Debug, Clone, FromRow)]
+pub struct PromptRow {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub tags: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct VersionRow {
+    pub prompt_id: i64,
+    pub version: i64,
+    pub hash: String,
+    #[sqlx(rename = "type")]
+    pub prompt_type: String,
+    pub template: Option<String>,
+    pub messages: Option<String>,
+    pub config: String,
+    pub variables: String,
+    pub message: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+fn corrupt(what: &str) -> ServiceError {
+    ServiceError::Internal(format!("stored {what} does not parse"))
+}
+
+impl VersionRow {
+    /// The content as stored (not re-parsed: it was checked when saved).
+    pub fn content(&self) -> Result<Content> {
+        let body = match (self.prompt_type.as_str(), &self.template, &self.messages) {
+            ("text", Some(t), _) => PromptBody::Text(t.clone()),
+            ("chat", _, Some(m)) => PromptBody::Chat(
+                serde_json::from_str::<Vec<Message>>(m).map_err(|_| corrupt("messages"))?,
+            ),
+            _ => return Err(corrupt("version body")),
+        };
+        let config: Map<String, Value> =
+            serde_json::from_str(&self.config).map_err(|_| corrupt("config"))?;
+        let variables: Vec<String> =
+            serde_json::from_str(&self.variables).map_err(|_| corrupt("variables"))?;
+        Ok(Content::stored(body, config, variables))
+    }
+
+    /// The version object without labels (the caller knows them).
+    pub fn view(&self, name: &str, content: &Content) -> VersionView {
+        VersionView {
+            name: name.to_owned(),
+            version: self.version,
+            hash: self.hash.clone(),
+            prompt_type: content.body.prompt_type(),
+            template: content.body.template().map(str::to_owned),
+            messages: content.body.messages().map(<[Message]>::to_vec),
+            config: content.config.clone(),
+            variables: content.variables.clone(),
+            labels: Vec::new(),
+            message: self.message.clone(),
+            created_by: self.created_by.clone(),
+            created_at: format_us(self.created_at),
+            unchanged: None,
+        }
+    }
+}
+
+pub async fn prompt_by_name(ex: impl SqliteExecutor<'_>, name: &str) -> Result<Option<PromptRow>> {
+    Ok(sqlx::query_as::<_, PromptRow>(
+        "SELECT id, name, description, tags, updated_at FROM prompts WHERE name = ?",
+    )
+    .bind(name)
+    .fetch_optional(ex)
+    .await?)
+}
+
+pub async fn all_prompts(ex: impl SqliteExecutor<'_>) -> Result<Vec<PromptRow>> {
+    Ok(sqlx::query_as::<_, PromptRow>("SELECT id, name, description, tags, updated_at FROM prompts")
+        .fetch_all(ex)
+        .await?)
+}
+
+pub async fn insert_prompt(
+    conn: &mut SqliteConnection,
+    name: &str,
+    description: &str,
+    tags: &[String],
+    actor: &str,
+    at: i64,
+) -> Result<i64> {
+    let tags = serde_json::to_string(tags).map_err(ServiceError::internal)?;
+    let result = sqlx::query(
+        "INSERT INTO prompts (name, description, tags, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(name)
+    .bind(description)
+    .bind(tags)
+    .bind(actor)
+    .bind(at)
+    .bind(at)
+    .execute(conn)
+    .await;
+    match result {
+        Ok(done) => Ok(done.last_insert_rowid()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(ServiceError::NameTaken(format!("a prompt named '{name}' already exists")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn touch_prompt(conn: &mut SqliteConnection, prompt_id: i64, at: i64) -> Result<()> {
+    sqlx::query("UPDATE prompts SET updated_at = ? WHERE id = ?").bind(at).bind(prompt_id).execute(conn).await?;
+    Ok(())
+}
+
+const VERSION_COLUMNS: &str =
+    "prompt_id, version, hash, type, template, messages, config, variables, message, created_by, created_at";
+
+pub async fn insert_version(conn: &mut SqliteConnection, row: &VersionRow) -> Result<()> {
+    sqlx::query(&format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        .bind(row.prompt_id)
+        .bind(row.version)
+        .bind(&row.hash)
+        .bind(&row.prompt_type)
+        .bind(&row.template)
+        .bind(&row.messages)
+        .bind(&row.config)
+        .bind(&row.variables)
+        .bind(&row.message)
+        .bind(&row.created_by)
+        .bind(row.created_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn version(ex: impl SqliteExecutor<'_>, prompt_id: i64, version: i64) -> Result<Option<VersionRow>> {
+    Ok(sqlx::query_as::<_, VersionRow>(&format!(
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = ? AND version = ?"
+    ))
+    .bind(prompt_id)
+    .bind(version)
+    .fetch_optional(ex)
+    .await?)
+}
+
+pub async fn latest_version(ex: impl SqliteExecutor<'_>, prompt_id: i64) -> Result<Option<VersionRow>> {
+    Ok(sqlx::query_as::<_, VersionRow>(&format!(
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = ? ORDER BY version DESC LIMIT 1"
+    ))
+    .bind(prompt_id)
+    .fetch_optional(ex)
+    .await?)
+}
+
+/// Versions older than `before` (all when `None`), newest first.
+pub async fn versions_page(
+    ex: impl SqliteExecutor<'_>,
+    prompt_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<VersionRow>> {
+    Ok(sqlx::query_as::<_, VersionRow>(&format!(
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = ? AND version < ? ORDER BY version DESC LIMIT ?"
+    ))
+    .bind(prompt_id)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(ex)
+    .await?)
+}
+
+/// The versions the index serves at start-up: the newest of each prompt and every
+/// version a label points at.
+pub async fn served_versions(ex: impl SqliteExecutor<'_>) -> Result<Vec<VersionRow>> {
+    Ok(sqlx::query_as::<_, VersionRow>(&format!(
+        "WITH current AS (
+             SELECT prompt_id, version FROM label_moves
+             WHERE id IN (SELECT MAX(id) FROM label_moves GROUP BY prompt_id, label)
+             UNION SELECT prompt_id, MAX(version) FROM versions GROUP BY prompt_id)
+         SELECT {VERSION_COLUMNS} FROM versions WHERE (prompt_id, version) IN (SELECT prompt_id, version FROM current)"
+    ))
+    .fetch_all(ex)
+    .await?)
+}
+
+/// Every version, in storage order, for verification.
+pub fn all_versions<'e>(
+    ex: impl SqliteExecutor<'e> + 'e,
+) -> futures_util::stream::BoxStream<'e, Result<VersionRow, sqlx::Error>> {
+    sqlx::query_as::<_, VersionRow>(&*ALL_VERSIONS).fetch(ex)
+}
+
+static ALL_VERSIONS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {VERSION_COLUMNS} FROM versions"));
+
+/// The newest version created at or before `at`.
+pub async fn latest_at(ex: impl SqliteExecutor<'_>, prompt_id: i64, at: i64) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MAX(version) FROM versions WHERE prompt_id = ? AND created_at <= ?",
+    )
+    .bind(prompt_id)
+    .bind(at)
+    .fetch_one(ex)
+    .await?)
+}
+
+// ---------------------------------------------------------------- labels
+
+#[derive(Debug, Clone, FromRow)]
+pub struct LabelMoveRow {
+    pub prompt_id: i64,
+    pub label: String,
+    pub version: i64,
+    pub previous_version: Option<i64>,
+    pub actor: String,
+    pub reason: String,
+    pub at: i64,
+}
+
+impl From<LabelMoveRow> for LabelMove {
+    fn from(r: LabelMoveRow) -> Self {
+        LabelMove {
+            label: r.label,
+            version: r.version,
+            previous_version: r.previous_version,
+            actor: r.actor,
+            reason: r.reason,
+            at: format_us(r.at),
+        }
+    }
+}
+
+/// The label each prompt's labels point at now: the last move of each.
+pub async fn current_labels(ex: impl SqliteExecutor<'_>) -> Result<Vec<(i64, String, i64)>> {
+    Ok(sqlx::query_as::<_, (i64, String, i64)>(
+        "SELECT prompt_id, label, version FROM label_moves
+         WHERE id IN (SELECT MAX(id) FROM label_moves GROUP BY prompt_id, label)",
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+pub async fn insert_label_move(conn: &mut SqliteConnection, m: &LabelMoveRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO label_moves (prompt_id, label, version, previous_version, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(m.prompt_id)
+    .bind(&m.label)
+    .bind(m.version)
+    .bind(m.previous_version)
+    .bind(&m.actor)
+    .bind(&m.reason)
+    .bind(m.at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Where `label` pointed at instant `at` (the last move at or before it).
+pub async fn label_at(ex: impl SqliteExecutor<'_>, prompt_id: i64, label: &str, at: i64) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT version FROM label_moves WHERE prompt_id = ? AND label = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(prompt_id)
+    .bind(label)
+    .bind(at)
+    .fetch_optional(ex)
+    .await?)
+}
+
+pub async fn label_history(ex: impl SqliteExecutor<'_>, prompt_id: i64, limit: i64) -> Result<Vec<LabelMoveRow>> {
+    Ok(sqlx::query_as::<_, LabelMoveRow>(
+        "SELECT prompt_id, label, version, previous_version, actor, reason, at FROM label_moves
+         WHERE prompt_id = ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(prompt_id)
+    .bind(limit)
+    .fetch_all(ex)
+    .await?)
+}
+
+pub async fn label_is_protected(ex: impl SqliteExecutor<'_>, label: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, bool>("SELECT protected FROM label_policies WHERE label = ?")
+        .bind(label)
+        .fetch_optional(ex)
+        .await?
+        .unwrap_or(false))
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub prompt: Option<String>,
+    pub version: Option<i64>,
+    pub label: Option<String>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditRow {
+    /// The hash this row should have, recomputed from its fields.
+    pub fn computed_hash(&self) -> String {
+        let at = format_us(self.at);
+        EventFields {
+            seq: self.seq,
+            at: &at,
+            actor: &self.actor,
+            action: &self.action,
+            prompt: self.prompt.as_deref(),
+            version: self.version,
+            label: self.label.as_deref(),
+            detail: &self.detail,
+            prev_hash: &self.prev_hash,
+        }
+        .hash()
+    }
+}
+
+impl From<AuditRow> for AuditEvent {
+    fn from(r: AuditRow) -> Self {
+        AuditEvent {
+            seq: r.seq,
+            at: format_us(r.at),
+            actor: r.actor,
+            action: r.action,
+            prompt: r.prompt,
+            version: r.version,
+            label: r.label,
+            detail: serde_json::from_str(&r.detail).unwrap_or(Value::Null),
+            hash: r.hash,
+            prev_hash: r.prev_hash,
+        }
+    }
+}
+
+/// What a change records; the store adds seq, time and the chain.
+pub struct NewEvent<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub prompt: Option<&'a str>,
+    pub version: Option<i64>,
+    pub label: Option<&'a str>,
+    pub detail: Value,
+}
+
+/// Appends one event to the chain, inside the caller's write transaction.
+pub async fn append_event(conn: &mut SqliteConnection, at: i64, e: NewEvent<'_>) -> Result<i64> {
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (seq, prev_hash) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_owned()),
+    };
+    let detail = domain::canonical::to_canonical_json(&e.detail);
+    let row = AuditRow {
+        seq,
+        at,
+        actor: e.actor.to_owned(),
+        action: e.action.to_owned(),
+        prompt: e.prompt.map(str::to_owned),
+        version: e.version,
+        label: e.label.map(str::to_owned),
+        detail,
+        prev_hash,
+        hash: String::new(),
+    };
+    let hash = row.computed_hash();
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at, actor, action, prompt, version, label, detail, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.seq)
+    .bind(row.at)
+    .bind(&row.actor)
+    .bind(&row.action)
+    .bind(&row.prompt)
+    .bind(row.version)
+    .bind(&row.label)
+    .bind(&row.detail)
+    .bind(&row.prev_hash)
+    .bind(&hash)
+    .execute(conn)
+    .await?;
+    Ok(seq)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub prompt: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub before_seq: Option<i64>,
+}
+
+pub async fn audit_page(ex: impl SqliteExecutor<'_>, f: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT seq, at, actor, action, prompt, version, label, detail, prev_hash, hash FROM audit_events WHERE 1 = 1",
+    );
+    if let Some(p) = &f.prompt {
+        q.push(" AND prompt = ").push_bind(p.clone());
+    }
+    if let Some(a) = &f.actor {
+        q.push(" AND actor = ").push_bind(a.clone());
+    }
+    if let Some(a) = &f.action {
+        q.push(" AND action = ").push_bind(a.clone());
+    }
+    if let Some(t) = f.since {
+        q.push(" AND at >= ").push_bind(t);
+    }
+    if let Some(t) = f.until {
+        q.push(" AND at <= ").push_bind(t);
+    }
+    if let Some(s) = f.before_seq {
+        q.push(" AND seq < ").push_bind(s);
+    }
+    q.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
+    Ok(q.build_query_as::<AuditRow>().fetch_all(ex).await?)
+}
+
+/// The whole chain, oldest first, for verification.
+pub fn all_events<'e>(
+    ex: impl SqliteExecutor<'e> + 'e,
+) -> futures_util::stream::BoxStream<'e, Result<AuditRow, sqlx::Error>> {
+    sqlx::query_as::<_, AuditRow>(
+        "SELECT seq, at, actor, action, prompt, version, label, detail, prev_hash, hash FROM audit_events ORDER BY seq",
+    )
+    .fetch(ex)
+}
+
+/// The hash each version's creating event recorded, by (prompt name, version).
+pub async fn recorded_version_hashes(ex: impl SqliteExecutor<'_>) -> Result<Vec<(i64, String, i64, String)>> {
+    Ok(sqlx::query_as::<_, (i64, String, i64, String)>(
+        "SELECT seq, prompt, version, json_extract(detail, '$.hash') FROM audit_events
+         WHERE action IN ('prompt.created', 'version.created') AND prompt IS NOT NULL AND version IS NOT NULL",
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+// ---------------------------------------------------------------- users and keys
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub role: String,
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+pub async fn user_by_name(ex: impl SqliteExecutor<'_>, username: &str) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as::<_, UserRow>(
+        "SELECT id, username, role, password_hash, disabled, created_at FROM users WHERE username = ?",
+    )
+    .bind(username)
+    .fetch_optional(ex)
+    .await?)
+}
+
+pub async fn users(ex: impl SqliteExecutor<'_>) -> Result<Vec<UserRow>> {
+    Ok(sqlx::query_as::<_, UserRow>(
+        "SELECT id, username, role, password_hash, disabled, created_at FROM users ORDER BY username",
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+pub async fn count_users(ex: impl SqliteExecutor<'_>) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(ex).await?)
+}
+
+pub async fn insert_user(
+    conn: &mut SqliteConnection,
+    username: &str,
+    role: &str,
+    password_hash: Option<&str>,
+    at: i64,
+) -> Result<i64> {
+    let result = sqlx::query("INSERT INTO users (username, role, password_hash, created_at) VALUES (?, ?, ?, ?)")
+        .bind(username)
+        .bind(role)
+        .bind(password_hash)
+        .bind(at)
+        .execute(conn)
+        .await;
+    match result {
+        Ok(done) => Ok(done.last_insert_rowid()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(ServiceError::NameTaken(format!("a user named '{username}' already exists")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct KeyRow {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub user_role: Option<String>,
+    pub user_disabled: Option<bool>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.scope, k.user_id, u.username, u.role AS user_role,
+    u.disabled AS user_disabled, k.created_by, k.created_at, k.revoked_at
+    FROM api_keys k LEFT JOIN users u ON u.id = k.user_id";
+
+pub async fn key_by_hash(ex: impl SqliteExecutor<'_>, key_hash: &[u8]) -> Result<Option<KeyRow>> {
+    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} WHERE k.key_hash = ?"))
+        .bind(key_hash)
+        .fetch_optional(ex)
+        .await?)
+}
+
+pub async fn key_by_name(ex: impl SqliteExecutor<'_>, name: &str) -> Result<Option<KeyRow>> {
+    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} WHERE k.name = ?"))
+        .bind(name)
+        .fetch_optional(ex)
+        .await?)
+}
+
+pub async fn keys(ex: impl SqliteExecutor<'_>) -> Result<Vec<KeyRow>> {
+    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} ORDER BY k.name")).fetch_all(ex).await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_key(
+    conn: &mut SqliteConnection,
+    name: &str,
+    prefix: &str,
+    key_hash: &[u8],
+    scope: &str,
+    user_id: Option<i64>,
+    created_by: &str,
+    at: i64,
+) -> Result<i64> {
+    let result = sqlx::query(
+        "INSERT INTO api_keys (name, prefix, key_hash, scope, user_id, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(name)
+    .bind(prefix)
+    .bind(key_hash)
+    .bind(scope)
+    .bind(user_id)
+    .bind(created_by)
+    .bind(at)
+    .execute(conn)
+    .await;
+    match result {
+        Ok(done) => Ok(done.last_insert_rowid()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(ServiceError::NameTaken(format!("an API key named '{name}' already exists")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn revoke_key(conn: &mut SqliteConnection, id: i64, at: i64) -> Result<()> {
+    sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        .bind(at)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
