@@ -1,0 +1,131 @@
+//! Bad input of every kind: each is a 4xx with a JSON error body, changes nothing, and the
+//! server stays healthy.
+
+mod common;
+
+use common::TestServer;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn malformed_inputs_get_4xx_json_and_change_nothing() {
+    let s = TestServer::start().await;
+    s.create_text("ok", "Hello {{ x }}").await;
+    let before = s.get("/api/v1/audit/verify", &s.admin).await.body["events"].as_i64().unwrap();
+
+    let long_name = "a".repeat(129);
+    let huge_tags: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    let bodies: Vec<(Method, &str, String)> = vec![
+        (Method::POST, "/api/v1/prompts", "".into()),
+        (Method::POST, "/api/v1/prompts", "{".into()),
+        (Method::POST, "/api/v1/prompts", "null".into()),
+        (Method::POST, "/api/v1/prompts", "[]".into()),
+        (Method::POST, "/api/v1/prompts", "\"text\"".into()),
+        (Method::POST, "/api/v1/prompts", "{\"name\": 5, \"template\": \"x\"}".into()),
+        (Method::POST, "/api/v1/prompts", json!({"template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "", "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "Upper", "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "/lead", "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "a//b", "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": long_name, "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": 5}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "type": "text", "messages": []}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "type": "chat", "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "type": "video", "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x", "messages": [{"role": "user", "content": "y"}]}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "messages": []}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "messages": [{"role": "robot", "content": "x"}]}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "messages": [{"role": "user"}]}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "messages": "hello"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x", "config": []}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x", "config": "gpt"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x", "tags": "a"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x", "tags": [""]}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x", "tags": huge_tags}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x", "description": "d".repeat(2001)}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "{{ x"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "{% if %}"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "{% endfor %}"}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x", "surprise": 1}).to_string()),
+        (Method::POST, "/api/v1/prompts", json!({"name": "n", "template": "x"}).to_string() + "garbage"),
+        (Method::POST, "/api/v1/prompts", "{\"name\": \"n\", \"template\": \"\\ud800\"}".into()),
+        (Method::POST, "/api/v1/prompts/ok/versions", json!({"base_version": "one", "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/versions", json!({"base_version": 0, "template": "x"}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/versions", json!({"base_version": 1}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/versions", json!({"base_version": 1, "template": "{{"}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/versions", json!({"base_version": 99, "template": "y"}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/versions", json!({"base_version": 1.5, "template": "y"}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/versions", json!({"base_version": 1, "template": "y", "config": 7}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/versions", "[1,2]".into()),
+        (Method::POST, "/api/v1/prompts/ok/render", "{]".into()),
+        (Method::POST, "/api/v1/prompts/ok/render", json!({"version": 1, "variables": []}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/render", json!({"version": 1}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/render", json!({"version": -1, "variables": {"x": 1}}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/render", json!({"label": "Bad!", "variables": {"x": 1}}).to_string()),
+        (Method::POST, "/api/v1/prompts/ok/render", json!({"label": "latest", "at": "soon", "variables": {"x": 1}}).to_string()),
+        (Method::PUT, "/api/v1/prompts/ok/labels/stable", "{}".into()),
+        (Method::PUT, "/api/v1/prompts/ok/labels/stable", json!({"version": "1"}).to_string()),
+        (Method::PUT, "/api/v1/prompts/ok/labels/stable", json!({"version": 1, "reason": 5}).to_string()),
+        (Method::PUT, "/api/v1/prompts/ok/labels/latest", json!({"version": 1}).to_string()),
+        (Method::PUT, "/api/v1/prompts/ok/labels/-x", json!({"version": 1}).to_string()),
+        (Method::PUT, &*Box::leak(format!("/api/v1/prompts/ok/labels/{}", "l".repeat(37)).into_boxed_str()), json!({"version": 1}).to_string()),
+        (Method::POST, "/api/v1/keys", json!({"name": "k", "scope": "root"}).to_string()),
+        (Method::POST, "/api/v1/keys", json!({"name": "bad:name", "scope": "read"}).to_string()),
+        (Method::POST, "/api/v1/users", json!({"username": "u", "role": "god"}).to_string()),
+        (Method::POST, "/api/v1/users", json!({"username": "u", "role": "viewer", "password": "short"}).to_string()),
+        (Method::POST, "/api/v1/users", json!({"username": "", "role": "viewer"}).to_string()),
+    ];
+    let queries = [
+        "/api/v1/prompts?limit=abc",
+        "/api/v1/prompts?limit=-1",
+        "/api/v1/prompts?cursor=%ZZ",
+        "/api/v1/prompts?surprise=1",
+        "/api/v1/prompts/ok?version=abc",
+        "/api/v1/prompts/ok?version=0",
+        "/api/v1/prompts/ok?version=1&label=stable",
+        "/api/v1/prompts/ok?_version=1&label=latest",
+        "/api/v1/prompts/ok?label=NOPE",
+        "/api/v1/prompts/ok?label=latest&at=2026-13-45",
+        "/api/v1/prompts/ok/versions?limit=100000",
+        "/api/v1/prompts/ok/versions?cursor=x",
+        "/api/v1/prompts/ok/versions/-3",
+        "/api/v1/prompts/ok/versions/99999999999999999999",
+        "/api/v1/prompts/ok/diff?from=a&to=1",
+        "/api/v1/prompts/ok/diff",
+        "/api/v1/audit?limit=0",
+        "/api/v1/audit?cursor=abc",
+        "/api/v1/audit?until=noon",
+        "/api/v1/prompts/%FF%FE",
+        "/api/v1/prompts/Not%20A%20Name",
+    ];
+    let mut count = 0;
+    for (method, path, body) in bodies {
+        let r = s.raw(method.clone(), path, Some(&s.admin), Some(body.clone()), &[]).await;
+        assert!(r.status.is_client_error(), "{method} {path} {body:.80} -> {} {}", r.status, r.text);
+        r.code();
+        count += 1;
+    }
+    for path in queries {
+        let r = s.raw(Method::GET, path, Some(&s.admin), None, &[]).await;
+        assert!(r.status.is_client_error(), "{path} -> {} {}", r.status, r.text);
+        r.code();
+        count += 1;
+    }
+    // Bad credentials of every shape.
+    for auth in ["", "Bearer", "Bearer ", "Basic abc", "Bearer pl_00", "Bearer \u{7f}"] {
+        let r = s.http.get(format!("{}/api/v1/prompts", s.base)).header("authorization", auth).send().await;
+        if let Ok(r) = r {
+            assert_eq!(r.status(), 401, "{auth:?}");
+            count += 1;
+        }
+    }
+    assert!(count >= 50, "{count} malformed inputs");
+    assert!(s.healthy().await);
+    let after = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!(after.body["ok"], true);
+    assert_eq!(after.body["events"].as_i64().unwrap(), before, "no bad input may change anything");
+    let list = s.get("/api/v1/prompts", &s.admin).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    s.stop().await;
+}

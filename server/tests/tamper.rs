@@ -1,0 +1,111 @@
+//! History is append-only in the database itself, and editing the file behind the
+//! server's back (triggers dropped) is caught by verification.
+
+mod common;
+
+use common::TestServer;
+use serde_json::json;
+use sqlx::{Connection, SqliteConnection};
+
+async fn setup() -> TestServer {
+    let s = TestServer::start().await;
+    s.create_text("t", "Be kind to {{ customer }}").await;
+    s.post("/api/v1/prompts/t/versions", &s.admin, json!({"base_version": 1, "template": "Be brief with {{ customer }}"})).await;
+    s.put("/api/v1/prompts/t/labels/stable", &s.admin, json!({"version": 2})).await;
+    assert_eq!(s.get("/api/v1/audit/verify", &s.admin).await.body["ok"], true);
+    s
+}
+
+async fn file(s: &TestServer) -> SqliteConnection {
+    SqliteConnection::connect(&format!("sqlite:{}", s.db.display())).await.unwrap()
+}
+
+#[tokio::test]
+async fn triggers_refuse_changes_to_history() {
+    let s = setup().await;
+    let mut db = file(&s).await;
+    for sql in [
+        "UPDATE versions SET template = 'evil'",
+        "DELETE FROM versions",
+        "UPDATE audit_events SET actor = 'mallory'",
+        "DELETE FROM audit_events WHERE seq = 2",
+        "UPDATE label_moves SET version = 1",
+        "DELETE FROM label_moves",
+    ] {
+        let err = sqlx::query(sql).execute(&mut db).await.expect_err(sql);
+        assert!(err.to_string().contains("immutable") || err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(s.get("/api/v1/audit/verify", &s.admin).await.body["ok"], true);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn edited_version_content_is_detected() {
+    let s = setup().await;
+    let mut db = file(&s).await;
+    sqlx::query("DROP TRIGGER versions_no_update").execute(&mut db).await.unwrap();
+    sqlx::query("UPDATE versions SET template = 'Be rude to {{ customer }}' WHERE version = 1").execute(&mut db).await.unwrap();
+    let v = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!(v.body["ok"], false, "{}", v.text);
+    assert!(v.body["message"].as_str().unwrap().contains("t version 1"), "{}", v.text);
+    assert_eq!(v.body["first_bad_seq"], 2, "the event that recorded version 1");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_recomputed_version_hash_still_disagrees_with_the_audit_log() {
+    let s = setup().await;
+    let mut db = file(&s).await;
+    sqlx::query("DROP TRIGGER versions_no_update").execute(&mut db).await.unwrap();
+    // The attacker recomputes the content hash too; the chained event still holds the old one.
+    let forged = domain::Content::new(
+        domain::PromptBody::Text("Be rude to {{ customer }}".into()),
+        serde_json::from_value(json!({"model": "gpt-4o-mini"})).unwrap(),
+    )
+    .unwrap();
+    sqlx::query("UPDATE versions SET template = ?, hash = ? WHERE version = 1")
+        .bind("Be rude to {{ customer }}")
+        .bind(forged.hash())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let v = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!(v.body["ok"], false, "{}", v.text);
+    assert!(v.body["message"].as_str().unwrap().contains("not the version the audit log recorded"), "{}", v.text);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn edited_or_removed_audit_events_are_detected() {
+    let s = setup().await;
+    let mut db = file(&s).await;
+    sqlx::query("DROP TRIGGER audit_no_update").execute(&mut db).await.unwrap();
+    sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3").execute(&mut db).await.unwrap();
+    let v = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!((v.body["ok"].as_bool(), v.body["first_bad_seq"].as_i64()), (Some(false), Some(3)), "{}", v.text);
+
+    sqlx::query("UPDATE audit_events SET actor = 'key:test-admin' WHERE seq = 3").execute(&mut db).await.unwrap();
+    assert_eq!(s.get("/api/v1/audit/verify", &s.admin).await.body["ok"], true);
+
+    sqlx::query("DROP TRIGGER audit_no_delete").execute(&mut db).await.unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE seq = 2").execute(&mut db).await.unwrap();
+    let v = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!((v.body["ok"].as_bool(), v.body["first_bad_seq"].as_i64()), (Some(false), Some(3)), "{}", v.text);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_exits_1_on_a_broken_chain() {
+    let s = setup().await;
+    let exe = env!("CARGO_BIN_EXE_promptledger");
+    let ok = std::process::Command::new(exe).args(["audit", "verify", "--db"]).arg(&s.db).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("intact: 4 events"));
+    let mut db = file(&s).await;
+    sqlx::query("DROP TRIGGER audit_no_update").execute(&mut db).await.unwrap();
+    sqlx::query("UPDATE audit_events SET detail = '{}' WHERE seq = 4").execute(&mut db).await.unwrap();
+    let bad = std::process::Command::new(exe).arg("--db").arg(&s.db).args(["audit", "verify"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("BROKEN at event 4"), "{}", String::from_utf8_lossy(&bad.stdout));
+    s.stop().await;
+}
