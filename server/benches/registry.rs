@@ -1,0 +1,201 @@
+//! Speed figures of the registry, measured side by side in one run on loopback:
+//! `cargo bench -p server --bench registry` (see README, "Benchmarks"). It prints
+//! figures and ratios; it asserts nothing, because this machine is shared and noisy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use domain::access::Scope;
+use domain::model::{MoveLabel, NewPrompt, NewVersion};
+use service::{Durability, Principal, Registry};
+
+const CONNECTIONS: usize = 32;
+const WINDOW: Duration = Duration::from_secs(4);
+
+struct Server {
+    base: String,
+    key: String,
+    registry: Registry,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(db: &std::path::Path, durability: Durability) -> (Server, Duration) {
+    let opened = Instant::now();
+    let registry = Registry::open(db, durability).await.unwrap();
+    let open_time = opened.elapsed();
+    let key = registry.create_key(&Principal::operator(), &format!("bench-{}", service::time::now_us()), Scope::Admin, None).await.unwrap().key;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = server::router(registry.clone(), None);
+    tokio::spawn(server::serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    (Server { base, key, registry, stop }, open_time)
+}
+
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// `CONNECTIONS` closed-loop clients for `WINDOW`, each sending `request(i)`.
+async fn load(request: impl Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static) -> Load {
+    let request = Arc::new(request);
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + WINDOW;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let (request, errors) = (request.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            let mut latencies = Vec::with_capacity(50_000);
+            let mut i = c as u64;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match request(&client, i).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latencies.push(sent.elapsed().as_micros() as u32);
+                i += CONNECTIONS as u64;
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    Load { rps: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors: errors.load(Ordering::Relaxed) }
+}
+
+/// The server-side p99 of resolve, read from `/metrics` (upper bound of its bucket).
+async fn server_p99(base: &str) -> String {
+    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    let prefix = "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/prompts/{name}\",le=\"";
+    let buckets: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|rest| {
+            let (le, n) = rest.split_once("\"} ")?;
+            Some((le.to_owned(), n.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= total * 0.99)
+        .map_or("n/a".into(), |(le, _)| if le == "+Inf" { "> 2.5 s".into() } else { format!("≤ {:.2} ms", le.parse::<f64>().unwrap() * 1000.0) })
+}
+
+async fn seed(registry: &Registry, prompts: usize, versions: i64, writers: usize) {
+    let op = Principal::operator();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (registry, op, next) = (registry.clone(), op.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= prompts {
+                    break;
+                }
+                let name = format!("folder{}/prompt{i}", i % 100);
+                registry.create_prompt(&op, NewPrompt {
+                    name: name.clone(), description: format!("prompt number {i}"), tags: vec!["bench".into()],
+                    prompt_type: None, template: Some(format!("Hello {{{{ customer }}}}, this is prompt {i} v1.")),
+                    messages: None, config: Some(serde_json::json!({"model": "gpt-4o-mini", "temperature": 0.2})), message: None,
+                }).await.unwrap();
+                for v in 1..versions {
+                    registry.add_version(&op, &name, NewVersion {
+                        base_version: Some(v), prompt_type: None,
+                        template: Some(format!("Hello {{{{ customer }}}}, this is prompt {i} v{}.", v + 1)),
+                        messages: None, config: None, message: Some(format!("edit {v}")),
+                    }).await.unwrap();
+                }
+                registry.move_label(&op, &name, "stable", MoveLabel { version: versions.max(2) - 1, reason: "bench".into() }).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    println!("promptledger benchmark: {CONNECTIONS} connections, {} s windows, loopback, {} cores", WINDOW.as_secs(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+
+    // --- 10 prompts: healthz vs resolve, and version commits -------------------------
+    let (small, _) = start(&dir.path().join("small.db"), Durability::Full).await;
+    seed(&small.registry, 10, 2, 4).await;
+    let base = small.base.clone();
+    let health = load(move |c, _| c.get(format!("{base}/healthz"))).await;
+    let (base, key) = (small.base.clone(), small.key.clone());
+    let resolve10 = load(move |c, i| c.get(format!("{base}/api/v1/prompts/folder{}%2Fprompt{}", i % 10 % 100, i % 10)).bearer_auth(&key)).await;
+    let p99_server_10 = server_p99(&small.base).await;
+    println!("\n[resolve vs healthz, 10 prompts]");
+    println!("  healthz: {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}", health.rps, health.p50_ms, health.p99_ms, health.errors);
+    println!("  resolve: {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  (server-side p99 {p99_server_10})", resolve10.rps, resolve10.p50_ms, resolve10.p99_ms, resolve10.errors);
+    println!("  ratio resolve/healthz: {:.3}  (goal >= 0.9)", resolve10.rps / health.rps);
+
+    // 32 writers, each saving versions of its own prompt over HTTP, fsync on every commit.
+    let (base, key) = (small.base.clone(), small.key.clone());
+    let op = Principal::operator();
+    for w in 0..CONNECTIONS {
+        small.registry.create_prompt(&op, NewPrompt { name: format!("writer{w}"), description: String::new(), tags: vec![], prompt_type: None,
+            template: Some("v1".into()), messages: None, config: None, message: None }).await.unwrap();
+    }
+    let versions: Arc<Vec<AtomicU64>> = Arc::new((0..CONNECTIONS).map(|_| AtomicU64::new(1)).collect());
+    let commits = load(move |c, i| {
+        let w = (i % CONNECTIONS as u64) as usize;
+        let base_version = versions[w].fetch_add(1, Ordering::Relaxed);
+        c.post(format!("{base}/api/v1/prompts/writer{w}/versions")).bearer_auth(&key)
+            .json(&serde_json::json!({"base_version": base_version, "template": format!("v{}", base_version + 1)}))
+    })
+    .await;
+    println!("\n[version commits, {CONNECTIONS} concurrent writers, synchronous=FULL]");
+    println!("  {:>8.0} commits/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  (goal >= 300/s, 0 errors)", commits.rps, commits.p50_ms, commits.p99_ms, commits.errors);
+    let _ = small.stop.send(());
+
+    // --- 10,000 prompts x 20 versions ------------------------------------------------
+    let big_db = dir.path().join("big.db");
+    let loaded = Instant::now();
+    {
+        let loader = Registry::open(&big_db, Durability::Normal).await.unwrap();
+        seed(&loader, 10_000, 20, 8).await;
+        loader.close().await;
+    }
+    println!("\n[10,000 prompts x 20 versions]");
+    println!("  loaded through the service layer in {:.1} s", loaded.elapsed().as_secs_f64());
+    let (big, open_time) = start(&big_db, Durability::Full).await;
+    println!("  server start (migrate + index rebuild): {:.0} ms", open_time.as_secs_f64() * 1000.0);
+    let (base, key) = (big.base.clone(), big.key.clone());
+    let resolve10k = load(move |c, i| {
+        let p = (i * 7919) % 10_000;
+        c.get(format!("{base}/api/v1/prompts/folder{}%2Fprompt{p}", p % 100)).bearer_auth(&key)
+    })
+    .await;
+    println!("  resolve: {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  (server-side p99 {})", resolve10k.rps, resolve10k.p50_ms, resolve10k.p99_ms, resolve10k.errors, server_p99(&big.base).await);
+    println!("  ratio resolve(10,000 prompts)/resolve(10 prompts): {:.3}  (goal >= 0.95)", resolve10k.rps / resolve10.rps);
+
+    let verified = Instant::now();
+    let report = big.registry.verify(&Principal::operator()).await.unwrap();
+    let took = verified.elapsed().as_secs_f64();
+    println!("\n[audit verify]");
+    println!("  {} events + {} versions: {:.3} s, ok = {}  ({:.3} s per 100,000 events; goal < 1 s)", report.events, report.versions, took, report.ok, took * 100_000.0 / report.events as f64);
+    let _ = big.stop.send(());
+}
