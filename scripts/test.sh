@@ -13,7 +13,6 @@ echo "==> building the console (cargo leptos build)"
 cargo leptos build
 
 echo "==> browser tests"
-cargo build -p server --locked
 export PROMPTLEDGER_BIN="$CARGO_TARGET_DIR/debug/promptledger"
 export PROMPTLEDGER_SITE_ROOT="$PWD/target/site"
 cd end2end

@@ -150,6 +150,18 @@ impl VersionRow {
     }
 }
 
+/// The row id of an insert, or `NameTaken` with `taken` when a unique name clashes.
+fn inserted(
+    result: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+    taken: impl FnOnce() -> String,
+) -> Result<i64> {
+    match result {
+        Ok(done) => Ok(done.last_insert_rowid()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ServiceError::NameTaken(taken())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn prompt_by_name(ex: impl SqliteExecutor<'_>, name: &str) -> Result<Option<PromptRow>> {
     Ok(sqlx::query_as::<_, PromptRow>(
         "SELECT id, name, description, tags, updated_at FROM prompts WHERE name = ?",
@@ -185,13 +197,7 @@ pub async fn insert_prompt(
     .bind(at)
     .execute(conn)
     .await;
-    match result {
-        Ok(done) => Ok(done.last_insert_rowid()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(ServiceError::NameTaken(format!("a prompt named '{name}' already exists")))
-        }
-        Err(e) => Err(e.into()),
-    }
+    inserted(result, || format!("a prompt named '{name}' already exists"))
 }
 
 pub async fn touch_prompt(conn: &mut SqliteConnection, prompt_id: i64, at: i64) -> Result<()> {
@@ -582,13 +588,7 @@ pub async fn insert_user(
         .bind(at)
         .execute(conn)
         .await;
-    match result {
-        Ok(done) => Ok(done.last_insert_rowid()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(ServiceError::NameTaken(format!("a user named '{username}' already exists")))
-        }
-        Err(e) => Err(e.into()),
-    }
+    inserted(result, || format!("a user named '{username}' already exists"))
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -651,13 +651,7 @@ pub async fn insert_key(
     .bind(at)
     .execute(conn)
     .await;
-    match result {
-        Ok(done) => Ok(done.last_insert_rowid()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(ServiceError::NameTaken(format!("an API key named '{name}' already exists")))
-        }
-        Err(e) => Err(e.into()),
-    }
+    inserted(result, || format!("an API key named '{name}' already exists"))
 }
 
 pub async fn revoke_key(conn: &mut SqliteConnection, id: i64, at: i64) -> Result<()> {
