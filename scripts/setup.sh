@@ -5,6 +5,7 @@
 #   scripts/setup.sh --test   the same, plus Debian's Chromium for the browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 
 say() { printf '\n==> %s\n' "$*"; }
 

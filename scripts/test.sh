@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 . scripts/env.sh
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 
 echo "==> cargo test (domain, service, server)"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee "$log"
 
 echo "==> building the console (cargo leptos build)"
 cargo leptos build
@@ -15,5 +17,10 @@ cargo leptos build
 echo "==> browser tests"
 export PROMPTLEDGER_BIN="$CARGO_TARGET_DIR/debug/promptledger"
 export PROMPTLEDGER_SITE_ROOT="$PWD/target/site"
-cd end2end
-npx playwright test
+(cd end2end && npx playwright test) 2>&1 | tee -a "$log"
+
+# One closing line for the whole run (cargo's and Playwright's counts added up).
+awk '/^test result:/ { p += $4; f += $6 }
+     /^ +[0-9]+ passed/ { p += $1 }
+     /^ +[0-9]+ failed/ { f += $1 }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"

@@ -6,9 +6,7 @@
 //! (`detail` as its stored canonical JSON text), so anyone can recompute a chain from
 //! `GET /api/v1/audit` with a few lines of code.
 
-use serde_json::json;
-
-use crate::canonical::{sha256_tagged, to_canonical_json};
+use crate::canonical::{sha256_tagged, write_json_string};
 
 /// `prev_hash` of the first event.
 pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -30,12 +28,34 @@ pub struct EventFields<'a> {
 }
 
 impl EventFields<'_> {
+    /// `sha256:` + hex SHA-256 of the canonical JSON array of the fields, written
+    /// directly (this runs once per event when the whole chain is verified).
     pub fn hash(&self) -> String {
-        let fields = json!([
-            self.seq, self.at, self.actor, self.action, self.prompt, self.version, self.label,
-            self.detail, self.prev_hash
-        ]);
-        sha256_tagged(to_canonical_json(&fields).as_bytes())
+        let mut out = String::with_capacity(160 + self.detail.len() + self.actor.len());
+        out.push('[');
+        out.push_str(&self.seq.to_string());
+        for text in [Some(self.at), Some(self.actor), Some(self.action), self.prompt] {
+            out.push(',');
+            push_optional(&mut out, text);
+        }
+        out.push(',');
+        match self.version {
+            Some(v) => out.push_str(&v.to_string()),
+            None => out.push_str("null"),
+        }
+        for text in [self.label, Some(self.detail), Some(self.prev_hash)] {
+            out.push(',');
+            push_optional(&mut out, text);
+        }
+        out.push(']');
+        sha256_tagged(out.as_bytes())
+    }
+}
+
+fn push_optional(out: &mut String, text: Option<&str>) {
+    match text {
+        Some(t) => write_json_string(out, t),
+        None => out.push_str("null"),
     }
 }
 
@@ -55,6 +75,20 @@ mod tests {
             detail: r#"{"reason":"ship"}"#,
             prev_hash: prev,
         }
+    }
+
+    #[test]
+    fn the_hash_is_over_the_canonical_array() {
+        let e = event(7, GENESIS);
+        let expected = crate::canonical::to_canonical_json(&serde_json::json!([
+            e.seq, e.at, e.actor, e.action, e.prompt, e.version, e.label, e.detail, e.prev_hash
+        ]));
+        assert_eq!(e.hash(), sha256_tagged(expected.as_bytes()));
+        let bare = EventFields { prompt: None, version: None, label: None, ..e };
+        let expected = crate::canonical::to_canonical_json(&serde_json::json!([
+            bare.seq, bare.at, bare.actor, bare.action, null, null, null, bare.detail, bare.prev_hash
+        ]));
+        assert_eq!(bare.hash(), sha256_tagged(expected.as_bytes()));
     }
 
     #[test]

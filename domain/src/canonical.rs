@@ -22,7 +22,7 @@ fn write_value(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_string(out, key);
+                write_json_string(out, key);
                 out.push(':');
                 write_value(out, item);
             }
@@ -38,13 +38,14 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::String(s) => write_string(out, s),
+        Value::String(s) => write_json_string(out, s),
         // null, booleans and numbers print canonically already (shortest round-trip form).
         other => out.push_str(&other.to_string()),
     }
 }
 
-fn write_string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal.
+pub fn write_json_string(out: &mut String, s: &str) {
     out.push_str(&serde_json::to_string(s).expect("a string always serialises"));
 }
 

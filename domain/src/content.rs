@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::canonical::{sha256_tagged, to_canonical_json};
+use crate::canonical::{sha256_tagged, to_canonical_json, write_json_string};
 use crate::template::{self, RenderLimits, TemplateError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +92,72 @@ pub struct Content {
     pub variables: Vec<String>,
 }
 
+/// The parts of a version in canonical JSON (`template` as plain text), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedParts {
+    pub prompt_type: PromptType,
+    pub template: Option<String>,
+    pub messages: Option<String>,
+    pub config: String,
+    pub variables: String,
+}
+
+impl OwnedParts {
+    pub fn borrowed(&self) -> Parts<'_> {
+        Parts {
+            prompt_type: self.prompt_type.as_str(),
+            template: self.template.as_deref(),
+            messages: self.messages.as_deref(),
+            config: &self.config,
+            variables: &self.variables,
+        }
+    }
+}
+
+/// Stored parts of a version, borrowed: enough to recompute its hash without parsing
+/// anything, which is what makes verifying every stored version fast.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub prompt_type: &'a str,
+    pub template: Option<&'a str>,
+    /// Canonical JSON of the messages.
+    pub messages: Option<&'a str>,
+    /// Canonical JSON of the config object.
+    pub config: &'a str,
+    /// Canonical JSON of the variable list.
+    pub variables: &'a str,
+}
+
+impl Parts<'_> {
+    /// `{"config":…,"messages":…,"template":…,"type":…,"variables":…}`: the canonical
+    /// JSON of the whole content, assembled from canonical parts (keys already sorted).
+    pub fn document(&self) -> String {
+        let mut out = String::with_capacity(
+            64 + self.config.len() + self.variables.len()
+                + self.messages.map_or(4, str::len) + self.template.map_or(4, |t| t.len() + 16),
+        );
+        out.push_str("{\"config\":");
+        out.push_str(self.config);
+        out.push_str(",\"messages\":");
+        out.push_str(self.messages.unwrap_or("null"));
+        out.push_str(",\"template\":");
+        match self.template {
+            Some(t) => write_json_string(&mut out, t),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"type\":");
+        write_json_string(&mut out, self.prompt_type);
+        out.push_str(",\"variables\":");
+        out.push_str(self.variables);
+        out.push('}');
+        out
+    }
+
+    pub fn hash(&self) -> String {
+        sha256_tagged(self.document().as_bytes())
+    }
+}
+
 /// The result of rendering a prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -126,17 +192,23 @@ impl Content {
         Self { body, config, variables }
     }
 
+    /// Each part in canonical JSON, as storage keeps it.
+    pub fn parts(&self) -> OwnedParts {
+        OwnedParts {
+            prompt_type: self.body.prompt_type(),
+            template: self.body.template().map(str::to_owned),
+            messages: self.body.messages().map(|m| {
+                to_canonical_json(&serde_json::to_value(m).expect("messages serialise"))
+            }),
+            config: to_canonical_json(&Value::Object(self.config.clone())),
+            variables: to_canonical_json(&json!(self.variables)),
+        }
+    }
+
     /// The canonical serialisation the hash is taken over: type, template, messages,
     /// config and variables, keys sorted, no whitespace.
     pub fn canonical(&self) -> String {
-        let value = json!({
-            "type": self.body.prompt_type().as_str(),
-            "template": self.body.template(),
-            "messages": self.body.messages(),
-            "config": self.config,
-            "variables": self.variables,
-        });
-        to_canonical_json(&value)
+        self.parts().borrowed().document()
     }
 
     /// `sha256:<hex>` of the canonical serialisation.
@@ -213,6 +285,23 @@ mod tests {
             use sha2::{Digest, Sha256};
             hex::encode(Sha256::digest(c.canonical().as_bytes()))
         });
+    }
+
+    #[test]
+    fn parts_assemble_the_same_document_as_the_whole_value() {
+        let chat = Content::new(PromptBody::Chat(vec![
+            Message { role: MessageRole::System, content: "Be \"kind\" to {{ who }}\n".into() },
+        ]), config(json!({"z": [1, {"b": 2, "a": null}], "a": "é"}))).unwrap();
+        for c in [chat, text("Hello {{ customer }}")] {
+            let whole = to_canonical_json(&json!({
+                "type": c.body.prompt_type().as_str(),
+                "template": c.body.template(),
+                "messages": c.body.messages(),
+                "config": c.config,
+                "variables": c.variables,
+            }));
+            assert_eq!(c.canonical(), whole);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use parking_lot::{Mutex, RwLock};
@@ -23,21 +24,30 @@ struct RouteStats {
     statuses: Mutex<BTreeMap<u16, u64>>,
 }
 
+/// Per route pattern, per method: looked up without allocating on every request.
 #[derive(Default)]
 pub struct Metrics {
-    routes: RwLock<HashMap<(String, String), Arc<RouteStats>>>,
+    routes: RwLock<HashMap<String, Vec<(Method, Arc<RouteStats>)>>>,
 }
 
 impl Metrics {
-    fn stats(&self, method: &str, route: &str) -> Arc<RouteStats> {
-        let key = (method.to_owned(), route.to_owned());
-        if let Some(s) = self.routes.read().get(&key) {
+    fn stats(&self, method: &Method, route: &str) -> Arc<RouteStats> {
+        if let Some(methods) = self.routes.read().get(route) {
+            if let Some((_, s)) = methods.iter().find(|(m, _)| m == method) {
+                return s.clone();
+            }
+        }
+        let mut routes = self.routes.write();
+        let methods = routes.entry(route.to_owned()).or_default();
+        if let Some((_, s)) = methods.iter().find(|(m, _)| m == method) {
             return s.clone();
         }
-        self.routes.write().entry(key).or_default().clone()
+        let stats = Arc::new(RouteStats::default());
+        methods.push((method.clone(), stats.clone()));
+        stats
     }
 
-    fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn record(&self, method: &Method, route: &str, status: u16, seconds: f64) {
         let stats = self.stats(method, route);
         if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
             stats.buckets[i].fetch_add(1, Relaxed);
@@ -48,20 +58,23 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let routes = self.routes.read();
-        let mut keys: Vec<_> = routes.keys().collect();
-        keys.sort();
+        let mut series: Vec<(String, String, Arc<RouteStats>)> = self
+            .routes
+            .read()
+            .iter()
+            .flat_map(|(route, methods)| methods.iter().map(move |(m, s)| (m.to_string(), route.clone(), s.clone())))
+            .collect();
+        series.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let mut out = String::new();
         out.push_str("# HELP http_requests_total HTTP requests answered, by route and status.\n# TYPE http_requests_total counter\n");
-        for key in &keys {
-            for (status, n) in routes[*key].statuses.lock().iter() {
-                let _ = writeln!(out, "http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}", key.0, key.1);
+        for (method, route, s) in &series {
+            for (status, n) in s.statuses.lock().iter() {
+                let _ = writeln!(out, "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
             }
         }
         out.push_str("# HELP http_request_duration_seconds Time to answer, by route.\n# TYPE http_request_duration_seconds histogram\n");
-        for key in &keys {
-            let s = &routes[*key];
-            let labels = format!("method=\"{}\",route=\"{}\"", key.0, key.1);
+        for (method, route, s) in &series {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
             let mut cumulative = 0;
             for (bound, bucket) in BUCKETS.iter().zip(&s.buckets) {
                 cumulative += bucket.load(Relaxed);
@@ -79,10 +92,10 @@ impl Metrics {
 /// Middleware: times every request and counts it under its route pattern.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let response = next.run(req).await;
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     metrics.record(&method, route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

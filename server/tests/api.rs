@@ -112,6 +112,7 @@ async fn versions_conflicts_and_unchanged() {
     // One version; unknown ones are 404, non-numbers 400.
     let one = s.get("/api/v1/prompts/p/versions/2", &s.admin).await;
     assert_eq!(one.body["template"], "Hello {{ a }}!");
+    assert_eq!(one.headers["etag"], format!("\"{}\"", v2.body["hash"].as_str().unwrap()));
     assert_eq!(s.get("/api/v1/prompts/p/versions/9", &s.admin).await.status, StatusCode::NOT_FOUND);
     assert_eq!(s.get("/api/v1/prompts/p/versions/x", &s.admin).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(s.get("/api/v1/prompts/nope/versions", &s.admin).await.status, StatusCode::NOT_FOUND);

@@ -6,6 +6,7 @@ use domain::access::Action;
 use domain::audit::GENESIS;
 use domain::model::{AuditEvent, Page, VerifyReport};
 use futures_util::TryStreamExt;
+use sqlx::SqliteConnection;
 
 use crate::store::{self, AuditFilter};
 use crate::{Principal, Registry, Result, page_limit};
@@ -22,69 +23,123 @@ impl Registry {
         Ok(Page { items: rows.into_iter().map(Into::into).collect(), next_cursor })
     }
 
-    /// Recomputes the whole chain and every version's hash from its content, and checks
-    /// that each version's hash is the one its audit event recorded.
+    /// Recomputes the whole chain and every version's hash from its stored content, and
+    /// checks that each version's hash is the one its audit event recorded (so a version
+    /// rewritten together with its hash is caught too). The chain and the versions are
+    /// read at once, on two connections.
     pub async fn verify(&self, who: &Principal) -> Result<VerifyReport> {
         who.require(Action::Read)?;
-        // One read transaction: the chain and the versions are checked as of one instant.
-        let mut tx = self.store().reader.begin().await?;
-        let mut report = VerifyReport { ok: true, events: 0, head: GENESIS.to_owned(), first_bad_seq: None, message: None, versions: 0 };
-        {
-            let mut events = store::all_events(&mut *tx);
-            let mut expected_seq = 1;
-            while let Some(row) = events.try_next().await? {
-                report.events += 1;
-                let problem = if row.seq != expected_seq {
-                    Some(format!("event {expected_seq} is missing (found {} instead)", row.seq))
-                } else if row.prev_hash != report.head {
-                    Some(format!("event {} does not follow the event before it", row.seq))
-                } else if row.computed_hash() != row.hash {
-                    Some(format!("event {} was changed after it was written", row.seq))
-                } else {
-                    None
-                };
-                if let Some(message) = problem {
-                    report.ok = false;
-                    report.first_bad_seq = Some(row.seq);
-                    report.message = Some(message);
-                    return Ok(report);
-                }
-                report.head = row.hash;
-                expected_seq += 1;
-            }
-        }
-        let mut recorded: HashMap<(String, i64), (String, i64)> = store::recorded_version_hashes(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|(seq, p, v, h)| ((p, v), (h, seq)))
-            .collect();
-        let names: HashMap<i64, String> =
-            store::all_prompts(&mut *tx).await?.into_iter().map(|p| (p.id, p.name)).collect();
-        let mut versions = store::all_versions(&mut *tx);
-        while let Some(row) = versions.try_next().await? {
-            report.versions += 1;
-            let name = names.get(&row.prompt_id).cloned().unwrap_or_else(|| format!("#{}", row.prompt_id));
-            let computed = row.content().map(|c| c.hash()).ok();
-            let record = recorded.remove(&(name.clone(), row.version));
-            let problem = if computed.as_deref() != Some(row.hash.as_str()) {
-                Some(format!("the content of {name} version {} no longer matches its hash", row.version))
-            } else if record.as_ref().map(|(h, _)| h) != Some(&row.hash) {
-                Some(format!("{name} version {} is not the version the audit log recorded", row.version))
-            } else {
-                None
-            };
-            if let Some(message) = problem {
-                report.ok = false;
-                report.first_bad_seq = record.map(|(_, seq)| seq);
-                report.message = Some(message);
-                return Ok(report);
-            }
-        }
-        if let Some(((name, version), (_, seq))) = recorded.into_iter().min_by_key(|(_, (_, seq))| *seq) {
+        // The versions' snapshot is taken first (a deferred transaction takes it at its
+        // first read), so every version in it has its creating event in the chain's
+        // snapshot; events newer than `last_seq` may name versions it cannot see yet.
+        let mut versions_tx = self.store().reader.begin().await?;
+        let last_seq = store::last_seq(&mut *versions_tx).await?;
+        let mut chain_tx = self.store().reader.begin().await?;
+        let chain = tokio::spawn(async move { check_chain(&mut chain_tx).await });
+        let versions = tokio::spawn(async move { check_versions(&mut versions_tx).await });
+        let (chain, versions) = (join(chain).await?, join(versions).await?);
+
+        let mut report = VerifyReport {
+            ok: true,
+            events: chain.events,
+            head: chain.head,
+            first_bad_seq: None,
+            message: None,
+            versions: versions.stored.len() as i64,
+        };
+        let mut fail = |seq: Option<i64>, message: String| {
             report.ok = false;
-            report.first_bad_seq = Some(seq);
-            report.message = Some(format!("{name} version {version} is in the audit log but missing from storage"));
+            report.first_bad_seq = seq;
+            report.message = Some(message);
+        };
+        let mut recorded = chain.recorded;
+        if let Some((seq, message)) = chain.problem {
+            fail(Some(seq), message);
+        } else if let Some((name, version)) = versions.first_content_mismatch {
+            let seq = recorded.get(&(name.clone(), version)).map(|(_, seq)| *seq);
+            fail(seq, format!("the content of {name} version {version} no longer matches its hash"));
+        } else if let Some(((name, version), seq)) = versions.stored.into_iter().find_map(|(key, hash)| {
+            let record = recorded.remove(&key);
+            (record.as_ref().map(|(h, _)| h) != Some(&hash)).then(|| (key, record.map(|(_, seq)| seq)))
+        }) {
+            fail(seq, format!("{name} version {version} is not the version the audit log recorded"));
+        } else if let Some(((name, version), (_, seq))) =
+            recorded.into_iter().filter(|(_, (_, seq))| *seq <= last_seq).min_by_key(|(_, (_, seq))| *seq)
+        {
+            fail(Some(seq), format!("{name} version {version} is in the audit log but missing from storage"));
         }
         Ok(report)
     }
+}
+
+async fn join<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    task.await.map_err(|e| crate::ServiceError::internal(format!("verification task failed: {e}")))?
+}
+
+/// (prompt name, version) -> (hash, seq) of the event that created it.
+type Recorded = HashMap<(String, i64), (String, i64)>;
+
+struct Chain {
+    events: i64,
+    head: String,
+    /// The first event that breaks the chain.
+    problem: Option<(i64, String)>,
+    recorded: Recorded,
+}
+
+async fn check_chain(conn: &mut SqliteConnection) -> Result<Chain> {
+    let mut chain = Chain { events: 0, head: GENESIS.to_owned(), problem: None, recorded: HashMap::new() };
+    let mut events = store::all_events(conn);
+    let mut expected_seq = 1;
+    while let Some(row) = events.try_next().await? {
+        chain.events += 1;
+        let problem = if row.seq != expected_seq {
+            Some(format!("event {expected_seq} is missing (found {} instead)", row.seq))
+        } else if row.prev_hash != chain.head {
+            Some(format!("event {} does not follow the event before it", row.seq))
+        } else if row.computed_hash() != row.hash {
+            Some(format!("event {} was changed after it was written", row.seq))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            chain.problem = Some((row.seq, message));
+            return Ok(chain);
+        }
+        if matches!(row.action.as_str(), "prompt.created" | "version.created") {
+            if let (Some(prompt), Some(version)) = (row.prompt, row.version) {
+                let hash = serde_json::from_str::<RecordedHash>(&row.detail).map(|d| d.hash).unwrap_or_default();
+                chain.recorded.insert((prompt, version), (hash, row.seq));
+            }
+        }
+        chain.head = row.hash;
+        expected_seq += 1;
+    }
+    Ok(chain)
+}
+
+struct Versions {
+    /// (prompt name, version) -> stored hash, in storage order.
+    stored: Vec<((String, i64), String)>,
+    first_content_mismatch: Option<(String, i64)>,
+}
+
+async fn check_versions(conn: &mut SqliteConnection) -> Result<Versions> {
+    let names: HashMap<i64, String> = store::all_prompts(&mut *conn).await?.into_iter().map(|p| (p.id, p.name)).collect();
+    let mut out = Versions { stored: Vec::new(), first_content_mismatch: None };
+    let mut versions = store::all_versions(conn);
+    while let Some(row) = versions.try_next().await? {
+        let name = names.get(&row.prompt_id).cloned().unwrap_or_else(|| format!("#{}", row.prompt_id));
+        if out.first_content_mismatch.is_none() && row.parts().hash() != row.hash {
+            out.first_content_mismatch = Some((name.clone(), row.version));
+        }
+        out.stored.push(((name, row.version), row.hash));
+    }
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct RecordedHash {
+    #[serde(default)]
+    hash: String,
 }

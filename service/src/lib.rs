@@ -89,7 +89,7 @@ pub struct Registry {
 struct Inner {
     store: Store,
     index: Index,
-    keys: RwLock<HashMap<[u8; 32], (Principal, Instant)>>,
+    keys: RwLock<HashMap<[u8; 32], (Arc<Principal>, Instant)>>,
 }
 
 impl Registry {
@@ -148,7 +148,8 @@ impl Registry {
     }
 
     /// Checks an API key (`Authorization: Bearer ...`) and returns who it acts as.
-    pub async fn authenticate_key(&self, key: &str) -> Result<Principal> {
+    /// Called on every request: a cache hit is a hash and a map lookup.
+    pub async fn authenticate_key(&self, key: &str) -> Result<Arc<Principal>> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         if let Some((principal, at)) = self.inner.keys.read().get(&digest) {
             if at.elapsed() < KEY_CACHE_TTL {
@@ -162,7 +163,7 @@ impl Registry {
             return Err(bad());
         }
         let scope = Scope::parse(&row.scope).ok_or_else(|| ServiceError::internal("stored scope"))?;
-        let principal = match (&row.username, &row.user_role) {
+        let principal = Arc::new(match (&row.username, &row.user_role) {
             (Some(username), Some(role)) => {
                 if row.user_disabled == Some(true) {
                     return Err(ServiceError::Unauthenticated(format!(
@@ -176,7 +177,7 @@ impl Registry {
                 }
             }
             _ => Principal { actor: format!("key:{}", row.name), grant: Grant { role: None, scope: Some(scope) }, user_id: None },
-        };
+        });
         self.inner.keys.write().insert(digest, (principal.clone(), Instant::now()));
         Ok(principal)
     }

@@ -81,15 +81,17 @@ fn check_tags(tags: &[String]) -> Result<Vec<String>> {
 }
 
 fn row_for(prompt_id: i64, version: i64, content: &Content, message: String, actor: &str, at: i64) -> VersionRow {
+    // Stored in canonical form, so verification rehashes the stored text as it is.
+    let parts = content.parts();
     VersionRow {
         prompt_id,
         version,
         hash: content.hash(),
-        prompt_type: content.body.prompt_type().as_str().to_owned(),
-        template: content.body.template().map(str::to_owned),
-        messages: content.body.messages().map(|m| serde_json::to_string(m).expect("messages serialise")),
-        config: serde_json::to_string(&content.config).expect("config serialises"),
-        variables: serde_json::to_string(&content.variables).expect("variables serialise"),
+        prompt_type: parts.prompt_type.as_str().to_owned(),
+        template: parts.template,
+        messages: parts.messages,
+        config: parts.config,
+        variables: parts.variables,
         message,
         created_by: actor.to_owned(),
         created_at: at,

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use domain::audit::{EventFields, GENESIS};
-use domain::content::{Content, Message, PromptBody};
+use domain::content::{Content, Message, Parts, PromptBody};
 use domain::model::{AuditEvent, LabelMove, VersionView};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{
@@ -128,6 +128,17 @@ impl VersionRow {
         let variables: Vec<String> =
             serde_json::from_str(&self.variables).map_err(|_| corrupt("variables"))?;
         Ok(Content::stored(body, config, variables))
+    }
+
+    /// The stored parts, for recomputing the hash exactly over what is stored.
+    pub fn parts(&self) -> Parts<'_> {
+        Parts {
+            prompt_type: &self.prompt_type,
+            template: self.template.as_deref(),
+            messages: self.messages.as_deref(),
+            config: &self.config,
+            variables: &self.variables,
+        }
     }
 
     /// The version object without labels (the caller knows them).
@@ -521,6 +532,11 @@ pub async fn audit_page(ex: impl SqliteExecutor<'_>, f: &AuditFilter, limit: i64
     Ok(q.build_query_as::<AuditRow>().fetch_all(ex).await?)
 }
 
+/// The newest event's seq (0 when there is none).
+pub async fn last_seq(ex: impl SqliteExecutor<'_>) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetch_one(ex).await?)
+}
+
 /// The whole chain, oldest first, for verification.
 pub fn all_events<'e>(
     ex: impl SqliteExecutor<'e> + 'e,
@@ -529,16 +545,6 @@ pub fn all_events<'e>(
         "SELECT seq, at, actor, action, prompt, version, label, detail, prev_hash, hash FROM audit_events ORDER BY seq",
     )
     .fetch(ex)
-}
-
-/// The hash each version's creating event recorded, by (prompt name, version).
-pub async fn recorded_version_hashes(ex: impl SqliteExecutor<'_>) -> Result<Vec<(i64, String, i64, String)>> {
-    Ok(sqlx::query_as::<_, (i64, String, i64, String)>(
-        "SELECT seq, prompt, version, json_extract(detail, '$.hash') FROM audit_events
-         WHERE action IN ('prompt.created', 'version.created') AND prompt IS NOT NULL AND version IS NOT NULL",
-    )
-    .fetch_all(ex)
-    .await?)
 }
 
 // ---------------------------------------------------------------- users and keys

@@ -4,8 +4,10 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
+use std::sync::Arc;
+
+use axum::http::header::{AUTHORIZATION, IF_NONE_MATCH};
+use axum::http::{HeaderValue, StatusCode};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use service::{Principal, Registry};
@@ -69,7 +71,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
 }
 
 /// Who is calling: an API key now; the console's session cookie joins later.
-pub struct Caller(pub Principal);
+pub struct Caller(pub Arc<Principal>);
+
+/// The `If-None-Match` header alone (taking the whole `HeaderMap` would copy it).
+pub struct IfNoneMatch(pub Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(parts.headers.get(IF_NONE_MATCH).cloned()))
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller
 where

@@ -1,7 +1,7 @@
 //! Prompts, versions, render, diff and labels (API.md "Prompts" and "Labels").
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use service::{PromptQuery, Registry};
 
 use super::error::ApiError;
-use super::extract::{Caller, Json, Path, Query};
+use super::extract::{Caller, IfNoneMatch, Json, Path, Query};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -89,12 +89,12 @@ async fn resolve(
     Caller(who): Caller,
     Path(name): Path<String>,
     Query(p): Query<ResolveParams>,
-    headers: HeaderMap,
+    IfNoneMatch(inm): IfNoneMatch,
 ) -> ApiResult {
     let served = r.resolve(&who, &name, &p.selector()?).await?;
     let etag = HeaderValue::from_str(&served.etag).map_err(|_| ApiError::bad_request("bad etag"))?;
     let cache = HeaderValue::from_static("no-cache");
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    if let Some(inm) = inm.as_ref().and_then(|v| v.to_str().ok()) {
         if inm.split(',').map(str::trim).any(|t| t == served.etag || t == "*" || t.strip_prefix("W/") == Some(&served.etag)) {
             return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response());
         }
@@ -129,7 +129,7 @@ async fn versions(
 async fn version(State(r): State<Registry>, Caller(who): Caller, Path((name, n)): Path<(String, String)>) -> ApiResult {
     let sel = Selector { version: Some(parse_version(&n)?), ..Default::default() };
     let served = r.resolve(&who, &name, &sel).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], served.json.clone()).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json"), (header::ETAG, served.etag.as_str())], served.json.clone()).into_response())
 }
 
 async fn add_version(
