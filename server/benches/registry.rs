@@ -160,6 +160,24 @@ async fn main() {
     let (big, open_time) = start(&big_db, Durability::Full).await;
     println!("server start on the large database (migrate + index rebuild): {:.0} ms", open_time.as_secs_f64() * 1000.0);
 
+    // What the server itself spends per request, without sockets or a client.
+    {
+        use tower::ServiceExt;
+        let app = server::router(small.registry.clone(), None);
+        let auth = format!("Bearer {}", small.key);
+        println!("\n[server-side cost per request, in process (router oneshot, 200,000 each)]");
+        for (what, uri) in [("healthz", "/healthz"), ("resolve", "/api/v1/prompts/folder1%2Fprompt1")] {
+            let started = Instant::now();
+            for _ in 0..200_000 {
+                let req = axum::http::Request::get(uri).header("authorization", &auth).body(axum::body::Body::empty()).unwrap();
+                let resp = app.clone().oneshot(req).await.unwrap();
+                assert!(resp.status().is_success());
+                let _ = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            }
+            println!("  {what:<8} {:.2} µs", started.elapsed().as_secs_f64() * 1e6 / 200_000.0);
+        }
+    }
+
     println!("\n[resolve (stable label) vs /healthz, {TURNS} interleaved turns]");
     println!("  (healthz requests carry the same Authorization header, so both cost the client the same)");
     let (mut vs_health, mut big_vs_small) = (Vec::new(), Vec::new());

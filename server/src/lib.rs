@@ -35,8 +35,9 @@ pub fn router(registry: Registry, site_root: Option<PathBuf>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::handler))
-        .nest("/api/v1", api::router())
+        .merge(api::router())
         .merge(console::router(&state, site_root.is_some()))
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .with_state(state)
 }

@@ -17,11 +17,11 @@ use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/audit", get(audit))
-        .route("/audit/verify", get(verify))
-        .route("/keys", get(list_keys).post(create_key))
-        .route("/keys/{name}", delete(revoke_key))
-        .route("/users", get(list_users).post(add_user))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/audit/verify", get(verify))
+        .route("/api/v1/keys", get(list_keys).post(create_key))
+        .route("/api/v1/keys/{name}", delete(revoke_key))
+        .route("/api/v1/users", get(list_users).post(add_user))
 }
 
 type ApiResult = Result<Response, ApiError>;

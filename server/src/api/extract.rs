@@ -1,8 +1,6 @@
 //! Extractors whose rejections are JSON errors (axum's defaults answer in plain text),
 //! and the caller's identity from `Authorization: Bearer <key>`.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use std::sync::Arc;
 
@@ -12,6 +10,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use service::{Principal, Registry};
 
+use super::BODY_LIMIT;
 use super::error::ApiError;
 
 /// A JSON body. Malformed JSON is 400, JSON of the wrong shape 422, over the limit 413.
@@ -20,9 +19,13 @@ pub struct Json<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        // The limit is applied here rather than by a layer, so requests without a body
+        // (resolve) pay nothing for it.
+        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT).await.map_err(|e| {
+            let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than 1 MiB")
             } else {
                 ApiError::bad_request(format!("the request body could not be read: {e}"))

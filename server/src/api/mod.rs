@@ -1,5 +1,6 @@
 //! The REST API under `/api/v1`: thin handlers over the service layer, JSON errors for
-//! everything (unknown routes and methods included).
+//! everything (unknown routes and methods included). Routes carry their full paths
+//! rather than being nested: a nested router costs a URI rewrite per request.
 
 mod admin;
 pub mod error;
@@ -7,7 +8,6 @@ mod extract;
 mod prompts;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
@@ -21,12 +21,17 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(prompts::router())
         .merge(admin::router())
-        .route("/openapi.yaml", axum::routing::get(openapi))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
-        })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .route("/api/v1/openapi.yaml", axum::routing::get(openapi))
+        .route("/api/v1/{*rest}", axum::routing::any(not_found))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
+}
+
+/// For the whole application: a known path asked with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }
 
 async fn openapi() -> impl IntoResponse {

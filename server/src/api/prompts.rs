@@ -15,14 +15,14 @@ use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/prompts", post(create).get(list))
-        .route("/prompts/{name}", get(resolve))
-        .route("/prompts/{name}/versions", get(versions).post(add_version))
-        .route("/prompts/{name}/versions/{n}", get(version))
-        .route("/prompts/{name}/render", post(render))
-        .route("/prompts/{name}/diff", get(diff))
-        .route("/prompts/{name}/labels", get(labels))
-        .route("/prompts/{name}/labels/{label}", put(move_label))
+        .route("/api/v1/prompts", post(create).get(list))
+        .route("/api/v1/prompts/{name}", get(resolve))
+        .route("/api/v1/prompts/{name}/versions", get(versions).post(add_version))
+        .route("/api/v1/prompts/{name}/versions/{n}", get(version))
+        .route("/api/v1/prompts/{name}/render", post(render))
+        .route("/api/v1/prompts/{name}/diff", get(diff))
+        .route("/api/v1/prompts/{name}/labels", get(labels))
+        .route("/api/v1/prompts/{name}/labels/{label}", put(move_label))
 }
 
 type ApiResult<T = Response> = Result<T, ApiError>;
