@@ -15,7 +15,9 @@ pub enum AppError {
     Invalid(String),
     #[error("Someone else changed this first. {0}")]
     Conflict(String),
-    #[error("Something went wrong on the server. Try again in a moment; if it keeps happening, tell your administrator.")]
+    #[error(
+        "Something went wrong on the server. Try again in a moment; if it keeps happening, tell your administrator."
+    )]
     Internal,
     #[error("The server could not be reached ({0}). Check your connection and try again.")]
     Transport(String),

@@ -81,12 +81,28 @@ mod tests {
     fn the_hash_is_over_the_canonical_array() {
         let e = event(7, GENESIS);
         let expected = crate::canonical::to_canonical_json(&serde_json::json!([
-            e.seq, e.at, e.actor, e.action, e.prompt, e.version, e.label, e.detail, e.prev_hash
+            e.seq,
+            e.at,
+            e.actor,
+            e.action,
+            e.prompt,
+            e.version,
+            e.label,
+            e.detail,
+            e.prev_hash
         ]));
         assert_eq!(e.hash(), sha256_tagged(expected.as_bytes()));
         let bare = EventFields { prompt: None, version: None, label: None, ..e };
         let expected = crate::canonical::to_canonical_json(&serde_json::json!([
-            bare.seq, bare.at, bare.actor, bare.action, null, null, null, bare.detail, bare.prev_hash
+            bare.seq,
+            bare.at,
+            bare.actor,
+            bare.action,
+            null,
+            null,
+            null,
+            bare.detail,
+            bare.prev_hash
         ]));
         assert_eq!(bare.hash(), sha256_tagged(expected.as_bytes()));
     }

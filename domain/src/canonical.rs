@@ -62,10 +62,7 @@ mod tests {
     #[test]
     fn keys_are_sorted_at_every_depth() {
         let v = json!({"b": 1, "a": {"z": [1, {"y": true, "x": null}], "c": "é\"\n"}});
-        assert_eq!(
-            to_canonical_json(&v),
-            r#"{"a":{"c":"é\"\n","z":[1,{"x":null,"y":true}]},"b":1}"#
-        );
+        assert_eq!(to_canonical_json(&v), r#"{"a":{"c":"é\"\n","z":[1,{"x":null,"y":true}]},"b":1}"#);
     }
 
     #[test]
@@ -75,9 +72,6 @@ mod tests {
 
     #[test]
     fn digest_is_tagged_hex() {
-        assert_eq!(
-            sha256_tagged(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(sha256_tagged(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

@@ -74,11 +74,9 @@ impl PromptBody {
     fn templates(&self) -> Vec<(Option<String>, &str)> {
         match self {
             PromptBody::Text(t) => vec![(None, t.as_str())],
-            PromptBody::Chat(messages) => messages
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (Some(format!("messages[{i}]")), m.content.as_str()))
-                .collect(),
+            PromptBody::Chat(messages) => {
+                messages.iter().enumerate().map(|(i, m)| (Some(format!("messages[{i}]")), m.content.as_str())).collect()
+            }
         }
     }
 }
@@ -133,8 +131,10 @@ impl Parts<'_> {
     /// JSON of the whole content, assembled from canonical parts (keys already sorted).
     pub fn document(&self) -> String {
         let mut out = String::with_capacity(
-            64 + self.config.len() + self.variables.len()
-                + self.messages.map_or(4, str::len) + self.template.map_or(4, |t| t.len() + 16),
+            64 + self.config.len()
+                + self.variables.len()
+                + self.messages.map_or(4, str::len)
+                + self.template.map_or(4, |t| t.len() + 16),
         );
         out.push_str("{\"config\":");
         out.push_str(self.config);
@@ -172,12 +172,10 @@ pub const MAX_MESSAGES: usize = 200;
 impl Content {
     /// Parses every template and derives the variables; a syntax error names where it is.
     pub fn new(body: PromptBody, config: Map<String, Value>) -> Result<Self, TemplateError> {
-        if let PromptBody::Chat(messages) = &body {
-            if messages.is_empty() || messages.len() > MAX_MESSAGES {
-                return Err(TemplateError::Render(format!(
-                    "a chat prompt needs 1 to {MAX_MESSAGES} messages"
-                )));
-            }
+        if let PromptBody::Chat(messages) = &body
+            && (messages.is_empty() || messages.len() > MAX_MESSAGES)
+        {
+            return Err(TemplateError::Render(format!("a chat prompt needs 1 to {MAX_MESSAGES} messages")));
         }
         let mut variables = BTreeSet::new();
         for (location, source) in body.templates() {
@@ -197,9 +195,10 @@ impl Content {
         OwnedParts {
             prompt_type: self.body.prompt_type(),
             template: self.body.template().map(str::to_owned),
-            messages: self.body.messages().map(|m| {
-                to_canonical_json(&serde_json::to_value(m).expect("messages serialise"))
-            }),
+            messages: self
+                .body
+                .messages()
+                .map(|m| to_canonical_json(&serde_json::to_value(m).expect("messages serialise"))),
             config: to_canonical_json(&Value::Object(self.config.clone())),
             variables: to_canonical_json(&json!(self.variables)),
         }
@@ -233,12 +232,8 @@ impl Content {
                 let mut out = Vec::with_capacity(messages.len());
                 for (i, m) in messages.iter().enumerate() {
                     let location = format!("messages[{i}]");
-                    let content = template::render(
-                        &m.content,
-                        vars,
-                        RenderLimits { max_output: budget },
-                        Some(&location),
-                    )?;
+                    let content =
+                        template::render(&m.content, vars, RenderLimits { max_output: budget }, Some(&location))?;
                     budget -= content.len();
                     out.push(Message { role: m.role, content });
                 }
@@ -262,8 +257,11 @@ mod tests {
 
     #[test]
     fn same_content_same_hash_whatever_the_key_order() {
-        let a = Content::new(PromptBody::Text("Hi {{ b }} {{ a }}".into()),
-            config(json!({"model": "m", "params": {"x": 1, "y": [1, 2]}}))).unwrap();
+        let a = Content::new(
+            PromptBody::Text("Hi {{ b }} {{ a }}".into()),
+            config(json!({"model": "m", "params": {"x": 1, "y": [1, 2]}})),
+        )
+        .unwrap();
         let mut reordered = Map::new();
         reordered.insert("params".into(), json!({"y": [1, 2], "x": 1}));
         reordered.insert("model".into(), json!("m"));
@@ -281,17 +279,23 @@ mod tests {
             r#"{"config":{"model":"m","temperature":0.2},"messages":null,"template":"Hello {{ customer }}","type":"text","variables":["customer"]}"#
         );
         assert_eq!(c.hash(), crate::canonical::sha256_tagged(c.canonical().as_bytes()));
-        assert_eq!(c.hash(), "sha256:".to_owned() + &{
-            use sha2::{Digest, Sha256};
-            hex::encode(Sha256::digest(c.canonical().as_bytes()))
-        });
+        assert_eq!(
+            c.hash(),
+            "sha256:".to_owned()
+                + &{
+                    use sha2::{Digest, Sha256};
+                    hex::encode(Sha256::digest(c.canonical().as_bytes()))
+                }
+        );
     }
 
     #[test]
     fn parts_assemble_the_same_document_as_the_whole_value() {
-        let chat = Content::new(PromptBody::Chat(vec![
-            Message { role: MessageRole::System, content: "Be \"kind\" to {{ who }}\n".into() },
-        ]), config(json!({"z": [1, {"b": 2, "a": null}], "a": "é"}))).unwrap();
+        let chat = Content::new(
+            PromptBody::Chat(vec![Message { role: MessageRole::System, content: "Be \"kind\" to {{ who }}\n".into() }]),
+            config(json!({"z": [1, {"b": 2, "a": null}], "a": "é"})),
+        )
+        .unwrap();
         for c in [chat, text("Hello {{ customer }}")] {
             let whole = to_canonical_json(&json!({
                 "type": c.body.prompt_type().as_str(),
@@ -308,30 +312,44 @@ mod tests {
     fn any_change_changes_the_hash() {
         let base = text("Hello {{ customer }}");
         let other_text = text("Hello {{ customer }}!");
-        let other_config = Content::new(PromptBody::Text("Hello {{ customer }}".into()),
-            config(json!({"model": "m", "temperature": 0.3}))).unwrap();
-        let chat = Content::new(PromptBody::Chat(vec![Message { role: MessageRole::User, content: "Hello {{ customer }}".into() }]),
-            config(json!({"model": "m", "temperature": 0.2}))).unwrap();
+        let other_config = Content::new(
+            PromptBody::Text("Hello {{ customer }}".into()),
+            config(json!({"model": "m", "temperature": 0.3})),
+        )
+        .unwrap();
+        let chat = Content::new(
+            PromptBody::Chat(vec![Message { role: MessageRole::User, content: "Hello {{ customer }}".into() }]),
+            config(json!({"model": "m", "temperature": 0.2})),
+        )
+        .unwrap();
         let hashes: BTreeSet<String> = [&base, &other_text, &other_config, &chat].iter().map(|c| c.hash()).collect();
         assert_eq!(hashes.len(), 4);
     }
 
     #[test]
     fn chat_prompts_render_every_message_and_locate_errors() {
-        let c = Content::new(PromptBody::Chat(vec![
-            Message { role: MessageRole::System, content: "You help {{ company }}.".into() },
-            Message { role: MessageRole::User, content: "I am {{ customer }}".into() },
-        ]), Map::new()).unwrap();
+        let c = Content::new(
+            PromptBody::Chat(vec![
+                Message { role: MessageRole::System, content: "You help {{ company }}.".into() },
+                Message { role: MessageRole::User, content: "I am {{ customer }}".into() },
+            ]),
+            Map::new(),
+        )
+        .unwrap();
         assert_eq!(c.variables, vec!["company", "customer"]);
         let vars = config(json!({"company": "Acme", "customer": "Ada"}));
         let Rendered::Chat(out) = c.render(&vars, false, RenderLimits::default()).unwrap() else { panic!() };
         assert_eq!(out[0].content, "You help Acme.");
         assert_eq!(out[1].role, MessageRole::User);
 
-        let err = Content::new(PromptBody::Chat(vec![
-            Message { role: MessageRole::System, content: "ok".into() },
-            Message { role: MessageRole::User, content: "{% if %}".into() },
-        ]), Map::new()).unwrap_err();
+        let err = Content::new(
+            PromptBody::Chat(vec![
+                Message { role: MessageRole::System, content: "ok".into() },
+                Message { role: MessageRole::User, content: "{% if %}".into() },
+            ]),
+            Map::new(),
+        )
+        .unwrap_err();
         assert!(matches!(err, TemplateError::Syntax { location: Some(ref l), .. } if l == "messages[1]"), "{err:?}");
         assert!(Content::new(PromptBody::Chat(vec![]), Map::new()).is_err());
     }

@@ -53,16 +53,14 @@ fn variables_message(missing: &[String], unknown: &[String]) -> String {
         parts.push(format!("missing variables: {}", missing.join(", ")));
     }
     if !unknown.is_empty() {
-        parts.push(format!(
-            "unknown variables (the template does not use them): {}",
-            unknown.join(", ")
-        ));
+        parts.push(format!("unknown variables (the template does not use them): {}", unknown.join(", ")));
     }
     parts.join("; ")
 }
 
 /// Names minijinja resolves itself and that are therefore never variables of a prompt.
-const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "self", "super", "caller", "varargs", "kwargs"];
+const GLOBALS: &[&str] =
+    &["range", "dict", "namespace", "debug", "loop", "self", "super", "caller", "varargs", "kwargs"];
 
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -103,13 +101,8 @@ fn syntax_error(source: &str, err: &minijinja::Error, location: Option<&str>) ->
 /// Parses `source` and returns the variables it reads from outside, sorted.
 /// `location` names the template inside a chat prompt for error messages.
 pub fn variables(source: &str, location: Option<&str>) -> Result<BTreeSet<String>, TemplateError> {
-    let template =
-        environment().template_from_str(source).map_err(|e| syntax_error(source, &e, location))?;
-    Ok(template
-        .undeclared_variables(false)
-        .into_iter()
-        .filter(|name| !GLOBALS.contains(&name.as_str()))
-        .collect())
+    let template = environment().template_from_str(source).map_err(|e| syntax_error(source, &e, location))?;
+    Ok(template.undeclared_variables(false).into_iter().filter(|name| !GLOBALS.contains(&name.as_str())).collect())
 }
 
 /// Checks the supplied variable names against the ones a template uses.
@@ -125,11 +118,7 @@ pub fn check_variables<'a>(
     } else {
         supplied.iter().filter(|v| !used.contains(v.as_str())).map(|v| v.to_string()).collect()
     };
-    if missing.is_empty() && unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(TemplateError::Variables { missing, unknown })
-    }
+    if missing.is_empty() && unknown.is_empty() { Ok(()) } else { Err(TemplateError::Variables { missing, unknown }) }
 }
 
 /// A writer that refuses to grow past a cap, so output size is bounded while rendering,
@@ -169,10 +158,7 @@ pub fn render(
     match template.render_captured_to(ctx, &mut out) {
         Ok(_) => {}
         Err(_) if out.overflowed => {
-            return Err(TemplateError::TooExpensive(format!(
-                "output over {} bytes",
-                limits.max_output
-            )));
+            return Err(TemplateError::TooExpensive(format!("output over {} bytes", limits.max_output)));
         }
         Err(e) => {
             return Err(match e.kind() {
@@ -213,8 +199,13 @@ mod tests {
     fn renders_conditionals_loops_and_filters() {
         let src = "Hello {{ customer|title }}{% if vip %}, valued guest{% endif %}:\
                    {% for o in orders %} #{{ o }}{% endfor %}";
-        let out = render(src, &vars(json!({"customer": "ada lovelace", "vip": true, "orders": [1, 2]})),
-            RenderLimits::default(), None).unwrap();
+        let out = render(
+            src,
+            &vars(json!({"customer": "ada lovelace", "vip": true, "orders": [1, 2]})),
+            RenderLimits::default(),
+            None,
+        )
+        .unwrap();
         assert_eq!(out, "Hello Ada Lovelace, valued guest: #1 #2");
     }
 
@@ -242,8 +233,8 @@ mod tests {
 
     #[test]
     fn a_missing_nested_value_is_an_error_not_an_empty_string() {
-        let err = render("{{ customer.name }}", &vars(json!({"customer": {}})), RenderLimits::default(), None)
-            .unwrap_err();
+        let err =
+            render("{{ customer.name }}", &vars(json!({"customer": {}})), RenderLimits::default(), None).unwrap_err();
         assert!(matches!(err, TemplateError::Render(_)), "{err:?}");
     }
 
@@ -253,7 +244,7 @@ mod tests {
         match err {
             TemplateError::Syntax { line, column, location, .. } => {
                 assert_eq!(line, 2);
-                assert!(column >= 7 && column <= 15, "column {column}");
+                assert!((7..=15).contains(&column), "column {column}");
                 assert_eq!(location.as_deref(), Some("messages[1]"));
             }
             other => panic!("{other:?}"),

@@ -26,7 +26,11 @@ async fn start(db: &std::path::Path, durability: Durability) -> (Server, Duratio
     let opened = Instant::now();
     let registry = Registry::open(db, durability).await.unwrap();
     let open_time = opened.elapsed();
-    let key = registry.create_key(&Principal::operator(), &format!("bench-{}", service::time::now_us()), Scope::Admin, None).await.unwrap().key;
+    let key = registry
+        .create_key(&Principal::operator(), &format!("bench-{}", service::time::now_us()), Scope::Admin, None)
+        .await
+        .unwrap()
+        .key;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -79,8 +83,16 @@ async fn load(request: impl Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
-    Load { rps: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors: errors.load(Ordering::Relaxed) }
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64
+            / 1000.0
+    };
+    Load {
+        rps: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors: errors.load(Ordering::Relaxed),
+    }
 }
 
 /// The server-side p99 of resolve, read from `/metrics` (upper bound of its bucket).
@@ -96,10 +108,9 @@ async fn server_p99(base: &str) -> String {
         })
         .collect();
     let total = buckets.last().map_or(0.0, |b| b.1);
-    buckets
-        .iter()
-        .find(|(_, n)| *n >= total * 0.99)
-        .map_or("n/a".into(), |(le, _)| if le == "+Inf" { "> 2.5 s".into() } else { format!("≤ {:.2} ms", le.parse::<f64>().unwrap() * 1000.0) })
+    buckets.iter().find(|(_, n)| *n >= total * 0.99).map_or("n/a".into(), |(le, _)| {
+        if le == "+Inf" { "> 2.5 s".into() } else { format!("≤ {:.2} ms", le.parse::<f64>().unwrap() * 1000.0) }
+    })
 }
 
 async fn seed(registry: &Registry, prompts: usize, versions: i64, writers: usize) {
@@ -115,19 +126,48 @@ async fn seed(registry: &Registry, prompts: usize, versions: i64, writers: usize
                     break;
                 }
                 let name = format!("folder{}/prompt{i}", i % 100);
-                registry.create_prompt(&op, NewPrompt {
-                    name: name.clone(), description: format!("prompt number {i}"), tags: vec!["bench".into()],
-                    prompt_type: None, template: Some(format!("Hello {{{{ customer }}}}, this is prompt {i} v1.")),
-                    messages: None, config: Some(serde_json::json!({"model": "gpt-4o-mini", "temperature": 0.2})), message: None,
-                }).await.unwrap();
+                registry
+                    .create_prompt(
+                        &op,
+                        NewPrompt {
+                            name: name.clone(),
+                            description: format!("prompt number {i}"),
+                            tags: vec!["bench".into()],
+                            prompt_type: None,
+                            template: Some(format!("Hello {{{{ customer }}}}, this is prompt {i} v1.")),
+                            messages: None,
+                            config: Some(serde_json::json!({"model": "gpt-4o-mini", "temperature": 0.2})),
+                            message: None,
+                        },
+                    )
+                    .await
+                    .unwrap();
                 for v in 1..versions {
-                    registry.add_version(&op, &name, NewVersion {
-                        base_version: Some(v), prompt_type: None,
-                        template: Some(format!("Hello {{{{ customer }}}}, this is prompt {i} v{}.", v + 1)),
-                        messages: None, config: None, message: Some(format!("edit {v}")),
-                    }).await.unwrap();
+                    registry
+                        .add_version(
+                            &op,
+                            &name,
+                            NewVersion {
+                                base_version: Some(v),
+                                prompt_type: None,
+                                template: Some(format!("Hello {{{{ customer }}}}, this is prompt {i} v{}.", v + 1)),
+                                messages: None,
+                                config: None,
+                                message: Some(format!("edit {v}")),
+                            },
+                        )
+                        .await
+                        .unwrap();
                 }
-                registry.move_label(&op, &name, "stable", MoveLabel { version: versions.max(2) - 1, reason: "bench".into() }).await.unwrap();
+                registry
+                    .move_label(
+                        &op,
+                        &name,
+                        "stable",
+                        MoveLabel { version: versions.max(2) - 1, reason: "bench".into() },
+                    )
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -143,7 +183,11 @@ fn show(what: &str, l: &Load) {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    println!("promptledger benchmark: {CONNECTIONS} connections, {} s windows, loopback, {} cores", WINDOW.as_secs(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "promptledger benchmark: {CONNECTIONS} connections, {} s windows, loopback, {} cores",
+        WINDOW.as_secs(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     // Two registries: 10 prompts, and 10,000 prompts x 20 versions (loaded first, so the
     // measurements below run back to back, in turns, against both).
@@ -154,11 +198,17 @@ async fn main() {
         seed(&loader, 10_000, 20, 8).await;
         loader.close().await;
     }
-    println!("\n10,000 prompts x 20 versions loaded through the service layer in {:.1} s", loaded.elapsed().as_secs_f64());
+    println!(
+        "\n10,000 prompts x 20 versions loaded through the service layer in {:.1} s",
+        loaded.elapsed().as_secs_f64()
+    );
     let (small, _) = start(&dir.path().join("small.db"), Durability::Full).await;
     seed(&small.registry, 10, 2, 4).await;
     let (big, open_time) = start(&big_db, Durability::Full).await;
-    println!("server start on the large database (migrate + index rebuild): {:.0} ms", open_time.as_secs_f64() * 1000.0);
+    println!(
+        "server start on the large database (migrate + index rebuild): {:.0} ms",
+        open_time.as_secs_f64() * 1000.0
+    );
 
     // What the server itself spends per request, without sockets or a client.
     {
@@ -169,7 +219,10 @@ async fn main() {
         for (what, uri) in [("healthz", "/healthz"), ("resolve", "/api/v1/prompts/folder1%2Fprompt1")] {
             let started = Instant::now();
             for _ in 0..200_000 {
-                let req = axum::http::Request::get(uri).header("authorization", &auth).body(axum::body::Body::empty()).unwrap();
+                let req = axum::http::Request::get(uri)
+                    .header("authorization", &auth)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
                 let resp = app.clone().oneshot(req).await.unwrap();
                 assert!(resp.status().is_success());
                 let _ = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
@@ -185,7 +238,10 @@ async fn main() {
         let (base, key) = (small.base.clone(), small.key.clone());
         let h = load(move |c, _| c.get(format!("{base}/healthz")).bearer_auth(&key)).await;
         let (base, key) = (small.base.clone(), small.key.clone());
-        let r10 = load(move |c, i| c.get(format!("{base}/api/v1/prompts/folder{}%2Fprompt{}", i % 10, i % 10)).bearer_auth(&key)).await;
+        let r10 = load(move |c, i| {
+            c.get(format!("{base}/api/v1/prompts/folder{}%2Fprompt{}", i % 10, i % 10)).bearer_auth(&key)
+        })
+        .await;
         let (base, key) = (big.base.clone(), big.key.clone());
         let r10k = load(move |c, i| {
             let p = (i * 7919) % 10_000;
@@ -202,7 +258,11 @@ async fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("  server-side p99 of resolve (from /metrics): 10 prompts {}, 10,000 prompts {}", server_p99(&small.base).await, server_p99(&big.base).await);
+    println!(
+        "  server-side p99 of resolve (from /metrics): 10 prompts {}, 10,000 prompts {}",
+        server_p99(&small.base).await,
+        server_p99(&big.base).await
+    );
     println!("  ratio resolve/healthz (10 prompts), median:        {:.3}  (goal >= 0.9)", median(&mut vs_health));
     println!("  ratio resolve 10,000 / 10 prompts, median:         {:.3}  (goal >= 0.95)", median(&mut big_vs_small));
 
@@ -210,25 +270,51 @@ async fn main() {
     let (base, key) = (small.base.clone(), small.key.clone());
     let op = Principal::operator();
     for w in 0..CONNECTIONS {
-        small.registry.create_prompt(&op, NewPrompt { name: format!("writer{w}"), description: String::new(), tags: vec![], prompt_type: None,
-            template: Some("v1".into()), messages: None, config: None, message: None }).await.unwrap();
+        small
+            .registry
+            .create_prompt(
+                &op,
+                NewPrompt {
+                    name: format!("writer{w}"),
+                    description: String::new(),
+                    tags: vec![],
+                    prompt_type: None,
+                    template: Some("v1".into()),
+                    messages: None,
+                    config: None,
+                    message: None,
+                },
+            )
+            .await
+            .unwrap();
     }
     let versions: Arc<Vec<AtomicU64>> = Arc::new((0..CONNECTIONS).map(|_| AtomicU64::new(1)).collect());
     let commits = load(move |c, i| {
         let w = (i % CONNECTIONS as u64) as usize;
         let base_version = versions[w].fetch_add(1, Ordering::Relaxed);
-        c.post(format!("{base}/api/v1/prompts/writer{w}/versions")).bearer_auth(&key)
+        c.post(format!("{base}/api/v1/prompts/writer{w}/versions"))
+            .bearer_auth(&key)
             .json(&serde_json::json!({"base_version": base_version, "template": format!("v{}", base_version + 1)}))
     })
     .await;
     println!("\n[version commits, {CONNECTIONS} concurrent writers over HTTP, synchronous=FULL]");
-    println!("  {:>8.0} commits/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  (goal >= 300/s, 0 errors)", commits.rps, commits.p50_ms, commits.p99_ms, commits.errors);
+    println!(
+        "  {:>8.0} commits/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  (goal >= 300/s, 0 errors)",
+        commits.rps, commits.p50_ms, commits.p99_ms, commits.errors
+    );
     let _ = small.stop.send(());
 
     let verified = Instant::now();
     let report = big.registry.verify(&Principal::operator()).await.unwrap();
     let took = verified.elapsed().as_secs_f64();
     println!("\n[audit verify]");
-    println!("  {} events + {} versions: {:.3} s, ok = {}  ({:.3} s per 100,000 events; goal < 1 s)", report.events, report.versions, took, report.ok, took * 100_000.0 / report.events as f64);
+    println!(
+        "  {} events + {} versions: {:.3} s, ok = {}  ({:.3} s per 100,000 events; goal < 1 s)",
+        report.events,
+        report.versions,
+        took,
+        report.ok,
+        took * 100_000.0 / report.events as f64
+    );
     let _ = big.stop.send(());
 }

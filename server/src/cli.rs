@@ -132,7 +132,11 @@ pub async fn run(cli: Cli) -> CliResult<i32> {
                 ApikeyCommand::Create { name, scope, user } => {
                     let key = registry.create_key(&operator, &name, scope, user.as_deref()).await?;
                     let acting = key.user.as_deref().map(|u| format!(", acting as {u}")).unwrap_or_default();
-                    eprintln!("created key '{}' with {} scope{acting}. Store it now: it is not shown again.", key.name, scope.as_str());
+                    eprintln!(
+                        "created key '{}' with {} scope{acting}. Store it now: it is not shown again.",
+                        key.name,
+                        scope.as_str()
+                    );
                     println!("{}", key.key);
                 }
                 ApikeyCommand::Revoke { name } => {
@@ -210,7 +214,9 @@ fn read_password() -> CliResult<String> {
 }
 
 async fn open(db: &Path, durability: Durability) -> CliResult<Registry> {
-    Registry::open(db, durability).await.map_err(|e| CliError(format!("could not open the database {}: {e}", db.display())))
+    Registry::open(db, durability)
+        .await
+        .map_err(|e| CliError(format!("could not open the database {}: {e}", db.display())))
 }
 
 async fn serve(db: &Path, args: ServeArgs) -> CliResult<i32> {
@@ -230,7 +236,9 @@ async fn serve(db: &Path, args: ServeArgs) -> CliResult<i32> {
     let site_root = crate::console::find_site_root(args.site_root);
     match &site_root {
         Some(root) => tracing::info!(site_root = %root.display(), "console assets found"),
-        None => tracing::warn!("console assets not found: serving the API only (build them with `cargo leptos build --release`)"),
+        None => tracing::warn!(
+            "console assets not found: serving the API only (build them with `cargo leptos build --release`)"
+        ),
     }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

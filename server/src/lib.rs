@@ -27,11 +27,7 @@ pub struct AppState {
 /// Builds the whole application. `site_root` is where the console's compiled assets
 /// are, if anywhere.
 pub fn router(registry: Registry, site_root: Option<PathBuf>) -> Router {
-    let state = AppState {
-        registry,
-        leptos_options: console::options(site_root.as_deref()),
-        metrics: Arc::default(),
-    };
+    let state = AppState { registry, leptos_options: console::options(site_root.as_deref()), metrics: Arc::default() };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::handler))

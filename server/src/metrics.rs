@@ -24,18 +24,20 @@ struct RouteStats {
     statuses: Mutex<BTreeMap<u16, u64>>,
 }
 
+type ByMethod = Vec<(Method, Arc<RouteStats>)>;
+
 /// Per route pattern, per method: looked up without allocating on every request.
 #[derive(Default)]
 pub struct Metrics {
-    routes: RwLock<HashMap<String, Vec<(Method, Arc<RouteStats>)>>>,
+    routes: RwLock<HashMap<String, ByMethod>>,
 }
 
 impl Metrics {
     fn stats(&self, method: &Method, route: &str) -> Arc<RouteStats> {
-        if let Some(methods) = self.routes.read().get(route) {
-            if let Some((_, s)) = methods.iter().find(|(m, _)| m == method) {
-                return s.clone();
-            }
+        if let Some(methods) = self.routes.read().get(route)
+            && let Some((_, s)) = methods.iter().find(|(m, _)| m == method)
+        {
+            return s.clone();
         }
         let mut routes = self.routes.write();
         let methods = routes.entry(route.to_owned()).or_default();
@@ -69,7 +71,10 @@ impl Metrics {
         out.push_str("# HELP http_requests_total HTTP requests answered, by route and status.\n# TYPE http_requests_total counter\n");
         for (method, route, s) in &series {
             for (status, n) in s.statuses.lock().iter() {
-                let _ = writeln!(out, "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
         out.push_str("# HELP http_request_duration_seconds Time to answer, by route.\n# TYPE http_request_duration_seconds histogram\n");
@@ -82,7 +87,8 @@ impl Metrics {
             }
             let count = s.count.load(Relaxed);
             let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}", s.sum_ns.load(Relaxed) as f64 / 1e9);
+            let _ =
+                writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}", s.sum_ns.load(Relaxed) as f64 / 1e9);
             let _ = writeln!(out, "http_request_duration_seconds_count{{{labels}}} {count}");
         }
         out

@@ -15,7 +15,10 @@ async fn attempt(s: &TestServer, key: &str, tag: &str) -> [bool; 4] {
         && s.get("/api/v1/audit/verify", key).await.status == StatusCode::OK;
     let create = s.post("/api/v1/prompts", key, json!({"name": format!("new-{tag}"), "template": "x"})).await.status;
     let latest = s.get("/api/v1/prompts/base?label=latest", &s.admin).await.body["version"].as_i64().unwrap();
-    let version = s.post("/api/v1/prompts/base/versions", key, json!({"base_version": latest, "template": format!("t {tag}")})).await.status;
+    let version = s
+        .post("/api/v1/prompts/base/versions", key, json!({"base_version": latest, "template": format!("t {tag}")}))
+        .await
+        .status;
     let canary = s.put("/api/v1/prompts/base/labels/canary", key, json!({"version": 1, "reason": tag})).await.status;
     let write = [create, version, canary].map(|st| st.is_success());
     assert!(write.iter().all(|w| *w) || write.iter().all(|w| !*w), "{tag}: {create} {version} {canary}");

@@ -40,9 +40,13 @@ async fn create_resolve_and_version_objects() {
 
     // Chat prompts.
     let chat = s
-        .post("/api/v1/prompts", &s.admin, json!({"name": "chat/intro", "type": "chat", "messages": [
+        .post(
+            "/api/v1/prompts",
+            &s.admin,
+            json!({"name": "chat/intro", "type": "chat", "messages": [
             {"role": "system", "content": "You work for {{ company }}."},
-            {"role": "user", "content": "Hi, I am {{ customer }}"}], "config": {"model": "m", "temperature": 0.1}}))
+            {"role": "user", "content": "Hi, I am {{ customer }}"}], "config": {"model": "m", "temperature": 0.1}}),
+        )
         .await;
     assert_eq!(chat.status, StatusCode::CREATED, "{}", chat.text);
     assert_eq!(chat.body["template"], serde_json::Value::Null);
@@ -76,8 +80,13 @@ async fn etag_and_not_modified() {
 async fn versions_conflicts_and_unchanged() {
     let s = TestServer::start().await;
     s.create_text("p", "Hello {{ a }}").await;
-    let v2 = s.post("/api/v1/prompts/p/versions", &s.admin,
-        json!({"base_version": 1, "template": "Hello {{ a }}!", "config": {"model": "x"}, "message": "bang"})).await;
+    let v2 = s
+        .post(
+            "/api/v1/prompts/p/versions",
+            &s.admin,
+            json!({"base_version": 1, "template": "Hello {{ a }}!", "config": {"model": "x"}, "message": "bang"}),
+        )
+        .await;
     assert_eq!(v2.status, StatusCode::CREATED, "{}", v2.text);
     assert_eq!((v2.body["version"].as_i64(), v2.body["labels"].clone()), (Some(2), json!(["latest"])));
 
@@ -87,12 +96,19 @@ async fn versions_conflicts_and_unchanged() {
     assert_eq!(stale.body["error"]["latest_version"], 2);
 
     // Same content as the newest: 200, unchanged, no version 3.
-    let same = s.post("/api/v1/prompts/p/versions", &s.admin, json!({"base_version": 2, "template": "Hello {{ a }}!", "config": {"model": "x"}})).await;
+    let same = s
+        .post(
+            "/api/v1/prompts/p/versions",
+            &s.admin,
+            json!({"base_version": 2, "template": "Hello {{ a }}!", "config": {"model": "x"}}),
+        )
+        .await;
     assert_eq!(same.status, StatusCode::OK, "{}", same.text);
     assert_eq!((same.body["version"].as_i64(), same.body["unchanged"].as_bool()), (Some(2), Some(true)));
 
     // Leaving config out keeps the newest config.
-    let v3 = s.post("/api/v1/prompts/p/versions", &s.admin, json!({"base_version": 2, "template": "Bye {{ a }}"})).await;
+    let v3 =
+        s.post("/api/v1/prompts/p/versions", &s.admin, json!({"base_version": 2, "template": "Bye {{ a }}"})).await;
     assert_eq!(v3.status, StatusCode::CREATED);
     assert_eq!(v3.body["config"], json!({"model": "x"}));
 
@@ -102,7 +118,8 @@ async fn versions_conflicts_and_unchanged() {
 
     // List newest first, paginated.
     let page1 = s.get("/api/v1/prompts/p/versions?limit=2", &s.admin).await;
-    let nums: Vec<i64> = page1.body["items"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
+    let nums: Vec<i64> =
+        page1.body["items"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
     assert_eq!(nums, vec![3, 2]);
     let cursor = page1.body["next_cursor"].as_str().unwrap().to_owned();
     let page2 = s.get(&format!("/api/v1/prompts/p/versions?limit=2&cursor={cursor}"), &s.admin).await;
@@ -126,8 +143,14 @@ async fn template_errors_are_422_with_position() {
     assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "template_syntax"));
     assert_eq!(r.body["error"]["line"], 2);
     assert!(r.body["error"]["column"].as_u64().unwrap() >= 1);
-    let chat = s.post("/api/v1/prompts", &s.admin, json!({"name": "bad", "messages": [
-        {"role": "system", "content": "ok"}, {"role": "user", "content": "{% for %}"}]})).await;
+    let chat = s
+        .post(
+            "/api/v1/prompts",
+            &s.admin,
+            json!({"name": "bad", "messages": [
+        {"role": "system", "content": "ok"}, {"role": "user", "content": "{% for %}"}]}),
+        )
+        .await;
     assert_eq!(chat.code(), "template_syntax");
     assert_eq!(chat.body["error"]["location"], "messages[1]");
     assert_eq!(s.get("/api/v1/prompts/bad?label=latest", &s.admin).await.status, StatusCode::NOT_FOUND);
@@ -138,22 +161,40 @@ async fn template_errors_are_422_with_position() {
 async fn render_is_strict() {
     let s = TestServer::start().await;
     s.create_text("r", "Hello {{ customer|title }}{% if vip %} (VIP){% endif %}").await;
-    let ok = s.post("/api/v1/prompts/r/render", &s.admin, json!({"label": "latest", "variables": {"customer": "ada", "vip": true}})).await;
+    let ok = s
+        .post(
+            "/api/v1/prompts/r/render",
+            &s.admin,
+            json!({"label": "latest", "variables": {"customer": "ada", "vip": true}}),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(ok.body["text"], "Hello Ada (VIP)");
     assert_eq!(ok.body["version"], 1);
     assert!(ok.body["hash"].as_str().unwrap().starts_with("sha256:"));
 
-    let missing = s.post("/api/v1/prompts/r/render", &s.admin, json!({"version": 1, "variables": {"customer": "ada"}})).await;
+    let missing =
+        s.post("/api/v1/prompts/r/render", &s.admin, json!({"version": 1, "variables": {"customer": "ada"}})).await;
     assert_eq!((missing.status, missing.code()), (StatusCode::UNPROCESSABLE_ENTITY, "missing_variables"));
     assert_eq!(missing.body["error"]["missing"], json!(["vip"]));
 
-    let unknown = s.post("/api/v1/prompts/r/render", &s.admin, json!({"version": 1, "variables": {"customer": "a", "vip": false, "mood": 1}})).await;
+    let unknown = s
+        .post(
+            "/api/v1/prompts/r/render",
+            &s.admin,
+            json!({"version": 1, "variables": {"customer": "a", "vip": false, "mood": 1}}),
+        )
+        .await;
     assert_eq!((unknown.status, unknown.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_variables"));
     assert_eq!(unknown.body["error"]["unknown"], json!(["mood"]));
 
-    let allowed = s.post("/api/v1/prompts/r/render", &s.admin,
-        json!({"version": 1, "variables": {"customer": "a", "vip": false, "mood": 1}, "allow_unknown": true})).await;
+    let allowed = s
+        .post(
+            "/api/v1/prompts/r/render",
+            &s.admin,
+            json!({"version": 1, "variables": {"customer": "a", "vip": false, "mood": 1}, "allow_unknown": true}),
+        )
+        .await;
     assert_eq!(allowed.body["text"], "Hello A");
 
     // Default is stable, which points nowhere yet.
@@ -166,8 +207,14 @@ async fn render_is_strict() {
     assert_eq!((runaway.status, runaway.code()), (StatusCode::UNPROCESSABLE_ENTITY, "template_too_expensive"));
 
     // Chat render.
-    s.post("/api/v1/prompts", &s.admin, json!({"name": "c", "messages": [{"role": "system", "content": "Be {{ tone }}"}]})).await;
-    let chat = s.post("/api/v1/prompts/c/render", &s.admin, json!({"label": "latest", "variables": {"tone": "kind"}})).await;
+    s.post(
+        "/api/v1/prompts",
+        &s.admin,
+        json!({"name": "c", "messages": [{"role": "system", "content": "Be {{ tone }}"}]}),
+    )
+    .await;
+    let chat =
+        s.post("/api/v1/prompts/c/render", &s.admin, json!({"label": "latest", "variables": {"tone": "kind"}})).await;
     assert_eq!(chat.body["messages"], json!([{"role": "system", "content": "Be kind"}]));
     assert!(chat.body.get("text").is_none());
     assert!(s.healthy().await);
@@ -178,7 +225,12 @@ async fn render_is_strict() {
 async fn diff_between_versions() {
     let s = TestServer::start().await;
     s.create_text("d", "Hello there\nBye").await;
-    s.post("/api/v1/prompts/d/versions", &s.admin, json!({"base_version": 1, "template": "Hi there\nBye", "config": {"model": "gpt-4o"}})).await;
+    s.post(
+        "/api/v1/prompts/d/versions",
+        &s.admin,
+        json!({"base_version": 1, "template": "Hi there\nBye", "config": {"model": "gpt-4o"}}),
+    )
+    .await;
     let d = s.get("/api/v1/prompts/d/diff?from=1&to=2", &s.admin).await;
     assert_eq!(d.status, StatusCode::OK);
     assert_eq!((d.body["from"].as_i64(), d.body["to"].as_i64()), (Some(1), Some(2)));
@@ -202,9 +254,13 @@ async fn labels_move_and_are_served_on_the_next_request() {
     assert_eq!(promote.status, StatusCode::OK, "{}", promote.text);
     assert_eq!(promote.body, json!({"label": "stable", "version": 2, "previous_version": null}));
     let served = s.get("/api/v1/prompts/l", &s.admin).await;
-    assert_eq!((served.body["version"].as_i64(), served.body["labels"].clone()), (Some(2), json!(["latest", "stable"])));
+    assert_eq!(
+        (served.body["version"].as_i64(), served.body["labels"].clone()),
+        (Some(2), json!(["latest", "stable"]))
+    );
 
-    let rollback = s.put("/api/v1/prompts/l/labels/stable", &s.admin, json!({"version": 1, "reason": "tone regression"})).await;
+    let rollback =
+        s.put("/api/v1/prompts/l/labels/stable", &s.admin, json!({"version": 1, "reason": "tone regression"})).await;
     assert_eq!(rollback.body, json!({"label": "stable", "version": 1, "previous_version": 2}));
     let served = s.get("/api/v1/prompts/l", &s.admin).await;
     assert_eq!((served.body["template"].as_str(), served.body["labels"].clone()), (Some("v1"), json!(["stable"])));
@@ -220,8 +276,14 @@ async fn labels_move_and_are_served_on_the_next_request() {
     assert_eq!((latest.status, latest.code()), (StatusCode::UNPROCESSABLE_ENTITY, "latest_is_automatic"));
     let bad = s.put("/api/v1/prompts/l/labels/Bad%20Label", &s.admin, json!({"version": 1})).await;
     assert_eq!((bad.status, bad.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"));
-    assert_eq!(s.put("/api/v1/prompts/l/labels/stable", &s.admin, json!({"version": 9})).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(s.put("/api/v1/prompts/zz/labels/stable", &s.admin, json!({"version": 1})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.put("/api/v1/prompts/l/labels/stable", &s.admin, json!({"version": 9})).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.put("/api/v1/prompts/zz/labels/stable", &s.admin, json!({"version": 1})).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(s.get("/api/v1/prompts/l?label=nowhere", &s.admin).await.status, StatusCode::NOT_FOUND);
 
     let labels = s.get("/api/v1/prompts/l/labels", &s.admin).await;
@@ -245,7 +307,13 @@ async fn list_filters_and_pages() {
         ("sales/pitch", json!(["sales"]), "The pitch"),
         ("supportive", json!([]), "not in the folder"),
     ] {
-        let r = s.post("/api/v1/prompts", &s.admin, json!({"name": name, "template": "x", "tags": tags, "description": description})).await;
+        let r = s
+            .post(
+                "/api/v1/prompts",
+                &s.admin,
+                json!({"name": name, "template": "x", "tags": tags, "description": description}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
     s.put("/api/v1/prompts/support%2Frefund/labels/stable", &s.admin, json!({"version": 1})).await;
@@ -304,7 +372,10 @@ async fn audit_lists_filters_and_verifies() {
         assert_eq!(pair[0]["seq"].as_i64().unwrap(), pair[1]["seq"].as_i64().unwrap() + 1);
     }
     let moved = &items[1];
-    assert_eq!((moved["prompt"].as_str(), moved["version"].as_i64(), moved["label"].as_str()), (Some("a"), Some(2), Some("stable")));
+    assert_eq!(
+        (moved["prompt"].as_str(), moved["version"].as_i64(), moved["label"].as_str()),
+        (Some("a"), Some(2), Some("stable"))
+    );
     assert_eq!(moved["detail"]["reason"], "go");
     assert_eq!(moved["actor"], "key:test-admin");
 
@@ -358,8 +429,14 @@ async fn health_metrics_and_openapi() {
     s.create_text("m", "x").await;
     s.get("/api/v1/prompts/m?label=latest", &s.admin).await;
     let text = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/api/v1/prompts/{name}\",status=\"200\"} 1"), "{text}");
-    assert!(text.contains("http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/prompts\"} 1"), "{text}");
+    assert!(
+        text.contains("http_requests_total{method=\"GET\",route=\"/api/v1/prompts/{name}\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/prompts\"} 1"),
+        "{text}"
+    );
     let openapi = s.http.get(format!("{}/api/v1/openapi.yaml", s.base)).send().await.unwrap().text().await.unwrap();
     assert!(openapi.contains("openapi: 3."), "{openapi}");
     s.stop().await;
@@ -368,7 +445,9 @@ async fn health_metrics_and_openapi() {
 #[tokio::test]
 async fn keys_and_users_over_the_api() {
     let s = TestServer::start().await;
-    let u = s.post("/api/v1/users", &s.admin, json!({"username": "alice", "role": "editor", "password": "correct horse"})).await;
+    let u = s
+        .post("/api/v1/users", &s.admin, json!({"username": "alice", "role": "editor", "password": "correct horse"}))
+        .await;
     assert_eq!(u.status, StatusCode::CREATED, "{}", u.text);
     assert_eq!((u.body["role"].as_str(), u.body["has_password"].as_bool()), (Some("editor"), Some(true)));
     assert!(!u.text.contains("correct horse") && !u.text.contains("argon2"));
@@ -384,14 +463,21 @@ async fn keys_and_users_over_the_api() {
 
     let list = s.get("/api/v1/keys", &s.admin).await;
     assert!(!list.text.contains(&key), "a key list must never show secrets");
-    assert_eq!(s.post("/api/v1/keys", &s.admin, json!({"name": "x", "scope": "read", "user": "nobody"})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.post("/api/v1/keys", &s.admin, json!({"name": "x", "scope": "read", "user": "nobody"})).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     let revoked = s.call(Method::DELETE, "/api/v1/keys/alice-ci", &s.admin, None).await;
     assert_eq!(revoked.status, StatusCode::OK);
     assert!(revoked.body["revoked_at"].is_string());
     assert_eq!(s.get("/api/v1/prompts", &key).await.status, StatusCode::UNAUTHORIZED);
-    let actions: Vec<String> = s.get("/api/v1/audit?limit=3", &s.admin).await.body["items"].as_array().unwrap()
-        .iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
+    let actions: Vec<String> = s.get("/api/v1/audit?limit=3", &s.admin).await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(actions, ["apikey.revoked", "prompt.created", "apikey.created"]);
     let _ = Scope::Read;
     s.stop().await;

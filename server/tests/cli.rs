@@ -11,8 +11,14 @@ fn first_admin_and_key_from_an_empty_database() {
     let db = dir.path().join("fresh.db");
 
     // `serve` on an empty database says how to get in.
-    let mut serve = Command::new(EXE).arg("--db").arg(&db).args(["serve", "--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut serve = Command::new(EXE)
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
     BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
@@ -22,16 +28,24 @@ fn first_admin_and_key_from_an_empty_database() {
     assert!(stderr.contains("user add admin --role admin"), "{stderr}");
 
     // user add with the password on standard input; --db after the subcommand.
-    let mut add = Command::new(EXE).args(["user", "add", "alice", "--role", "admin", "--password-stdin", "--db"]).arg(&db)
-        .stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut add = Command::new(EXE)
+        .args(["user", "add", "alice", "--role", "admin", "--password-stdin", "--db"])
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     add.stdin.take().unwrap().write_all(b"a long secret\n").unwrap();
     let out = add.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "added alice (admin)");
 
     // The key is the last line of standard output; PROMPTLEDGER_DB works too.
-    let out = Command::new(EXE).env("PROMPTLEDGER_DB", &db).args(["apikey", "create", "--name", "ci", "--scope", "write", "--user", "alice"])
-        .output().unwrap();
+    let out = Command::new(EXE)
+        .env("PROMPTLEDGER_DB", &db)
+        .args(["apikey", "create", "--name", "ci", "--scope", "write", "--user", "alice"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     let key = stdout.lines().last().unwrap();
@@ -46,12 +60,19 @@ fn first_admin_and_key_from_an_empty_database() {
     }
 
     // A duplicate, an unknown user and a bad role are refused with exit status 2 or a usage error.
-    let dup = Command::new(EXE).arg("--db").arg(&db).args(["user", "add", "alice", "--role", "viewer"]).output().unwrap();
+    let dup =
+        Command::new(EXE).arg("--db").arg(&db).args(["user", "add", "alice", "--role", "viewer"]).output().unwrap();
     assert_eq!(dup.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
-    let nobody = Command::new(EXE).arg("--db").arg(&db).args(["apikey", "create", "--name", "x", "--scope", "read", "--user", "bob"]).output().unwrap();
+    let nobody = Command::new(EXE)
+        .arg("--db")
+        .arg(&db)
+        .args(["apikey", "create", "--name", "x", "--scope", "read", "--user", "bob"])
+        .output()
+        .unwrap();
     assert_eq!(nobody.status.code(), Some(2));
-    let role = Command::new(EXE).arg("--db").arg(&db).args(["user", "add", "carol", "--role", "root"]).output().unwrap();
+    let role =
+        Command::new(EXE).arg("--db").arg(&db).args(["user", "add", "carol", "--role", "root"]).output().unwrap();
     assert!(!role.status.success());
 
     let verify = Command::new(EXE).arg("--db").arg(&db).args(["audit", "verify"]).output().unwrap();

@@ -17,8 +17,13 @@ async fn fifty_concurrent_editors_lose_no_update() {
         for editor in 0..50 {
             let s = s.clone();
             tasks.push(tokio::spawn(async move {
-                let r = s.post("/api/v1/prompts/shared/versions", &s.admin,
-                    json!({"base_version": base, "template": format!("round {round} editor {editor}")})).await;
+                let r = s
+                    .post(
+                        "/api/v1/prompts/shared/versions",
+                        &s.admin,
+                        json!({"base_version": base, "template": format!("round {round} editor {editor}")}),
+                    )
+                    .await;
                 (editor, r.status, r.body)
             }));
         }
@@ -38,7 +43,11 @@ async fn fifty_concurrent_editors_lose_no_update() {
         let (editor, body) = &winners[0];
         assert_eq!(body["version"], base + 1);
         let latest = s.get("/api/v1/prompts/shared?label=latest", &s.admin).await;
-        assert_eq!(latest.body["template"], format!("round {round} editor {editor}"), "the acknowledged save is what is served");
+        assert_eq!(
+            latest.body["template"],
+            format!("round {round} editor {editor}"),
+            "the acknowledged save is what is served"
+        );
     }
     let versions = s.get("/api/v1/prompts/shared/versions", &s.admin).await;
     assert_eq!(versions.body["items"].as_array().unwrap().len(), 4);
@@ -56,7 +65,13 @@ async fn concurrent_writers_on_different_prompts_all_succeed() {
         tasks.push(tokio::spawn(async move {
             s.create_text(&format!("w{w}"), "v1").await;
             for v in 1..=10 {
-                let r = s.post(&format!("/api/v1/prompts/w{w}/versions"), &s.admin, json!({"base_version": v, "template": format!("v{}", v + 1)})).await;
+                let r = s
+                    .post(
+                        &format!("/api/v1/prompts/w{w}/versions"),
+                        &s.admin,
+                        json!({"base_version": v, "template": format!("v{}", v + 1)}),
+                    )
+                    .await;
                 assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
             }
         }));

@@ -39,7 +39,14 @@ struct Acked {
     moves: Vec<(String, String)>,
 }
 
-async fn writer(http: reqwest::Client, base: String, key: String, prompt: String, acked: Arc<Mutex<Acked>>, round: usize) {
+async fn writer(
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    prompt: String,
+    acked: Arc<Mutex<Acked>>,
+    round: usize,
+) {
     let auth = format!("Bearer {key}");
     let url = format!("{base}/api/v1/prompts/{prompt}");
     let Ok(r) = http.get(format!("{url}?label=latest")).header("authorization", &auth).send().await else { return };
@@ -47,7 +54,9 @@ async fn writer(http: reqwest::Client, base: String, key: String, prompt: String
     let mut version = latest["version"].as_i64().unwrap();
     for i in 0.. {
         let body = json!({"base_version": version, "template": format!("round {round} write {i} of {prompt}")});
-        let Ok(r) = http.post(format!("{url}/versions")).header("authorization", &auth).json(&body).send().await else { return };
+        let Ok(r) = http.post(format!("{url}/versions")).header("authorization", &auth).json(&body).send().await else {
+            return;
+        };
         if r.status() != 201 {
             return;
         }
@@ -55,8 +64,15 @@ async fn writer(http: reqwest::Client, base: String, key: String, prompt: String
         version = v["version"].as_i64().unwrap();
         acked.lock().unwrap().versions.push((prompt.clone(), version, v["hash"].as_str().unwrap().to_owned()));
         let reason = format!("r{round}-{i}");
-        let Ok(r) = http.put(format!("{url}/labels/canary")).header("authorization", &auth)
-            .json(&json!({"version": version, "reason": reason})).send().await else { return };
+        let Ok(r) = http
+            .put(format!("{url}/labels/canary"))
+            .header("authorization", &auth)
+            .json(&json!({"version": version, "reason": reason}))
+            .send()
+            .await
+        else {
+            return;
+        };
         if r.status() != 200 {
             return;
         }
@@ -68,7 +84,12 @@ async fn writer(http: reqwest::Client, base: String, key: String, prompt: String
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
-    let out = Command::new(EXE).arg("--db").arg(&db).args(["apikey", "create", "--name", "crash", "--scope", "admin"]).output().unwrap();
+    let out = Command::new(EXE)
+        .arg("--db")
+        .arg(&db)
+        .args(["apikey", "create", "--name", "crash", "--scope", "admin"])
+        .output()
+        .unwrap();
     let key = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_owned();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let acked = Arc::new(Mutex::new(Acked::default()));
@@ -76,13 +97,20 @@ async fn acknowledged_writes_survive_sigkill() {
 
     let (mut child, mut base) = start(&db);
     for w in 0..WRITERS {
-        let r = http.post(format!("{base}/api/v1/prompts")).bearer_auth(&key)
-            .json(&json!({"name": format!("w{w}"), "template": "start"})).send().await.unwrap();
+        let r = http
+            .post(format!("{base}/api/v1/prompts"))
+            .bearer_auth(&key)
+            .json(&json!({"name": format!("w{w}"), "template": "start"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
     for round in 0..20 {
         let tasks: Vec<_> = (0..WRITERS)
-            .map(|w| tokio::spawn(writer(http.clone(), base.clone(), key.clone(), format!("w{w}"), acked.clone(), round)))
+            .map(|w| {
+                tokio::spawn(writer(http.clone(), base.clone(), key.clone(), format!("w{w}"), acked.clone(), round))
+            })
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.random_range(30..300))).await;
         child.kill().unwrap(); // SIGKILL
@@ -96,15 +124,29 @@ async fn acknowledged_writes_survive_sigkill() {
         // Everything acknowledged so far is there, unchanged.
         let snapshot: Vec<_> = acked.lock().unwrap().versions.clone();
         for (prompt, version, hash) in &snapshot {
-            let r = http.get(format!("{base_now}/api/v1/prompts/{prompt}/versions/{version}")).bearer_auth(&key).send().await.unwrap();
+            let r = http
+                .get(format!("{base_now}/api/v1/prompts/{prompt}/versions/{version}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200, "round {round}: {prompt} v{version} lost");
             assert_eq!(r.json::<Value>().await.unwrap()["hash"].as_str().unwrap(), hash);
         }
         let moves: Vec<_> = acked.lock().unwrap().moves.clone();
         for w in 0..WRITERS {
             let prompt = format!("w{w}");
-            let labels: Value = http.get(format!("{base_now}/api/v1/prompts/{prompt}/labels")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-            let reasons: Vec<&str> = labels["history"].as_array().unwrap().iter().map(|h| h["reason"].as_str().unwrap()).collect();
+            let labels: Value = http
+                .get(format!("{base_now}/api/v1/prompts/{prompt}/labels"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let reasons: Vec<&str> =
+                labels["history"].as_array().unwrap().iter().map(|h| h["reason"].as_str().unwrap()).collect();
             for (_, reason) in moves.iter().filter(|(p, _)| *p == prompt) {
                 assert!(reasons.contains(&reason.as_str()), "round {round}: label move {reason} of {prompt} lost");
             }

@@ -15,7 +15,12 @@ async fn the_index_is_rebuilt_from_the_database() {
     s.post("/api/v1/prompts/a%2Fone/versions", &s.admin, json!({"base_version": 2, "template": "three {{ x }}"})).await;
     s.put("/api/v1/prompts/a%2Fone/labels/stable", &s.admin, json!({"version": 2})).await;
     s.put("/api/v1/prompts/a%2Fone/labels/canary", &s.admin, json!({"version": 1})).await;
-    s.post("/api/v1/prompts", &s.admin, json!({"name": "b", "messages": [{"role": "user", "content": "hi"}], "tags": ["t"]})).await;
+    s.post(
+        "/api/v1/prompts",
+        &s.admin,
+        json!({"name": "b", "messages": [{"role": "user", "content": "hi"}], "tags": ["t"]}),
+    )
+    .await;
     let paths = [
         "/api/v1/prompts/a%2Fone",
         "/api/v1/prompts/a%2Fone?label=latest",
@@ -34,7 +39,11 @@ async fn the_index_is_rebuilt_from_the_database() {
     let copy = dir.path().join("copy.db");
     // Copy the database as a backup would (VACUUM INTO), then open a fresh registry on it.
     sqlx::query(&format!("VACUUM INTO '{}'", copy.display()))
-        .execute(&mut <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite:{}", db.display())).await.unwrap())
+        .execute(
+            &mut <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite:{}", db.display()))
+                .await
+                .unwrap(),
+        )
         .await
         .unwrap();
     s.stop().await;
@@ -42,7 +51,10 @@ async fn the_index_is_rebuilt_from_the_database() {
     let op = Principal::operator();
     let served = registry.resolve(&op, "a/one", &Default::default()).await.unwrap();
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&served.json).unwrap(), before[0]);
-    let canary = registry.resolve(&op, "a/one", &domain::model::Selector { label: Some("canary".into()), ..Default::default() }).await.unwrap();
+    let canary = registry
+        .resolve(&op, "a/one", &domain::model::Selector { label: Some("canary".into()), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&canary.json).unwrap(), before[2]);
     let list = registry.list_prompts(&op, &Default::default()).unwrap();
     assert_eq!(serde_json::to_value(&list).unwrap(), before[5]);

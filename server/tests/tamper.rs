@@ -10,7 +10,12 @@ use sqlx::{Connection, SqliteConnection};
 async fn setup() -> TestServer {
     let s = TestServer::start().await;
     s.create_text("t", "Be kind to {{ customer }}").await;
-    s.post("/api/v1/prompts/t/versions", &s.admin, json!({"base_version": 1, "template": "Be brief with {{ customer }}"})).await;
+    s.post(
+        "/api/v1/prompts/t/versions",
+        &s.admin,
+        json!({"base_version": 1, "template": "Be brief with {{ customer }}"}),
+    )
+    .await;
     s.put("/api/v1/prompts/t/labels/stable", &s.admin, json!({"version": 2})).await;
     assert_eq!(s.get("/api/v1/audit/verify", &s.admin).await.body["ok"], true);
     s
@@ -44,7 +49,10 @@ async fn edited_version_content_is_detected() {
     let s = setup().await;
     let mut db = file(&s).await;
     sqlx::query("DROP TRIGGER versions_no_update").execute(&mut db).await.unwrap();
-    sqlx::query("UPDATE versions SET template = 'Be rude to {{ customer }}' WHERE version = 1").execute(&mut db).await.unwrap();
+    sqlx::query("UPDATE versions SET template = 'Be rude to {{ customer }}' WHERE version = 1")
+        .execute(&mut db)
+        .await
+        .unwrap();
     let v = s.get("/api/v1/audit/verify", &s.admin).await;
     assert_eq!(v.body["ok"], false, "{}", v.text);
     assert!(v.body["message"].as_str().unwrap().contains("t version 1"), "{}", v.text);
@@ -106,6 +114,10 @@ async fn the_cli_exits_1_on_a_broken_chain() {
     sqlx::query("UPDATE audit_events SET detail = '{}' WHERE seq = 4").execute(&mut db).await.unwrap();
     let bad = std::process::Command::new(exe).arg("--db").arg(&s.db).args(["audit", "verify"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stdout).contains("BROKEN at event 4"), "{}", String::from_utf8_lossy(&bad.stdout));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("BROKEN at event 4"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
     s.stop().await;
 }

@@ -2,8 +2,8 @@
 //! (fast, because a key is checked on every request; its entropy makes a slow hash
 //! pointless). Passwords are stored as argon2id with OWASP's parameters.
 
-use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use domain::access::{Action, Role, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -93,7 +93,13 @@ fn new_secret() -> Result<String> {
 impl Registry {
     /// Adds a person. The password, when given, is hashed with argon2id off the async
     /// threads.
-    pub async fn add_user(&self, who: &Principal, username: &str, role: Role, password: Option<String>) -> Result<UserInfo> {
+    pub async fn add_user(
+        &self,
+        who: &Principal,
+        username: &str,
+        role: Role,
+        password: Option<String>,
+    ) -> Result<UserInfo> {
         who.require(Action::Administer)?;
         validate_account_name("user", username)?;
         let password_hash = match password {
@@ -117,7 +123,19 @@ impl Registry {
             let mut w = this.store().write().await?;
             store::insert_user(&mut w.tx, &username, role.as_str(), password_hash.as_deref(), at).await?;
             let detail = json!({"username": username, "role": role.as_str()});
-            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "user.created", prompt: None, version: None, label: None, detail }).await?;
+            store::append_event(
+                &mut w.tx,
+                at,
+                NewEvent {
+                    actor: &who.actor,
+                    action: "user.created",
+                    prompt: None,
+                    version: None,
+                    label: None,
+                    detail,
+                },
+            )
+            .await?;
             w.tx.commit().await?;
             let user = store::user_by_name(&this.store().reader, &username).await?;
             user.map(Into::into).ok_or_else(|| ServiceError::internal("user vanished after insert"))
@@ -132,7 +150,13 @@ impl Registry {
 
     /// Creates an API key; with `user`, the key acts as that person and can do no more
     /// than their role allows.
-    pub async fn create_key(&self, who: &Principal, name: &str, scope: Scope, user: Option<&str>) -> Result<CreatedKey> {
+    pub async fn create_key(
+        &self,
+        who: &Principal,
+        name: &str,
+        scope: Scope,
+        user: Option<&str>,
+    ) -> Result<CreatedKey> {
         who.require(Action::Administer)?;
         validate_account_name("key", name)?;
         let key = new_secret()?;
@@ -153,7 +177,19 @@ impl Registry {
             let digest = Sha256::digest(key.as_bytes());
             store::insert_key(&mut w.tx, &name, &prefix, &digest, scope.as_str(), user_id, &who.actor, at).await?;
             let detail = json!({"name": name, "scope": scope.as_str(), "user": user, "prefix": prefix});
-            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "apikey.created", prompt: None, version: None, label: None, detail }).await?;
+            store::append_event(
+                &mut w.tx,
+                at,
+                NewEvent {
+                    actor: &who.actor,
+                    action: "apikey.created",
+                    prompt: None,
+                    version: None,
+                    label: None,
+                    detail,
+                },
+            )
+            .await?;
             w.tx.commit().await?;
             Ok(CreatedKey { name, key, scope, user })
         })
@@ -173,7 +209,19 @@ impl Registry {
             if key.revoked_at.is_none() {
                 store::revoke_key(&mut w.tx, key.id, at).await?;
                 let detail = json!({"name": name, "prefix": key.prefix});
-                store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "apikey.revoked", prompt: None, version: None, label: None, detail }).await?;
+                store::append_event(
+                    &mut w.tx,
+                    at,
+                    NewEvent {
+                        actor: &who.actor,
+                        action: "apikey.revoked",
+                        prompt: None,
+                        version: None,
+                        label: None,
+                        detail,
+                    },
+                )
+                .await?;
                 w.tx.commit().await?;
                 this.forget_keys();
             }

@@ -106,11 +106,11 @@ async fn check_chain(conn: &mut SqliteConnection) -> Result<Chain> {
             chain.problem = Some((row.seq, message));
             return Ok(chain);
         }
-        if matches!(row.action.as_str(), "prompt.created" | "version.created") {
-            if let (Some(prompt), Some(version)) = (row.prompt, row.version) {
-                let hash = serde_json::from_str::<RecordedHash>(&row.detail).map(|d| d.hash).unwrap_or_default();
-                chain.recorded.insert((prompt, version), (hash, row.seq));
-            }
+        if matches!(row.action.as_str(), "prompt.created" | "version.created")
+            && let (Some(prompt), Some(version)) = (row.prompt, row.version)
+        {
+            let hash = serde_json::from_str::<RecordedHash>(&row.detail).map(|d| d.hash).unwrap_or_default();
+            chain.recorded.insert((prompt, version), (hash, row.seq));
         }
         chain.head = row.hash;
         expected_seq += 1;
@@ -125,7 +125,8 @@ struct Versions {
 }
 
 async fn check_versions(conn: &mut SqliteConnection) -> Result<Versions> {
-    let names: HashMap<i64, String> = store::all_prompts(&mut *conn).await?.into_iter().map(|p| (p.id, p.name)).collect();
+    let names: HashMap<i64, String> =
+        store::all_prompts(&mut *conn).await?.into_iter().map(|p| (p.id, p.name)).collect();
     let mut out = Versions { stored: Vec::new(), first_content_mismatch: None };
     let mut versions = store::all_versions(conn);
     while let Some(row) = versions.try_next().await? {

@@ -21,7 +21,9 @@ pub enum ServiceError {
     #[error("{0}")]
     NameTaken(String),
     /// The edit started from a version that is no longer the newest. HTTP 409.
-    #[error("version {base_version} is not the newest version any more (version {latest_version} is); reload, reapply your edit and save again")]
+    #[error(
+        "version {base_version} is not the newest version any more (version {latest_version} is); reload, reapply your edit and save again"
+    )]
     Stale { base_version: i64, latest_version: i64 },
     /// A name that breaks the naming rules. HTTP 422.
     #[error(transparent)]

@@ -66,11 +66,7 @@ impl PromptEntry {
 
     /// The version a label points at now (`latest` included).
     pub fn label(&self, label: &str) -> Option<i64> {
-        if label == LATEST {
-            Some(self.summary.latest_version)
-        } else {
-            self.summary.labels.get(label).copied()
-        }
+        if label == LATEST { Some(self.summary.latest_version) } else { self.summary.labels.get(label).copied() }
     }
 
     pub fn labels_of(&self, version: i64) -> Vec<String> {

@@ -34,9 +34,9 @@ impl Registry {
                 who.require(Action::MoveProtectedLabel)?;
             }
             let entry = this.entry(&name)?;
-            let row = store::version(&mut *w.tx, entry.id, req.version).await?.ok_or_else(|| {
-                ServiceError::NotFound(format!("'{name}' has no version {}", req.version))
-            })?;
+            let row = store::version(&mut *w.tx, entry.id, req.version)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {}", req.version)))?;
             let previous_version = entry.summary.labels.get(&label).copied();
             if previous_version == Some(req.version) {
                 return Ok(MovedLabel { label, version: req.version, previous_version });
@@ -54,7 +54,19 @@ impl Registry {
             store::insert_label_move(&mut w.tx, &change).await?;
             store::touch_prompt(&mut w.tx, entry.id, at).await?;
             let detail = json!({"reason": req.reason, "previous_version": previous_version, "hash": row.hash});
-            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "label.moved", prompt: Some(&name), version: Some(req.version), label: Some(&label), detail }).await?;
+            store::append_event(
+                &mut w.tx,
+                at,
+                NewEvent {
+                    actor: &who.actor,
+                    action: "label.moved",
+                    prompt: Some(&name),
+                    version: Some(req.version),
+                    label: Some(&label),
+                    detail,
+                },
+            )
+            .await?;
             w.tx.commit().await?;
             let target = match entry.served.get(&req.version) {
                 Some(s) => s.base.clone(),

@@ -60,7 +60,9 @@ impl Principal {
         let what = match action {
             Action::Read => "read the registry",
             Action::Write => "create prompts, save versions or move labels",
-            Action::MoveProtectedLabel => "move a protected label (it needs a publisher, an admin or an admin-scope key)",
+            Action::MoveProtectedLabel => {
+                "move a protected label (it needs a publisher, an admin or an admin-scope key)"
+            }
             Action::Administer => "manage users, keys and label policies (it needs an admin)",
         };
         Err(ServiceError::Forbidden(format!("{} may not {what}", self.describe())))
@@ -68,7 +70,9 @@ impl Principal {
 
     fn describe(&self) -> String {
         match (self.grant.role, self.grant.scope) {
-            (Some(role), Some(scope)) => format!("a {}-scope key acting as {} ({})", scope.as_str(), self.actor, role.as_str()),
+            (Some(role), Some(scope)) => {
+                format!("a {}-scope key acting as {} ({})", scope.as_str(), self.actor, role.as_str())
+            }
             (None, Some(scope)) => format!("a {}-scope key", scope.as_str()),
             (Some(role), None) => format!("{} ({})", self.actor, role.as_str()),
             (None, None) => "this caller".into(),
@@ -80,6 +84,9 @@ impl Principal {
 /// another process stops working within this time.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 
+/// SHA-256 of a key -> who it acts as, and when that was last looked up.
+type KeyCache = HashMap<[u8; 32], (Arc<Principal>, Instant)>;
+
 /// The registry: storage, the resolve index and the key cache behind one handle.
 #[derive(Clone)]
 pub struct Registry {
@@ -89,7 +96,7 @@ pub struct Registry {
 struct Inner {
     store: Store,
     index: Index,
-    keys: RwLock<HashMap<[u8; 32], (Arc<Principal>, Instant)>>,
+    keys: RwLock<KeyCache>,
 }
 
 impl Registry {
@@ -151,10 +158,10 @@ impl Registry {
     /// Called on every request: a cache hit is a hash and a map lookup.
     pub async fn authenticate_key(&self, key: &str) -> Result<Arc<Principal>> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        if let Some((principal, at)) = self.inner.keys.read().get(&digest) {
-            if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(principal.clone());
-            }
+        if let Some((principal, at)) = self.inner.keys.read().get(&digest)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(principal.clone());
         }
         let bad = || ServiceError::Unauthenticated("this API key is not valid (unknown or revoked)".into());
         let row = store::key_by_hash(&self.store().reader, &digest).await?.ok_or_else(bad)?;
@@ -176,7 +183,11 @@ impl Registry {
                     user_id: row.user_id,
                 }
             }
-            _ => Principal { actor: format!("key:{}", row.name), grant: Grant { role: None, scope: Some(scope) }, user_id: None },
+            _ => Principal {
+                actor: format!("key:{}", row.name),
+                grant: Grant { role: None, scope: Some(scope) },
+                user_id: None,
+            },
         });
         self.inner.keys.write().insert(digest, (principal.clone(), Instant::now()));
         Ok(principal)

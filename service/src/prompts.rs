@@ -44,14 +44,12 @@ fn body_from(
         (Some(PromptType::Text), _, _) => {
             Err(ServiceError::rule("invalid_body", "a text prompt needs `template`, a string"))
         }
-        (Some(PromptType::Chat), _, _) => Err(ServiceError::rule(
-            "invalid_body",
-            "a chat prompt needs `messages`, a list of {\"role\", \"content\"}",
-        )),
-        (None, None, None) => Err(ServiceError::rule(
-            "invalid_body",
-            "give `template` (a text prompt) or `messages` (a chat prompt)",
-        )),
+        (Some(PromptType::Chat), _, _) => {
+            Err(ServiceError::rule("invalid_body", "a chat prompt needs `messages`, a list of {\"role\", \"content\"}"))
+        }
+        (None, None, None) => {
+            Err(ServiceError::rule("invalid_body", "give `template` (a text prompt) or `messages` (a chat prompt)"))
+        }
     }
 }
 
@@ -125,7 +123,19 @@ impl Registry {
             let row = row_for(id, 1, &content, message, &who.actor, at);
             store::insert_version(&mut w.tx, &row).await?;
             let detail = json!({"hash": row.hash, "message": row.message, "description": description, "tags": tags});
-            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "prompt.created", prompt: Some(&name), version: Some(1), label: None, detail }).await?;
+            store::append_event(
+                &mut w.tx,
+                at,
+                NewEvent {
+                    actor: &who.actor,
+                    action: "prompt.created",
+                    prompt: Some(&name),
+                    version: Some(1),
+                    label: None,
+                    detail,
+                },
+            )
+            .await?;
             w.tx.commit().await?;
             let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
             let summary = PromptSummary {
@@ -185,7 +195,19 @@ impl Registry {
             store::insert_version(&mut w.tx, &row).await?;
             store::touch_prompt(&mut w.tx, prompt.id, at).await?;
             let detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
-            store::append_event(&mut w.tx, at, NewEvent { actor: &who.actor, action: "version.created", prompt: Some(&name), version: Some(version), label: None, detail }).await?;
+            store::append_event(
+                &mut w.tx,
+                at,
+                NewEvent {
+                    actor: &who.actor,
+                    action: "version.created",
+                    prompt: Some(&name),
+                    version: Some(version),
+                    label: None,
+                    detail,
+                },
+            )
+            .await?;
             w.tx.commit().await?;
             let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
             let mut summary = entry.summary.clone();
@@ -217,12 +239,9 @@ impl Registry {
         let folder = query.folder.as_deref().map(|f| f.trim_end_matches('/')).filter(|f| !f.is_empty());
         let (entries, more) = self.index().scan(after.as_deref(), limit, |e| {
             let s = &e.summary;
-            needle.as_deref().is_none_or(|n| {
-                s.name.contains(n) || s.description.to_lowercase().contains(n)
-            }) && query.tag.as_deref().is_none_or(|t| s.tags.iter().any(|x| x == t))
-                && folder.is_none_or(|f| {
-                    s.name.strip_prefix(f).is_some_and(|rest| rest.starts_with('/'))
-                })
+            needle.as_deref().is_none_or(|n| s.name.contains(n) || s.description.to_lowercase().contains(n))
+                && query.tag.as_deref().is_none_or(|t| s.tags.iter().any(|x| x == t))
+                && folder.is_none_or(|f| s.name.strip_prefix(f).is_some_and(|rest| rest.starts_with('/')))
         });
         let next_cursor = if more { entries.last().map(|e| hex::encode(&e.summary.name)) } else { None };
         Ok(Page { items: entries.iter().map(|e| e.summary.clone()).collect(), next_cursor })
@@ -248,7 +267,9 @@ impl Registry {
             })?,
             Some(at) => {
                 let instant = time::parse_rfc3339(at).ok_or_else(|| {
-                    ServiceError::BadRequest(format!("`at` must be an RFC 3339 time such as 2026-03-15T14:47:00Z (got '{at}')"))
+                    ServiceError::BadRequest(format!(
+                        "`at` must be an RFC 3339 time such as 2026-03-15T14:47:00Z (got '{at}')"
+                    ))
                 })?;
                 let reader = &self.store().reader;
                 let found = if label == LATEST {

@@ -11,9 +11,7 @@ use domain::audit::{EventFields, GENESIS};
 use domain::content::{Content, Message, Parts, PromptBody};
 use domain::model::{AuditEvent, LabelMove, VersionView};
 use serde_json::{Map, Value};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, Transaction};
 
 use crate::error::{Result, ServiceError};
@@ -61,11 +59,8 @@ impl Store {
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(base.read_only(true))
-            .await?;
+        let reader =
+            SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(base.read_only(true)).await?;
         Ok(Store { reader, writer, write_lock: tokio::sync::Mutex::new(()) })
     }
 
@@ -118,15 +113,13 @@ impl VersionRow {
     pub fn content(&self) -> Result<Content> {
         let body = match (self.prompt_type.as_str(), &self.template, &self.messages) {
             ("text", Some(t), _) => PromptBody::Text(t.clone()),
-            ("chat", _, Some(m)) => PromptBody::Chat(
-                serde_json::from_str::<Vec<Message>>(m).map_err(|_| corrupt("messages"))?,
-            ),
+            ("chat", _, Some(m)) => {
+                PromptBody::Chat(serde_json::from_str::<Vec<Message>>(m).map_err(|_| corrupt("messages"))?)
+            }
             _ => return Err(corrupt("version body")),
         };
-        let config: Map<String, Value> =
-            serde_json::from_str(&self.config).map_err(|_| corrupt("config"))?;
-        let variables: Vec<String> =
-            serde_json::from_str(&self.variables).map_err(|_| corrupt("variables"))?;
+        let config: Map<String, Value> = serde_json::from_str(&self.config).map_err(|_| corrupt("config"))?;
+        let variables: Vec<String> = serde_json::from_str(&self.variables).map_err(|_| corrupt("variables"))?;
         Ok(Content::stored(body, config, variables))
     }
 
@@ -174,12 +167,10 @@ fn inserted(
 }
 
 pub async fn prompt_by_name(ex: impl SqliteExecutor<'_>, name: &str) -> Result<Option<PromptRow>> {
-    Ok(sqlx::query_as::<_, PromptRow>(
-        "SELECT id, name, description, tags, updated_at FROM prompts WHERE name = ?",
-    )
-    .bind(name)
-    .fetch_optional(ex)
-    .await?)
+    Ok(sqlx::query_as::<_, PromptRow>("SELECT id, name, description, tags, updated_at FROM prompts WHERE name = ?")
+        .bind(name)
+        .fetch_optional(ex)
+        .await?)
 }
 
 pub async fn all_prompts(ex: impl SqliteExecutor<'_>) -> Result<Vec<PromptRow>> {
@@ -291,7 +282,7 @@ pub async fn served_versions(ex: impl SqliteExecutor<'_>) -> Result<Vec<VersionR
 pub fn all_versions<'e>(
     ex: impl SqliteExecutor<'e> + 'e,
 ) -> futures_util::stream::BoxStream<'e, Result<VersionRow, sqlx::Error>> {
-    sqlx::query_as::<_, VersionRow>(&*ALL_VERSIONS).fetch(ex)
+    sqlx::query_as::<_, VersionRow>(&ALL_VERSIONS).fetch(ex)
 }
 
 static ALL_VERSIONS: std::sync::LazyLock<String> =
@@ -455,10 +446,9 @@ pub struct NewEvent<'a> {
 
 /// Appends one event to the chain, inside the caller's write transaction.
 pub async fn append_event(conn: &mut SqliteConnection, at: i64, e: NewEvent<'_>) -> Result<i64> {
-    let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
+    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
     let (seq, prev_hash) = match head {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_owned()),
@@ -624,10 +614,7 @@ pub async fn key_by_hash(ex: impl SqliteExecutor<'_>, key_hash: &[u8]) -> Result
 }
 
 pub async fn key_by_name(ex: impl SqliteExecutor<'_>, name: &str) -> Result<Option<KeyRow>> {
-    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} WHERE k.name = ?"))
-        .bind(name)
-        .fetch_optional(ex)
-        .await?)
+    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} WHERE k.name = ?")).bind(name).fetch_optional(ex).await?)
 }
 
 pub async fn keys(ex: impl SqliteExecutor<'_>) -> Result<Vec<KeyRow>> {

@@ -8,9 +8,7 @@ pub fn now_us() -> i64 {
 
 /// `2026-03-15T14:47:00.000000Z`: fixed width, so it sorts as text too.
 pub fn format_us(us: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(us)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
+    DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Parses an RFC 3339 instant with any offset.

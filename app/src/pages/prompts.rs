@@ -70,9 +70,7 @@ fn PromptTable(items: Vec<PromptSummary>, filter: ReadSignal<String>) -> impl In
     let items = StoredValue::new(items);
     let visible = move || {
         let needle = filter.get().to_lowercase();
-        items.with_value(|all| {
-            all.iter().filter(|p| p.name.contains(&needle)).cloned().collect::<Vec<_>>()
-        })
+        items.with_value(|all| all.iter().filter(|p| p.name.contains(&needle)).cloned().collect::<Vec<_>>())
     };
     view! {
         <table class="prompt-table">

@@ -1,11 +1,11 @@
 //! The audit log (API.md "Audit") and, as an extension documented in the OpenAPI
 //! document, API keys and users for admins.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::Router;
 use domain::access::{Role, Scope};
 use serde::Deserialize;
 use service::time::parse_rfc3339;

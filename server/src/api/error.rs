@@ -65,11 +65,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Rule { code, .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, code, message),
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                ApiError::new(
-                    S::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "an internal error occurred; it has been logged",
-                )
+                ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged")
             }
         }
     }

@@ -5,8 +5,8 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use std::sync::Arc;
 
 use axum::http::header::{AUTHORIZATION, IF_NONE_MATCH};
-use axum::http::{HeaderValue, StatusCode};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use service::{Principal, Registry};
 
@@ -26,7 +26,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
                 .any(|e| e.is::<http_body_util::LengthLimitError>());
             if too_large {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than 1 MiB")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than 1 MiB",
+                )
             } else {
                 ApiError::bad_request(format!("the request body could not be read: {e}"))
             }
@@ -39,7 +43,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                     "invalid_body",
                     format!("the request body does not have the expected fields: {e}"),
                 ),
-                _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the request body is not valid JSON: {e}")),
+                _ => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("the request body is not valid JSON: {e}"),
+                ),
             }
         })
     }

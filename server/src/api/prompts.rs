@@ -1,10 +1,10 @@
 //! Prompts, versions, render, diff and labels (API.md "Prompts" and "Labels").
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::Router;
 use domain::model::{MoveLabel, NewPrompt, NewVersion, RenderRequest, Selector};
 use serde::Deserialize;
 use service::{PromptQuery, Registry};
@@ -94,10 +94,13 @@ async fn resolve(
     let served = r.resolve(&who, &name, &p.selector()?).await?;
     let etag = HeaderValue::from_str(&served.etag).map_err(|_| ApiError::bad_request("bad etag"))?;
     let cache = HeaderValue::from_static("no-cache");
-    if let Some(inm) = inm.as_ref().and_then(|v| v.to_str().ok()) {
-        if inm.split(',').map(str::trim).any(|t| t == served.etag || t == "*" || t.strip_prefix("W/") == Some(&served.etag)) {
-            return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response());
-        }
+    if let Some(inm) = inm.as_ref().and_then(|v| v.to_str().ok())
+        && inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == served.etag || t == "*" || t.strip_prefix("W/") == Some(&served.etag))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response());
     }
     Ok((
         [
@@ -129,7 +132,8 @@ async fn versions(
 async fn version(State(r): State<Registry>, Caller(who): Caller, Path((name, n)): Path<(String, String)>) -> ApiResult {
     let sel = Selector { version: Some(parse_version(&n)?), ..Default::default() };
     let served = r.resolve(&who, &name, &sel).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json"), (header::ETAG, served.etag.as_str())], served.json.clone()).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json"), (header::ETAG, served.etag.as_str())], served.json.clone())
+        .into_response())
 }
 
 async fn add_version(

@@ -54,7 +54,16 @@ impl TestServer {
             .await
             .unwrap();
         });
-        TestServer { base, http: reqwest::Client::new(), admin, registry, db, _dir: dir, stop: Some(stop), task: Some(task) }
+        TestServer {
+            base,
+            http: reqwest::Client::new(),
+            admin,
+            registry,
+            db,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn stop(mut self) {
@@ -76,7 +85,14 @@ impl TestServer {
         self.registry.add_user(&Principal::operator(), name, role, None).await.unwrap();
     }
 
-    pub async fn raw(&self, method: Method, path: &str, key: Option<&str>, body: Option<String>, headers: &[(&str, &str)]) -> Reply {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(key) = key {
             req = req.bearer_auth(key);
@@ -118,8 +134,12 @@ impl TestServer {
     /// Creates a text prompt as the admin key and returns its version 1.
     pub async fn create_text(&self, name: &str, template: &str) -> Value {
         let r = self
-            .post("/api/v1/prompts", &self.admin, json!({"name": name, "type": "text", "template": template,
-                "config": {"model": "gpt-4o-mini"}, "message": "first"}))
+            .post(
+                "/api/v1/prompts",
+                &self.admin,
+                json!({"name": name, "type": "text", "template": template,
+                "config": {"model": "gpt-4o-mini"}, "message": "first"}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.body
