@@ -6,7 +6,7 @@
 //! prompt's entry is immutable and replaced whole (copy on write): readers take an `Arc`
 //! under a short read lock and never wait for a writer's work.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -85,23 +85,34 @@ fn labels_of(summary: &PromptSummary, version: i64) -> Vec<String> {
     labels
 }
 
+/// The same entries twice: hashed by name for resolve (one lookup, few cache misses
+/// however many prompts there are) and ordered by name for listing.
+#[derive(Default)]
+struct Prompts {
+    by_name: HashMap<String, Arc<PromptEntry>>,
+    ordered: BTreeMap<String, Arc<PromptEntry>>,
+}
+
 #[derive(Default)]
 pub struct Index {
-    prompts: RwLock<BTreeMap<String, Arc<PromptEntry>>>,
+    prompts: RwLock<Prompts>,
 }
 
 impl Index {
     pub fn get(&self, name: &str) -> Option<Arc<PromptEntry>> {
-        self.prompts.read().get(name).cloned()
+        self.prompts.read().by_name.get(name).cloned()
     }
 
     pub fn put(&self, entry: PromptEntry) {
-        let name = entry.summary.name.clone();
-        self.prompts.write().insert(name, Arc::new(entry));
+        let (name, entry) = (entry.summary.name.clone(), Arc::new(entry));
+        let mut prompts = self.prompts.write();
+        prompts.by_name.insert(name.clone(), entry.clone());
+        prompts.ordered.insert(name, entry);
     }
 
-    pub fn replace_all(&self, entries: BTreeMap<String, Arc<PromptEntry>>) {
-        *self.prompts.write() = entries;
+    pub fn replace_all(&self, ordered: BTreeMap<String, Arc<PromptEntry>>) {
+        let by_name = ordered.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        *self.prompts.write() = Prompts { by_name, ordered };
     }
 
     /// Up to `limit` entries after `after` (by name) for which `keep` holds, and whether
@@ -116,7 +127,7 @@ impl Index {
         let prompts = self.prompts.read();
         let start = after.map_or(Unbounded, |a| Excluded(a.to_owned()));
         let mut out = Vec::with_capacity(limit.min(64));
-        for entry in prompts.range((start, Unbounded)).map(|(_, e)| e) {
+        for entry in prompts.ordered.range((start, Unbounded)).map(|(_, e)| e) {
             if keep(entry) {
                 if out.len() == limit {
                     return (out, true);
