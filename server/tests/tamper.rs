@@ -121,3 +121,35 @@ async fn the_cli_exits_1_on_a_broken_chain() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn tampering_deep_in_a_long_log_is_found() {
+    // More events than one verification chunk (2,000), the edit far past the first.
+    let s = TestServer::start().await;
+    s.create_text("long", "v1").await;
+    for v in 1..2300 {
+        let r = s
+            .post(
+                "/api/v1/prompts/long/versions",
+                &s.admin,
+                json!({"base_version": v, "template": format!("v{}", v + 1)}),
+            )
+            .await;
+        assert_eq!(r.status, reqwest::StatusCode::CREATED);
+    }
+    let ok = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!(
+        (ok.body["ok"].as_bool(), ok.body["events"].as_i64(), ok.body["versions"].as_i64()),
+        (Some(true), Some(2301), Some(2300))
+    );
+    let mut db = file(&s).await;
+    sqlx::query("DROP TRIGGER versions_no_update").execute(&mut db).await.unwrap();
+    sqlx::query("UPDATE versions SET template = 'edited' WHERE version = 2222").execute(&mut db).await.unwrap();
+    let v = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!((v.body["ok"].as_bool(), v.body["first_bad_seq"].as_i64()), (Some(false), Some(2223)), "{}", v.text);
+    sqlx::query("DROP TRIGGER audit_no_update").execute(&mut db).await.unwrap();
+    sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2100").execute(&mut db).await.unwrap();
+    let v = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!((v.body["ok"].as_bool(), v.body["first_bad_seq"].as_i64()), (Some(false), Some(2100)), "{}", v.text);
+    s.stop().await;
+}

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use domain::access::Action;
 use domain::audit::GENESIS;
 use domain::model::{AuditEvent, Page, VerifyReport};
-use futures_util::TryStreamExt;
 use sqlx::SqliteConnection;
 
 use crate::store::{self, AuditFilter};
@@ -89,31 +88,36 @@ struct Chain {
 
 async fn check_chain(conn: &mut SqliteConnection) -> Result<Chain> {
     let mut chain = Chain { events: 0, head: GENESIS.to_owned(), problem: None, recorded: HashMap::new() };
-    let mut events = store::all_events(conn);
     let mut expected_seq = 1;
-    while let Some(row) = events.try_next().await? {
-        chain.events += 1;
-        let problem = if row.seq != expected_seq {
-            Some(format!("event {expected_seq} is missing (found {} instead)", row.seq))
-        } else if row.prev_hash != chain.head {
-            Some(format!("event {} does not follow the event before it", row.seq))
-        } else if row.computed_hash() != row.hash {
-            Some(format!("event {} was changed after it was written", row.seq))
-        } else {
-            None
-        };
-        if let Some(message) = problem {
-            chain.problem = Some((row.seq, message));
-            return Ok(chain);
+    loop {
+        let rows = store::events_after(&mut *conn, expected_seq - 1).await?;
+        if rows.is_empty() {
+            break;
         }
-        if matches!(row.action.as_str(), "prompt.created" | "version.created")
-            && let (Some(prompt), Some(version)) = (row.prompt, row.version)
-        {
-            let hash = serde_json::from_str::<RecordedHash>(&row.detail).map(|d| d.hash).unwrap_or_default();
-            chain.recorded.insert((prompt, version), (hash, row.seq));
+        for row in rows {
+            chain.events += 1;
+            let problem = if row.seq != expected_seq {
+                Some(format!("event {expected_seq} is missing (found {} instead)", row.seq))
+            } else if row.prev_hash != chain.head {
+                Some(format!("event {} does not follow the event before it", row.seq))
+            } else if row.computed_hash() != row.hash {
+                Some(format!("event {} was changed after it was written", row.seq))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                chain.problem = Some((row.seq, message));
+                return Ok(chain);
+            }
+            if matches!(row.action.as_str(), "prompt.created" | "version.created")
+                && let (Some(prompt), Some(version)) = (row.prompt, row.version)
+            {
+                let hash = serde_json::from_str::<RecordedHash>(&row.detail).map(|d| d.hash).unwrap_or_default();
+                chain.recorded.insert((prompt, version), (hash, row.seq));
+            }
+            chain.head = row.hash;
+            expected_seq += 1;
         }
-        chain.head = row.hash;
-        expected_seq += 1;
     }
     Ok(chain)
 }
@@ -128,13 +132,20 @@ async fn check_versions(conn: &mut SqliteConnection) -> Result<Versions> {
     let names: HashMap<i64, String> =
         store::all_prompts(&mut *conn).await?.into_iter().map(|p| (p.id, p.name)).collect();
     let mut out = Versions { stored: Vec::new(), first_content_mismatch: None };
-    let mut versions = store::all_versions(conn);
-    while let Some(row) = versions.try_next().await? {
-        let name = names.get(&row.prompt_id).cloned().unwrap_or_else(|| format!("#{}", row.prompt_id));
-        if out.first_content_mismatch.is_none() && row.parts().hash() != row.hash {
-            out.first_content_mismatch = Some((name.clone(), row.version));
+    let mut after = (i64::MIN, i64::MIN);
+    loop {
+        let rows = store::versions_after(&mut *conn, after).await?;
+        if rows.is_empty() {
+            break;
         }
-        out.stored.push(((name, row.version), row.hash));
+        for row in rows {
+            after = (row.prompt_id, row.version);
+            let name = names.get(&row.prompt_id).cloned().unwrap_or_else(|| format!("#{}", row.prompt_id));
+            if out.first_content_mismatch.is_none() && row.parts().hash() != row.hash {
+                out.first_content_mismatch = Some((name.clone(), row.version));
+            }
+            out.stored.push(((name, row.version), row.hash));
+        }
     }
     Ok(out)
 }
