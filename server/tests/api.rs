@@ -4,7 +4,6 @@
 mod common;
 
 use common::{TestServer, enc};
-use domain::access::Scope;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -479,6 +478,5 @@ async fn keys_and_users_over_the_api() {
         .map(|e| e["action"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(actions, ["apikey.revoked", "prompt.created", "apikey.created"]);
-    let _ = Scope::Read;
     s.stop().await;
 }

@@ -8,14 +8,21 @@ use domain::model::{AuditEvent, Page, VerifyReport};
 use sqlx::SqliteConnection;
 
 use crate::store::{self, AuditFilter};
-use crate::{Principal, Registry, Result, page_limit};
+use crate::{Principal, Registry, Result, number_cursor, page_limit};
 
 impl Registry {
-    /// Events newest first, filtered; `filter.before_seq` is the cursor.
-    pub async fn audit(&self, who: &Principal, filter: &AuditFilter, limit: Option<i64>) -> Result<Page<AuditEvent>> {
+    /// Events newest first, filtered; `cursor` is the `next_cursor` of the page before.
+    pub async fn audit(
+        &self,
+        who: &Principal,
+        mut filter: AuditFilter,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEvent>> {
         who.require(Action::Read)?;
         let limit = page_limit(limit, 100, 1000)?;
-        let mut rows = store::audit_page(&self.store().reader, filter, limit + 1).await?;
+        filter.before_seq = number_cursor(cursor)?;
+        let mut rows = store::audit_page(&self.store().reader, &filter, limit + 1).await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = if more { rows.last().map(|r| r.seq.to_string()) } else { None };

@@ -49,19 +49,15 @@ fn instant(field: &str, value: Option<String>) -> Result<Option<i64>, ApiError> 
 }
 
 async fn audit(State(r): State<Registry>, Caller(who): Caller, Query(p): Query<AuditParams>) -> ApiResult {
-    let before_seq = p
-        .cursor
-        .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request(format!("'{c}' is not a valid cursor"))))
-        .transpose()?;
     let filter = AuditFilter {
         prompt: p.prompt,
         actor: p.actor,
         action: p.action,
         since: instant("since", p.since)?,
         until: instant("until", p.until)?,
-        before_seq,
+        before_seq: None,
     };
-    Ok(axum::Json(r.audit(&who, &filter, p.limit).await?).into_response())
+    Ok(axum::Json(r.audit(&who, filter, p.limit, p.cursor.as_deref()).await?).into_response())
 }
 
 async fn verify(State(r): State<Registry>, Caller(who): Caller) -> ApiResult {
