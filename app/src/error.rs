@@ -1,5 +1,7 @@
 //! The console's one error type, serialisable so server functions return it to the
-//! browser, and worded for people rather than engineers.
+//! browser, and worded for people rather than engineers. On the server, turning a
+//! service error into it also sets the response status, so a refused server function
+//! answers 401/403/409/422/429 like the REST API, never 500.
 
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
@@ -7,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
+    #[error("You are signed out. {0}")]
+    SignedOut(String),
     #[error("You are not allowed to do this. {0}")]
     NotAllowed(String),
     #[error("{0}")]
@@ -15,19 +19,49 @@ pub enum AppError {
     Invalid(String),
     #[error("Someone else changed this first. {0}")]
     Conflict(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error(
         "Something went wrong on the server. Try again in a moment; if it keeps happening, tell your administrator."
     )]
     Internal,
-    #[error("The server could not be reached ({0}). Check your connection and try again.")]
+    #[error("The request could not be completed ({0}). Check your connection and try again.")]
     Transport(String),
+}
+
+impl AppError {
+    /// The HTTP status a server function answers with when it returns this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::SignedOut(_) => 401,
+            AppError::NotAllowed(_) => 403,
+            AppError::NotFound(_) => 404,
+            AppError::Conflict(_) => 409,
+            AppError::Invalid(_) => 422,
+            AppError::RateLimited(_) => 429,
+            AppError::Internal => 500,
+            AppError::Transport(_) => 400,
+        }
+    }
 }
 
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        AppError::Transport(value.to_string())
+        // On the server this is a request the function could not even read (bad
+        // arguments): the caller's fault, so 400 rather than the default 500.
+        let err = AppError::Transport(value.to_string());
+        #[cfg(feature = "ssr")]
+        set_status(&err);
+        err
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn set_status(err: &AppError) {
+    if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        options.set_status(axum::http::StatusCode::from_u16(err.status()).unwrap_or_default());
     }
 }
 
@@ -35,16 +69,28 @@ impl FromServerFnError for AppError {
 impl From<service::ServiceError> for AppError {
     fn from(err: service::ServiceError) -> Self {
         use service::ServiceError as E;
-        match err {
-            E::Unauthenticated(m) | E::Forbidden(m) => AppError::NotAllowed(m),
-            E::NotFound(m) => AppError::NotFound(m),
-            E::NameTaken(m) | E::BadRequest(m) => AppError::Invalid(m),
-            e @ E::Stale { .. } => AppError::Conflict(e.to_string()),
-            e @ (E::InvalidName(_) | E::Template(_) | E::Rule { .. }) => AppError::Invalid(e.to_string()),
+        let app = match err {
+            E::Unauthenticated(m) => AppError::SignedOut(capitalise(&m)),
+            E::Forbidden(m) => AppError::NotAllowed(capitalise(&m) + "."),
+            E::NotFound(m) => AppError::NotFound(capitalise(&m) + "."),
+            E::NameTaken(m) | E::BadRequest(m) => AppError::Invalid(capitalise(&m) + "."),
+            e @ E::Stale { .. } => AppError::Conflict(capitalise(&e.to_string()) + "."),
+            e @ E::RateLimited { .. } => AppError::RateLimited(capitalise(&e.to_string()) + "."),
+            e @ (E::InvalidName(_) | E::Template(_) | E::Rule { .. }) => AppError::Invalid(capitalise(&e.to_string())),
             E::Internal(m) => {
-                leptos::logging::error!("console: {m}");
+                tracing::error!(detail = %m, "console: internal error");
                 AppError::Internal
             }
-        }
+        };
+        set_status(&app);
+        app
     }
+}
+
+/// Service messages start in lower case (they read well inside JSON); the console shows
+/// them as sentences.
+#[cfg(feature = "ssr")]
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }

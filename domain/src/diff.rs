@@ -1,8 +1,9 @@
 //! Differences between two versions, as a unified diff over a readable document of each
 //! version (its template or messages, then its config one key per line).
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use similar::TextDiff;
+use similar::{ChangeTag, DiffOp, TextDiff};
 
 use crate::canonical::to_canonical_json;
 use crate::content::{MessageRole, PromptBody};
@@ -49,6 +50,103 @@ pub fn config_changed(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
     to_canonical_json(&Value::Object(a.clone())) != to_canonical_json(&Value::Object(b.clone()))
 }
 
+/// A run of text on one side of a comparison; `changed` marks words that differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub text: String,
+    pub changed: bool,
+}
+
+/// One line on one side: its number (from 1) and its text in segments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideLine {
+    pub number: i64,
+    pub segments: Vec<Segment>,
+}
+
+/// One row of a side-by-side comparison: a line on the left, the right, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideRow {
+    pub old: Option<SideLine>,
+    pub new: Option<SideLine>,
+}
+
+impl SideRow {
+    /// Whether the row shows a difference (a line only on one side, or changed words).
+    pub fn is_change(&self) -> bool {
+        match (&self.old, &self.new) {
+            (Some(a), Some(b)) => a.segments.iter().chain(&b.segments).any(|s| s.changed),
+            _ => true,
+        }
+    }
+}
+
+fn whole(number: usize, text: &str, changed: bool) -> SideLine {
+    SideLine { number: number as i64 + 1, segments: vec![Segment { text: text.to_owned(), changed }] }
+}
+
+fn push_segment(segments: &mut Vec<Segment>, text: &str, changed: bool) {
+    match segments.last_mut() {
+        Some(last) if last.changed == changed => last.text.push_str(text),
+        _ => segments.push(Segment { text: text.to_owned(), changed }),
+    }
+}
+
+/// Lines of `old` and `new` side by side: equal lines paired, replaced lines paired with
+/// the changed words marked on each side, removed and added lines alone.
+pub fn side_by_side(old: &str, new: &str) -> Vec<SideRow> {
+    let lines = TextDiff::from_lines(old, new);
+    let (old_lines, new_lines) = (lines.old_slices(), lines.new_slices());
+    let text = |s: &str| s.trim_end_matches(['\n', '\r']).to_owned();
+    let mut rows = Vec::new();
+    for op in lines.ops() {
+        let (old_range, new_range) = (op.old_range(), op.new_range());
+        match op {
+            DiffOp::Equal { .. } => {
+                for (o, n) in old_range.zip(new_range) {
+                    let t = text(old_lines[o]);
+                    rows.push(SideRow { old: Some(whole(o, &t, false)), new: Some(whole(n, &t, false)) });
+                }
+            }
+            DiffOp::Delete { .. } | DiffOp::Insert { .. } | DiffOp::Replace { .. } => {
+                let pairs = old_range.len().max(new_range.len());
+                for i in 0..pairs {
+                    let o = (i < old_range.len()).then(|| old_range.start + i);
+                    let n = (i < new_range.len()).then(|| new_range.start + i);
+                    rows.push(match (o, n) {
+                        (Some(o), Some(n)) => paired(o, &text(old_lines[o]), n, &text(new_lines[n])),
+                        (Some(o), None) => SideRow { old: Some(whole(o, &text(old_lines[o]), true)), new: None },
+                        (None, Some(n)) => SideRow { old: None, new: Some(whole(n, &text(new_lines[n]), true)) },
+                        (None, None) => unreachable!("i < max of the two lengths"),
+                    });
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// A replaced line pair with the changed words marked.
+fn paired(o: usize, old: &str, n: usize, new: &str) -> SideRow {
+    let words = TextDiff::from_words(old, new);
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    for change in words.iter_all_changes() {
+        let value = change.value();
+        match change.tag() {
+            ChangeTag::Equal => {
+                push_segment(&mut left, value, false);
+                push_segment(&mut right, value, false);
+            }
+            ChangeTag::Delete => push_segment(&mut left, value, true),
+            ChangeTag::Insert => push_segment(&mut right, value, true),
+        }
+    }
+    SideRow {
+        old: Some(SideLine { number: o as i64 + 1, segments: left }),
+        new: Some(SideLine { number: n as i64 + 1, segments: right }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +168,27 @@ mod tests {
         assert!(config_changed(&map(json!({"model": "a"})), &map(json!({"model": "b"}))));
         assert!(!config_changed(&map(json!({"a": 1, "b": 2})), &map(json!({"b": 2, "a": 1}))));
         assert_eq!(unified(&a, &a, "v1", "v1"), "");
+    }
+
+    fn changed_words(line: &SideLine) -> Vec<&str> {
+        line.segments.iter().filter(|s| s.changed).map(|s| s.text.trim()).collect()
+    }
+
+    #[test]
+    fn side_by_side_pairs_lines_and_marks_changed_words() {
+        let rows = side_by_side("Hello there\nBe brief.\nBye\n", "Hello there\nBe warm and brief.\nBye\nThanks\n");
+        assert_eq!(rows.len(), 4, "{rows:#?}");
+        assert!(!rows[0].is_change() && !rows[2].is_change());
+        let (old, new) = (rows[1].old.as_ref().unwrap(), rows[1].new.as_ref().unwrap());
+        assert!(changed_words(old).is_empty(), "{old:?}");
+        assert_eq!(changed_words(new), ["warm and"], "{new:?}");
+        assert_eq!(new.segments.iter().map(|s| s.text.as_str()).collect::<String>(), "Be warm and brief.");
+        assert!(rows[3].old.is_none() && rows[3].new.as_ref().unwrap().number == 4);
+
+        let removed = side_by_side("a\nb\n", "a\n");
+        assert_eq!(removed.len(), 2);
+        assert!(removed[1].new.is_none() && removed[1].is_change());
+        assert!(side_by_side("same\n", "same\n").iter().all(|r| !r.is_change()));
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct PromptSummary {
     /// Labels other than `latest`, with the version each points at.
     pub labels: BTreeMap<String, i64>,
     pub updated_at: String,
+    /// Who made the last change (a version or a label move).
+    #[serde(default)]
+    pub updated_by: String,
 }
 
 /// A page of a list; `next_cursor` fetches the next one.
@@ -108,6 +111,15 @@ pub struct DiffView {
     pub from: i64,
     pub to: i64,
     pub unified: String,
+    pub config_changed: bool,
+}
+
+/// Two versions side by side (the console's comparison), config included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub from: i64,
+    pub to: i64,
+    pub rows: Vec<crate::diff::SideRow>,
     pub config_changed: bool,
 }
 

@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 
 use app::{App, shell};
 use axum::Router;
+use axum::http::HeaderValue;
+use axum::http::header::CONTENT_SECURITY_POLICY;
 use axum::response::Html;
 use leptos::config::{Env, LeptosOptions};
-use leptos::prelude::provide_context;
-use leptos_axum::{LeptosRoutes, file_and_error_handler, generate_route_list};
+use leptos::nonce::use_nonce;
+use leptos::prelude::{provide_context, use_context};
+use leptos_axum::{LeptosRoutes, ResponseOptions, file_and_error_handler, generate_route_list};
 
 use crate::AppState;
 
@@ -51,7 +54,16 @@ pub fn router(state: &AppState, have_assets: bool) -> Router<AppState> {
         .leptos_routes_with_context(
             state,
             routes,
-            move || provide_context(registry.clone()),
+            move || {
+                provide_context(registry.clone());
+                // A page render has a nonce (leptos puts it on its scripts); server
+                // functions do not and keep the default policy.
+                if let (Some(nonce), Some(options)) = (use_nonce(), use_context::<ResponseOptions>())
+                    && let Ok(policy) = HeaderValue::from_str(&crate::security::page_policy(&nonce.to_string()))
+                {
+                    options.insert_header(CONTENT_SECURITY_POLICY, policy);
+                }
+            },
             move || shell(options.clone()),
         )
         .fallback(file_and_error_handler::<AppState, _>(shell))

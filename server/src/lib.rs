@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod console;
 pub mod metrics;
+pub mod security;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub fn router(registry: Registry, site_root: Option<PathBuf>) -> Router {
         .merge(api::router())
         .merge(console::router(&state, site_root.is_some()))
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(security::guard))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .with_state(state)
 }
@@ -45,5 +47,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The peer address feeds the sign-in rate limit.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -2,8 +2,10 @@
 //! (fast, because a key is checked on every request; its entropy makes a slow hash
 //! pointless). Passwords are stored as argon2id with OWASP's parameters.
 
+use std::sync::LazyLock;
+
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use domain::access::{Action, Role, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -84,6 +86,53 @@ fn validate_account_name(kind: &str, name: &str) -> Result<()> {
     }
 }
 
+/// argon2id with the crate's defaults, which are OWASP's recommendation (19 MiB, t=2, p=1).
+async fn hash_password(password: String) -> Result<String> {
+    if password.chars().count() < 8 {
+        return Err(ServiceError::rule("weak_password", "a password needs at least 8 characters"));
+    }
+    if password.len() > 1024 {
+        return Err(ServiceError::rule("too_long", "a password can have at most 1024 bytes"));
+    }
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+    })
+    .await
+    .map_err(ServiceError::internal)?
+    .map_err(ServiceError::internal)
+}
+
+/// A hash no password matches, checked when the account does not exist so that a wrong
+/// username takes as long as a wrong password.
+pub(crate) static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut secret = [0u8; 32];
+    let _ = getrandom::fill(&mut secret);
+    Argon2::default().hash_password(&secret, &salt).map(|h| h.to_string()).unwrap_or_default()
+});
+
+/// Checks a password against a stored argon2 hash, off the async threads.
+pub(crate) async fn verify_password(hash: String, password: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    })
+    .await
+    .map_err(ServiceError::internal)
+}
+
+/// A change to a person's account; fields left out stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
 fn new_secret() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
@@ -104,18 +153,7 @@ impl Registry {
         validate_account_name("user", username)?;
         let password_hash = match password {
             None => None,
-            Some(p) if p.chars().count() < 8 => {
-                return Err(ServiceError::rule("weak_password", "a password needs at least 8 characters"));
-            }
-            Some(p) => Some(
-                tokio::task::spawn_blocking(move || {
-                    let salt = SaltString::generate(&mut OsRng);
-                    Argon2::default().hash_password(p.as_bytes(), &salt).map(|h| h.to_string())
-                })
-                .await
-                .map_err(ServiceError::internal)?
-                .map_err(ServiceError::internal)?,
-            ),
+            Some(p) => Some(hash_password(p).await?),
         };
         let (this, who, username) = (self.clone(), who.clone(), username.to_owned());
         detached(async move {
@@ -139,6 +177,61 @@ impl Registry {
             w.tx.commit().await?;
             let user = store::user_by_name(&this.store().reader, &username).await?;
             user.map(Into::into).ok_or_else(|| ServiceError::internal("user vanished after insert"))
+        })
+        .await
+    }
+
+    /// Changes a person's role, disables or enables the account, or sets a new password.
+    /// Disabling (or a new password) ends the person's sessions; keys acting for a
+    /// disabled person stop working. Admins cannot demote or disable themselves, so the
+    /// console is never left without the admin who was using it.
+    pub async fn update_user(&self, who: &Principal, username: &str, change: UserChange) -> Result<UserInfo> {
+        who.require(Action::Administer)?;
+        let password_hash = match change.password.clone() {
+            None => None,
+            Some(p) => Some(hash_password(p).await?),
+        };
+        let (this, who, username) = (self.clone(), who.clone(), username.to_owned());
+        detached(async move {
+            let at = time::now_us();
+            let mut w = this.store().write().await?;
+            let user = store::user_by_name(&mut *w.tx, &username)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("there is no user named '{username}'")))?;
+            let role = change.role.map(Role::as_str).unwrap_or(&user.role).to_owned();
+            let disabled = change.disabled.unwrap_or(user.disabled);
+            let demoted = role != user.role && role != Role::Admin.as_str();
+            if who.user_id == Some(user.id) && (demoted || disabled) {
+                return Err(ServiceError::rule(
+                    "own_account",
+                    "you cannot disable your own account or take away your own admin role; ask another admin",
+                ));
+            }
+            store::update_user(&mut w.tx, user.id, &role, disabled).await?;
+            if let Some(hash) = &password_hash {
+                store::set_password(&mut w.tx, user.id, hash).await?;
+            }
+            if disabled || password_hash.is_some() {
+                store::delete_user_sessions(&mut w.tx, user.id).await?;
+            }
+            let action = match (disabled != user.disabled, disabled) {
+                (true, true) => "user.disabled",
+                (true, false) => "user.enabled",
+                _ => "user.updated",
+            };
+            let detail = json!({
+                "username": username,
+                "role": role,
+                "previous_role": user.role,
+                "disabled": disabled,
+                "password_changed": password_hash.is_some(),
+            });
+            let event = NewEvent { actor: &who.actor, action, prompt: None, version: None, label: None, detail };
+            store::append_event(&mut w.tx, at, event).await?;
+            w.tx.commit().await?;
+            this.forget_keys();
+            let user = store::user_by_name(&this.store().reader, &username).await?;
+            user.map(Into::into).ok_or_else(|| ServiceError::internal("user vanished after update"))
         })
         .await
     }

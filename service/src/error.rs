@@ -34,6 +34,9 @@ pub enum ServiceError {
     /// Valid JSON that breaks another rule; `code` is machine-readable. HTTP 422.
     #[error("{message}")]
     Rule { code: &'static str, message: String },
+    /// Too many failed sign-ins; try again after `retry_after` seconds. HTTP 429.
+    #[error("too many failed sign-ins; wait {retry_after} seconds and try again")]
+    RateLimited { retry_after: u64 },
     /// A failure of ours (storage, a bug). HTTP 500; the text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),

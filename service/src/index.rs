@@ -91,6 +91,14 @@ fn labels_of(summary: &PromptSummary, version: i64) -> Vec<String> {
 struct Prompts {
     by_name: HashMap<String, Arc<PromptEntry>>,
     ordered: BTreeMap<String, Arc<PromptEntry>>,
+    /// Every folder (each prefix of a name before a `/`) with how many prompts it holds.
+    folders: BTreeMap<String, i64>,
+}
+
+fn count_folders(folders: &mut BTreeMap<String, i64>, name: &str) {
+    for (i, _) in name.match_indices('/') {
+        *folders.entry(name[..i].to_owned()).or_default() += 1;
+    }
 }
 
 #[derive(Default)]
@@ -106,13 +114,22 @@ impl Index {
     pub fn put(&self, entry: PromptEntry) {
         let (name, entry) = (entry.summary.name.clone(), Arc::new(entry));
         let mut prompts = self.prompts.write();
-        prompts.by_name.insert(name.clone(), entry.clone());
+        if prompts.by_name.insert(name.clone(), entry.clone()).is_none() {
+            count_folders(&mut prompts.folders, &name);
+        }
         prompts.ordered.insert(name, entry);
     }
 
     pub fn replace_all(&self, ordered: BTreeMap<String, Arc<PromptEntry>>) {
         let by_name = ordered.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        *self.prompts.write() = Prompts { by_name, ordered };
+        let mut folders = BTreeMap::new();
+        ordered.keys().for_each(|name| count_folders(&mut folders, name));
+        *self.prompts.write() = Prompts { by_name, ordered, folders };
+    }
+
+    /// Folders and how many prompts each holds, sorted by path.
+    pub fn folders(&self) -> Vec<(String, i64)> {
+        self.prompts.read().folders.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Up to `limit` entries after `after` (by name) for which `keep` holds, and whether

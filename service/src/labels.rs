@@ -52,7 +52,7 @@ impl Registry {
                 at,
             };
             store::insert_label_move(&mut w.tx, &change).await?;
-            store::touch_prompt(&mut w.tx, entry.id, at).await?;
+            store::touch_prompt(&mut w.tx, entry.id, at, &who.actor).await?;
             let detail = json!({"reason": req.reason, "previous_version": previous_version, "hash": row.hash});
             store::append_event(
                 &mut w.tx,
@@ -75,6 +75,7 @@ impl Registry {
             let mut summary = entry.summary.clone();
             summary.labels.insert(label.clone(), req.version);
             summary.updated_at = time::format_us(at);
+            summary.updated_by = who.actor.clone();
             let candidates = entry.served.values().map(|s| s.base.clone()).chain([target]);
             this.index().put(PromptEntry::new(entry.id, summary, candidates));
             Ok(MovedLabel { label, version: req.version, previous_version })

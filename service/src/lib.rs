@@ -9,6 +9,7 @@ pub mod error;
 mod index;
 mod labels;
 mod prompts;
+mod sessions;
 mod store;
 pub mod time;
 
@@ -22,10 +23,11 @@ use domain::model::PromptSummary;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 
-pub use accounts::{CreatedKey, KeyInfo, UserInfo};
+pub use accounts::{CreatedKey, KeyInfo, UserChange, UserInfo};
 pub use error::{Result, ServiceError};
 pub use index::ServedVersion;
 pub use prompts::PromptQuery;
+pub use sessions::{NewSession, SESSION_ABSOLUTE, SESSION_IDLE};
 pub use store::{AuditFilter, Durability};
 
 use index::{Index, PromptEntry, VersionBase};
@@ -46,11 +48,6 @@ impl Principal {
     pub fn operator() -> Self {
         let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
         Principal { actor: format!("cli:{who}"), grant: Grant { role: Some(Role::Admin), scope: None }, user_id: None }
-    }
-
-    /// The console before sign-in exists: may read, nothing more.
-    pub fn console_viewer() -> Self {
-        Principal { actor: "console".into(), grant: Grant { role: Some(Role::Viewer), scope: None }, user_id: None }
     }
 
     fn require(&self, action: Action) -> Result<()> {
@@ -97,6 +94,7 @@ struct Inner {
     store: Store,
     index: Index,
     keys: RwLock<KeyCache>,
+    logins: sessions::LoginLimiter,
 }
 
 impl Registry {
@@ -104,7 +102,14 @@ impl Registry {
     /// resolve index from it.
     pub async fn open(path: &Path, durability: Durability) -> Result<Registry> {
         let store = Store::open(path, durability).await?;
-        let registry = Registry { inner: Arc::new(Inner { store, index: Index::default(), keys: RwLock::default() }) };
+        let registry = Registry {
+            inner: Arc::new(Inner {
+                store,
+                index: Index::default(),
+                keys: RwLock::default(),
+                logins: Default::default(),
+            }),
+        };
         registry.rebuild_index().await?;
         Ok(registry)
     }
@@ -147,6 +152,7 @@ impl Registry {
                 latest_version: latest,
                 labels: labels.remove(&p.id).unwrap_or_default(),
                 updated_at: time::format_us(p.updated_at),
+                updated_by: p.updated_by,
             };
             entries.insert(p.name, Arc::new(PromptEntry::new(p.id, summary, bases)));
         }

@@ -6,7 +6,7 @@ use domain::access::Action;
 use domain::content::{Content, Message, PromptBody, PromptType, Rendered};
 use domain::diff;
 use domain::model::{
-    DiffView, NewPrompt, NewVersion, Page, PromptSummary, RenderRequest, RenderView, Selector, VersionView,
+    Comparison, DiffView, NewPrompt, NewVersion, Page, PromptSummary, RenderRequest, RenderView, Selector, VersionView,
 };
 use domain::names::{self, LATEST, STABLE};
 use domain::template::RenderLimits;
@@ -145,6 +145,7 @@ impl Registry {
                 latest_version: 1,
                 labels: Default::default(),
                 updated_at: time::format_us(at),
+                updated_by: who.actor.clone(),
             };
             let entry = PromptEntry::new(id, summary, [base.clone()]);
             let view = with_labels(&base.view, entry.labels_of(1));
@@ -193,7 +194,7 @@ impl Registry {
             let version = latest.version + 1;
             let row = row_for(prompt.id, version, &content, message, &who.actor, at);
             store::insert_version(&mut w.tx, &row).await?;
-            store::touch_prompt(&mut w.tx, prompt.id, at).await?;
+            store::touch_prompt(&mut w.tx, prompt.id, at, &who.actor).await?;
             let detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
             store::append_event(
                 &mut w.tx,
@@ -213,6 +214,7 @@ impl Registry {
             let mut summary = entry.summary.clone();
             summary.latest_version = version;
             summary.updated_at = time::format_us(at);
+            summary.updated_by = who.actor.clone();
             let candidates = entry.served.values().map(|s| s.base.clone()).chain([base.clone()]);
             let new_entry = PromptEntry::new(entry.id, summary, candidates);
             let view = with_labels(&base.view, new_entry.labels_of(version));
@@ -245,6 +247,12 @@ impl Registry {
         });
         let next_cursor = if more { entries.last().map(|e| hex::encode(&e.summary.name)) } else { None };
         Ok(Page { items: entries.iter().map(|e| e.summary.clone()).collect(), next_cursor })
+    }
+
+    /// Every folder with the number of prompts in it (sub-folders included).
+    pub fn folders(&self, who: &Principal) -> Result<Vec<(String, i64)>> {
+        who.require(Action::Read)?;
+        Ok(self.index().folders())
     }
 
     /// Chooses one version: by number, by label now, by label at an instant, or `stable`.
@@ -338,20 +346,31 @@ impl Registry {
         Ok(RenderView { name: view.name.clone(), version: view.version, hash: view.hash.clone(), text, messages })
     }
 
-    /// A unified diff between two versions, config included.
-    pub async fn diff(&self, who: &Principal, name: &str, from: i64, to: i64) -> Result<DiffView> {
+    /// The readable documents of two versions, and whether their configs differ.
+    async fn documents(&self, who: &Principal, name: &str, from: i64, to: i64) -> Result<(String, String, bool)> {
         who.require(Action::Read)?;
         let entry = self.entry(name)?;
         let a = self.version_of(&entry, from).await?;
         let b = self.version_of(&entry, to).await?;
         let (ca, cb) = (&a.base.content, &b.base.content);
-        let unified = diff::unified(
-            &diff::document(&ca.body, &ca.config),
-            &diff::document(&cb.body, &cb.config),
-            &format!("{name}@{from}"),
-            &format!("{name}@{to}"),
-        );
-        Ok(DiffView { from, to, unified, config_changed: diff::config_changed(&ca.config, &cb.config) })
+        Ok((
+            diff::document(&ca.body, &ca.config),
+            diff::document(&cb.body, &cb.config),
+            diff::config_changed(&ca.config, &cb.config),
+        ))
+    }
+
+    /// A unified diff between two versions, config included.
+    pub async fn diff(&self, who: &Principal, name: &str, from: i64, to: i64) -> Result<DiffView> {
+        let (a, b, config_changed) = self.documents(who, name, from, to).await?;
+        let unified = diff::unified(&a, &b, &format!("{name}@{from}"), &format!("{name}@{to}"));
+        Ok(DiffView { from, to, unified, config_changed })
+    }
+
+    /// Two versions side by side with the changed words marked (the console's view).
+    pub async fn compare(&self, who: &Principal, name: &str, from: i64, to: i64) -> Result<Comparison> {
+        let (a, b, config_changed) = self.documents(who, name, from, to).await?;
+        Ok(Comparison { from, to, rows: diff::side_by_side(&a, &b), config_changed })
     }
 }
 

@@ -86,6 +86,7 @@ pub struct PromptRow {
     pub description: String,
     pub tags: String,
     pub updated_at: i64,
+    pub updated_by: String,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -167,14 +168,16 @@ fn inserted(
 }
 
 pub async fn prompt_by_name(ex: impl SqliteExecutor<'_>, name: &str) -> Result<Option<PromptRow>> {
-    Ok(sqlx::query_as::<_, PromptRow>("SELECT id, name, description, tags, updated_at FROM prompts WHERE name = ?")
-        .bind(name)
-        .fetch_optional(ex)
-        .await?)
+    Ok(sqlx::query_as::<_, PromptRow>(
+        "SELECT id, name, description, tags, updated_at, updated_by FROM prompts WHERE name = ?",
+    )
+    .bind(name)
+    .fetch_optional(ex)
+    .await?)
 }
 
 pub async fn all_prompts(ex: impl SqliteExecutor<'_>) -> Result<Vec<PromptRow>> {
-    Ok(sqlx::query_as::<_, PromptRow>("SELECT id, name, description, tags, updated_at FROM prompts")
+    Ok(sqlx::query_as::<_, PromptRow>("SELECT id, name, description, tags, updated_at, updated_by FROM prompts")
         .fetch_all(ex)
         .await?)
 }
@@ -189,7 +192,8 @@ pub async fn insert_prompt(
 ) -> Result<i64> {
     let tags = serde_json::to_string(tags).map_err(ServiceError::internal)?;
     let result = sqlx::query(
-        "INSERT INTO prompts (name, description, tags, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO prompts (name, description, tags, created_by, created_at, updated_at, updated_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(name)
     .bind(description)
@@ -197,13 +201,19 @@ pub async fn insert_prompt(
     .bind(actor)
     .bind(at)
     .bind(at)
+    .bind(actor)
     .execute(conn)
     .await;
     inserted(result, || format!("a prompt named '{name}' already exists"))
 }
 
-pub async fn touch_prompt(conn: &mut SqliteConnection, prompt_id: i64, at: i64) -> Result<()> {
-    sqlx::query("UPDATE prompts SET updated_at = ? WHERE id = ?").bind(at).bind(prompt_id).execute(conn).await?;
+pub async fn touch_prompt(conn: &mut SqliteConnection, prompt_id: i64, at: i64, actor: &str) -> Result<()> {
+    sqlx::query("UPDATE prompts SET updated_at = ?, updated_by = ? WHERE id = ?")
+        .bind(at)
+        .bind(actor)
+        .bind(prompt_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -699,6 +709,79 @@ pub async fn revoke_key(conn: &mut SqliteConnection, id: i64, at: i64) -> Result
     sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
         .bind(at)
         .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn update_user(conn: &mut SqliteConnection, id: i64, role: &str, disabled: bool) -> Result<()> {
+    sqlx::query("UPDATE users SET role = ?, disabled = ? WHERE id = ?")
+        .bind(role)
+        .bind(disabled)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_password(conn: &mut SqliteConnection, id: i64, password_hash: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?").bind(password_hash).bind(id).execute(conn).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- console sessions
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub user_id: i64,
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+pub async fn session(ex: impl SqliteExecutor<'_>, id_hash: &[u8]) -> Result<Option<SessionRow>> {
+    Ok(sqlx::query_as::<_, SessionRow>(
+        "SELECT s.user_id, u.username, u.role, u.disabled, s.created_at, s.last_seen_at
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
+    )
+    .bind(id_hash)
+    .fetch_optional(ex)
+    .await?)
+}
+
+pub async fn insert_session(conn: &mut SqliteConnection, id_hash: &[u8], user_id: i64, at: i64) -> Result<()> {
+    sqlx::query("INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)")
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(at)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn touch_session(conn: &mut SqliteConnection, id_hash: &[u8], at: i64) -> Result<()> {
+    sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?").bind(at).bind(id_hash).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn delete_session(conn: &mut SqliteConnection, id_hash: &[u8]) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn delete_user_sessions(conn: &mut SqliteConnection, user_id: i64) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+/// Removes sessions idle since `idle_before` or created before `created_before`.
+pub async fn delete_expired_sessions(conn: &mut SqliteConnection, idle_before: i64, created_before: i64) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?")
+        .bind(idle_before)
+        .bind(created_before)
         .execute(conn)
         .await?;
     Ok(())

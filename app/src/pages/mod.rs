@@ -1,3 +1,7 @@
-//! The console's pages.
+//! One module per page of the console.
 
+pub mod admin;
+pub mod audit;
+pub mod history;
+pub mod prompt;
 pub mod prompts;

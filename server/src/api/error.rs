@@ -63,6 +63,9 @@ impl From<ServiceError> for ApiError {
                 TemplateError::Render(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, "render_failed", message),
             },
             ServiceError::Rule { code, .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, code, message),
+            ServiceError::RateLimited { retry_after } => {
+                ApiError::new(S::TOO_MANY_REQUESTS, "rate_limited", message).with("retry_after", retry_after)
+            }
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged")
@@ -76,7 +79,13 @@ impl IntoResponse for ApiError {
         let mut error = self.extra;
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), self.message.into());
+        let retry_after = error.get("retry_after").cloned();
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if let Some(Value::Number(n)) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&n.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -1,0 +1,5 @@
+use leptos::prelude::*;
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    view! { <p>"todo"</p> }
+}

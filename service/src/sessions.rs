@@ -1,0 +1,180 @@
+//! Console sign-in: password login with a rate limit, sessions stored in the database
+//! (only the SHA-256 of the cookie value), idle and absolute expiry, logout.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::access::{Grant, Role};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+use crate::accounts::{DUMMY_HASH, verify_password};
+use crate::store::{self, SessionRow};
+use crate::{Principal, Registry, Result, ServiceError, detached, time};
+
+/// A session ends after this long without a request...
+pub const SESSION_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+/// ...and in any case this long after sign-in.
+pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(12 * 60 * 60);
+/// `last_seen_at` is written at most this often per session.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Failed sign-ins counted over this window...
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// ...lock an account after this many...
+const MAX_FAILURES_PER_ACCOUNT: usize = 5;
+/// ...and an address after this many (across accounts).
+const MAX_FAILURES_PER_ADDRESS: usize = 20;
+
+/// A new session: the cookie value (shown to the browser once, never stored) and who it is.
+pub struct NewSession {
+    pub token: String,
+    pub principal: Principal,
+}
+
+/// Recent failed sign-ins by account and by address.
+#[derive(Default)]
+pub(crate) struct LoginLimiter {
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl LoginLimiter {
+    fn keys(username: &str, addr: Option<IpAddr>) -> [(String, usize); 2] {
+        let addr = addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+        [
+            (format!("user:{}", username.to_lowercase()), MAX_FAILURES_PER_ACCOUNT),
+            (format!("addr:{addr}"), MAX_FAILURES_PER_ADDRESS),
+        ]
+    }
+
+    /// Seconds until a locked account or address may try again, if either is locked.
+    fn locked_for(&self, username: &str, addr: Option<IpAddr>) -> Option<u64> {
+        let now = Instant::now();
+        let mut map = self.failures.lock();
+        Self::keys(username, addr)
+            .into_iter()
+            .filter_map(|(key, max)| {
+                let times = map.get_mut(&key)?;
+                times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+                (times.len() >= max).then(|| (FAILURE_WINDOW - now.duration_since(times[0])).as_secs().max(1))
+            })
+            .max()
+    }
+
+    fn record_failure(&self, username: &str, addr: Option<IpAddr>) {
+        let now = Instant::now();
+        let mut map = self.failures.lock();
+        if map.len() > 100_000 {
+            map.retain(|_, times| times.last().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+        }
+        for (key, _) in Self::keys(username, addr) {
+            map.entry(key).or_default().push(now);
+        }
+    }
+
+    fn clear_account(&self, username: &str) {
+        self.failures.lock().remove(&format!("user:{}", username.to_lowercase()));
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn principal_of(row: &SessionRow) -> Principal {
+    Principal {
+        actor: row.username.clone(),
+        grant: Grant { role: Role::parse(&row.role), scope: None },
+        user_id: Some(row.user_id),
+    }
+}
+
+fn us(d: Duration) -> i64 {
+    d.as_micros() as i64
+}
+
+impl Registry {
+    /// Signs a person in. Refused with `RateLimited` after repeated failures for the
+    /// account or the address; a wrong name and a wrong password look the same (and take
+    /// the same time). `previous` is the session cookie the browser already had: it is
+    /// ended, so a session id is never reused across sign-ins.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        addr: Option<IpAddr>,
+        previous: Option<&str>,
+    ) -> Result<NewSession> {
+        let limiter = &self.inner.logins;
+        if let Some(retry_after) = limiter.locked_for(username, addr) {
+            return Err(ServiceError::RateLimited { retry_after });
+        }
+        let user = store::user_by_name(&self.store().reader, username).await?;
+        let usable = user.as_ref().filter(|u| !u.disabled && u.password_hash.is_some());
+        let hash = usable.and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+        let password_ok = verify_password(hash, password.to_owned()).await?;
+        let Some(user) = usable.filter(|_| password_ok) else {
+            limiter.record_failure(username, addr);
+            tracing::info!(username, ?addr, "sign-in refused");
+            return Err(ServiceError::Unauthenticated("the username or password is not right".into()));
+        };
+        limiter.clear_account(username);
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
+        let token = hex::encode(bytes);
+        let (this, user_id, id_hash, previous) = (self.clone(), user.id, digest(&token), previous.map(digest));
+        detached(async move {
+            let now = time::now_us();
+            let mut w = this.store().write().await?;
+            if let Some(previous) = previous {
+                store::delete_session(&mut w.tx, &previous).await?;
+            }
+            store::delete_expired_sessions(&mut w.tx, now - us(SESSION_IDLE), now - us(SESSION_ABSOLUTE)).await?;
+            store::insert_session(&mut w.tx, &id_hash, user_id, now).await?;
+            Ok(w.tx.commit().await?)
+        })
+        .await?;
+        tracing::info!(username = user.username, "signed in");
+        let principal = Principal {
+            actor: user.username.clone(),
+            grant: Grant { role: Role::parse(&user.role), scope: None },
+            user_id: Some(user.id),
+        };
+        Ok(NewSession { token, principal })
+    }
+
+    /// Who a session cookie belongs to; `Unauthenticated` when it is unknown, expired
+    /// or its account is disabled.
+    pub async fn authenticate_session(&self, token: &str) -> Result<Arc<Principal>> {
+        let id_hash = digest(token);
+        let ended = || ServiceError::Unauthenticated("your session has ended; sign in again".into());
+        let row = store::session(&self.store().reader, &id_hash).await?.ok_or_else(ended)?;
+        let now = time::now_us();
+        if row.disabled || now - row.last_seen_at > us(SESSION_IDLE) || now - row.created_at > us(SESSION_ABSOLUTE) {
+            return Err(ended());
+        }
+        if now - row.last_seen_at > us(TOUCH_EVERY) {
+            let this = self.clone();
+            detached(async move {
+                let mut w = this.store().write().await?;
+                store::touch_session(&mut w.tx, &id_hash, now).await?;
+                Ok(w.tx.commit().await?)
+            })
+            .await?;
+        }
+        Ok(Arc::new(principal_of(&row)))
+    }
+
+    /// Ends a session (unknown ones are ignored: signing out twice is fine).
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        let (this, id_hash) = (self.clone(), digest(token));
+        detached(async move {
+            let mut w = this.store().write().await?;
+            store::delete_session(&mut w.tx, &id_hash).await?;
+            Ok(w.tx.commit().await?)
+        })
+        .await
+    }
+}
