@@ -1,5 +1,493 @@
+//! Users and API keys, for admins: add people, change their role, disable and enable
+//! them; create keys (shown once) and revoke them. Every change is a POST server
+//! function; the service checks `Action::Administer` whoever calls it.
+
+use domain::access::{Action, Role, Scope};
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::widgets::{ErrorNote, Time, loading};
+
+/// A person's account, as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+/// An API key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key {
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub user: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// A key just created: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewKey {
+    pub name: String,
+    pub key: String,
+    pub scope: String,
+    pub user: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<service::UserInfo> for User {
+    fn from(u: service::UserInfo) -> Self {
+        User { username: u.username, role: u.role, disabled: u.disabled, created_at: u.created_at }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<service::KeyInfo> for Key {
+    fn from(k: service::KeyInfo) -> Self {
+        Key {
+            name: k.name,
+            prefix: k.prefix,
+            scope: k.scope,
+            user: k.user,
+            created_by: k.created_by,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A refused input, in plain words, answered with 422 like the service's own refusals.
+#[cfg(feature = "ssr")]
+fn invalid(message: String) -> AppError {
+    if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
+        options.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    AppError::Invalid(message)
+}
+
+#[cfg(feature = "ssr")]
+fn parse_role(role: &str) -> Result<Role, AppError> {
+    Role::parse(role.trim()).ok_or_else(|| {
+        invalid(format!("'{role}' is not a role. Pick viewer, editor, publisher or admin from the list."))
+    })
+}
+
+/// Form fields arrive as `Some("")` when left empty.
+#[cfg(feature = "ssr")]
+fn given(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+#[server]
+pub async fn list_users() -> Result<Vec<User>, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    Ok(registry.list_users(&who).await?.into_iter().map(User::from).collect())
+}
+
+#[server]
+pub async fn add_user(username: String, role: String, password: String) -> Result<User, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    let role = parse_role(&role)?;
+    Ok(registry.add_user(&who, username.trim(), role, Some(password)).await?.into())
+}
+
+/// Changes a person's role (`role`) or disables/enables them (`disabled`).
+#[server]
+pub async fn update_user(username: String, role: Option<String>, disabled: Option<bool>) -> Result<User, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    let role = given(role).map(|r| parse_role(&r)).transpose()?;
+    if role.is_none() && disabled.is_none() {
+        return Err(invalid("Nothing to change: pick a role, or disable or enable the person.".into()));
+    }
+    let change = service::UserChange { role, disabled, password: None };
+    Ok(registry.update_user(&who, &username, change).await?.into())
+}
+
+#[server]
+pub async fn list_keys() -> Result<Vec<Key>, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    Ok(registry.list_keys(&who).await?.into_iter().map(Key::from).collect())
+}
+
+#[server]
+pub async fn create_key(name: String, scope: String, user: Option<String>) -> Result<NewKey, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    let scope = Scope::parse(scope.trim()).ok_or_else(|| {
+        invalid(format!("'{scope}' is not a scope. Pick read, write or admin from the list."))
+    })?;
+    let user = given(user);
+    let created = registry.create_key(&who, name.trim(), scope, user.as_deref()).await?;
+    Ok(NewKey { name: created.name, key: created.key, scope: created.scope.as_str().to_owned(), user: created.user })
+}
+
+#[server]
+pub async fn revoke_key(name: String) -> Result<Key, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    Ok(registry.revoke_key(&who, &name).await?.into())
+}
+
 #[component]
 pub fn AdminPage() -> impl IntoView {
-    view! { <p>"todo"</p> }
+    let me = crate::auth::me();
+    if !me.can(Action::Administer) {
+        return view! {
+            <section class="admin">
+                <h1>"Users and keys"</h1>
+                <p class="empty">"Only administrators can manage users and keys."</p>
+                <p class="hint">"Ask an administrator if you need an account, a different role or an API key."</p>
+            </section>
+        }
+        .into_any();
+    }
+    let add = ServerAction::<AddUser>::new();
+    let update = ServerAction::<UpdateUser>::new();
+    let users = Resource::new(move || (add.version().get(), update.version().get()), |_| list_users());
+    let create = ServerAction::<CreateKey>::new();
+    let revoke = ServerAction::<RevokeKey>::new();
+    let keys = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_keys());
+    view! {
+        <section class="admin">
+            <h1>"Users and keys"</h1>
+            <UsersPanel users add update me=me.username.clone()/>
+            <KeysPanel keys users create revoke/>
+        </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn UsersPanel(
+    users: Resource<Result<Vec<User>, AppError>>,
+    add: ServerAction<AddUser>,
+    update: ServerAction<UpdateUser>,
+    me: String,
+) -> impl IntoView {
+    let add_form = NodeRef::<leptos::html::Form>::new();
+    // A person added: empty the form (the password above all).
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = add.value().get()
+            && let Some(form) = add_form.get_untracked()
+        {
+            form.reset();
+        }
+    });
+    view! {
+        <section class="panel users" aria-labelledby="users-title">
+            <h2 id="users-title">"People"</h2>
+            <div class="notice" aria-live="polite">
+                {move || update.value().get().map(|result| match result {
+                    Ok(user) => {
+                        let status = if user.disabled { "can no longer sign in" } else { "can sign in" };
+                        view! {
+                            <p class="success">{format!("Saved: {} is {} and {status}.", user.username, user.role)}</p>
+                        }.into_any()
+                    }
+                    Err(error) => view! { <ErrorNote error/> }.into_any(),
+                })}
+            </div>
+            <Transition fallback=|| loading("people")>
+                {move || {
+                    let me = me.clone();
+                    Suspend::new(async move {
+                        match users.await {
+                            Ok(list) => users_table(list, update, me).into_any(),
+                            Err(error) => view! { <ErrorNote error/> }.into_any(),
+                        }
+                    })
+                }}
+            </Transition>
+            <h3 id="add-user-title">"Add a person"</h3>
+            <ActionForm action=add node_ref=add_form attr:class="add-user" attr:aria-labelledby="add-user-title">
+                <div class="field">
+                    <label for="new-username">"Username"</label>
+                    <input id="new-username" name="username" required maxlength="64" autocomplete="off"
+                        aria-describedby="new-username-hint"/>
+                    <p id="new-username-hint" class="hint">"Letters, digits, '_', '.', '@' or '-'."</p>
+                </div>
+                <div class="field">
+                    <label for="new-role">"Role"</label>
+                    <select id="new-role" name="role">
+                        {Role::ALL.into_iter().map(|r| view! {
+                            <option value=r.as_str() selected=r == Role::Viewer>{role_text(r)}</option>
+                        }).collect_view()}
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="new-password">"Password"</label>
+                    <input id="new-password" name="password" type="password" required minlength="8"
+                        autocomplete="new-password" aria-describedby="new-password-hint"/>
+                    <p id="new-password-hint" class="hint">"At least 8 characters. Tell the person in person, not by email."</p>
+                </div>
+                <button type="submit" class="primary" disabled=move || add.pending().get()>"Add"</button>
+            </ActionForm>
+            <div class="notice" aria-live="polite">
+                {move || add.value().get().map(|result| match result {
+                    Ok(user) => view! {
+                        <p class="success">{format!("Added {} as {}. They can sign in now.", user.username, user.role)}</p>
+                    }.into_any(),
+                    Err(error) => view! { <ErrorNote error/> }.into_any(),
+                })}
+            </div>
+        </section>
+    }
+}
+
+fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::Viewer => "viewer: reads prompts and the audit log",
+        Role::Editor => "editor: also saves versions, moves unprotected labels",
+        Role::Publisher => "publisher: also moves protected labels such as stable",
+        Role::Admin => "admin: also manages people and keys",
+    }
+}
+
+fn users_table(list: Vec<User>, update: ServerAction<UpdateUser>, me: String) -> impl IntoView {
+    if list.is_empty() {
+        return view! { <p class="empty">"No people yet. Add the first one below."</p> }.into_any();
+    }
+    view! {
+        <table class="user-table">
+            <caption class="visually-hidden">"People who can sign in to the console, with their role and status"</caption>
+            <thead>
+                <tr>
+                    <th scope="col">"Username"</th>
+                    <th scope="col">"Role"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Created"</th>
+                    <th scope="col">"Change"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {list.into_iter().map(|u| {
+                    let status = if u.disabled { "disabled" } else { "active" };
+                    let actions = if u.username == me {
+                        view! { <span class="hint">"This is you. Another admin can change your account."</span> }.into_any()
+                    } else {
+                        user_actions(&u, update).into_any()
+                    };
+                    view! {
+                        <tr class="user-row">
+                            <th scope="row" class="name">{u.username.clone()}</th>
+                            <td>{u.role.clone()}</td>
+                            <td><span class=format!("status status-{status}")>{status}</span></td>
+                            <td><Time at=u.created_at.clone()/></td>
+                            <td class="row-actions">{actions}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+fn user_actions(u: &User, update: ServerAction<UpdateUser>) -> impl IntoView {
+    let username = u.username.clone();
+    let select_id = format!("role-{username}");
+    let select_label = format!("New role for {username}");
+    let current = u.role.clone();
+    let (toggle_value, toggle_text, toggle_class) =
+        if u.disabled { ("false", "Enable", "") } else { ("true", "Disable", "danger") };
+    view! {
+        <ActionForm action=update attr:class="inline">
+            <input type="hidden" name="username" value=username.clone()/>
+            <label for=select_id.clone() class="visually-hidden">{select_label}</label>
+            <select id=select_id name="role">
+                {Role::ALL.into_iter().map(|r| view! {
+                    <option value=r.as_str() selected=current == r.as_str()>{r.as_str()}</option>
+                }).collect_view()}
+            </select>
+            <button type="submit">"Change role"</button>
+        </ActionForm>
+        <ActionForm action=update attr:class="inline">
+            <input type="hidden" name="username" value=username/>
+            <input type="hidden" name="disabled" value=toggle_value/>
+            <button type="submit" class=toggle_class>{toggle_text}</button>
+        </ActionForm>
+    }
+}
+
+#[component]
+fn KeysPanel(
+    keys: Resource<Result<Vec<Key>, AppError>>,
+    users: Resource<Result<Vec<User>, AppError>>,
+    create: ServerAction<CreateKey>,
+    revoke: ServerAction<RevokeKey>,
+) -> impl IntoView {
+    // The form is drawn again when the list of people changes; what was typed stays.
+    let name = RwSignal::new(String::new());
+    let scope = RwSignal::new("read".to_owned());
+    let acts_as = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = create.value().get() {
+            name.set(String::new());
+        }
+    });
+    view! {
+        <section class="panel keys" aria-labelledby="keys-title">
+            <h2 id="keys-title">"API keys"</h2>
+            <div class="notice" aria-live="polite">
+                {move || revoke.value().get().map(|result| match result {
+                    Ok(key) => view! {
+                        <p class="success">{format!("Revoked {}. Programs that use it are refused from now on.", key.name)}</p>
+                    }.into_any(),
+                    Err(error) => view! { <ErrorNote error/> }.into_any(),
+                })}
+            </div>
+            <Transition fallback=|| loading("API keys")>
+                {move || Suspend::new(async move {
+                    match keys.await {
+                        Ok(list) => keys_table(list, revoke).into_any(),
+                        Err(error) => view! { <ErrorNote error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <h3 id="create-key-title">"Create a key"</h3>
+            <Transition fallback=|| loading("the form")>
+                {move || Suspend::new(async move {
+                    let people: Vec<String> = users
+                        .await
+                        .map(|list| list.into_iter().filter(|u| !u.disabled).map(|u| u.username).collect())
+                        .unwrap_or_default();
+                    view! {
+                        <ActionForm action=create attr:class="create-key" attr:aria-labelledby="create-key-title">
+                            <div class="field">
+                                <label for="key-name">"Name"</label>
+                                <input id="key-name" name="name" required maxlength="64" autocomplete="off"
+                                    placeholder="checkout-service" aria-describedby="key-name-hint" bind:value=name/>
+                                <p id="key-name-hint" class="hint">"Say what uses it, e.g. the service's name."</p>
+                            </div>
+                            <div class="field">
+                                <label for="key-scope">"Scope"</label>
+                                <select id="key-scope" name="scope" bind:value=scope>
+                                    {Scope::ALL.into_iter().map(|s| view! {
+                                        <option value=s.as_str() selected=scope.get_untracked() == s.as_str()>
+                                            {scope_text(s)}
+                                        </option>
+                                    }).collect_view()}
+                                </select>
+                            </div>
+                            <div class="field">
+                                <label for="key-user">"Acts as (optional)"</label>
+                                <select id="key-user" name="user" bind:value=acts_as aria-describedby="key-user-hint">
+                                    <option value="">"Nobody: the key has only its scope"</option>
+                                    {people.into_iter().map(|p| {
+                                        let selected = acts_as.get_untracked() == p;
+                                        view! { <option value=p.clone() selected=selected>{p.clone()}</option> }
+                                    }).collect_view()}
+                                </select>
+                                <p id="key-user-hint" class="hint">
+                                    "A key that acts as a person can do no more than that person's role allows, \
+                                     and stops working when the person is disabled."
+                                </p>
+                            </div>
+                            <button type="submit" class="primary" disabled=move || create.pending().get()>"Create key"</button>
+                        </ActionForm>
+                    }
+                })}
+            </Transition>
+            <div class="notice" aria-live="polite">
+                {move || create.value().get().map(|result| match result {
+                    Ok(key) => {
+                        let acts_as = key.user.clone().map(|u| format!(", acts as {u}")).unwrap_or_default();
+                        view! {
+                            <div class="new-key-box">
+                                <p><strong>"Copy this key now: it will not be shown again."</strong></p>
+                                <p>{format!("Key {} ({} scope{acts_as}):", key.name, key.scope)}</p>
+                                <code class="new-key">{key.key.clone()}</code>
+                            </div>
+                        }.into_any()
+                    }
+                    Err(error) => view! { <ErrorNote error/> }.into_any(),
+                })}
+            </div>
+        </section>
+    }
+}
+
+fn scope_text(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Read => "read: resolve, render and read",
+        Scope::Write => "write: also save versions and move unprotected labels",
+        Scope::Admin => "admin: everything, protected labels, people and keys included",
+    }
+}
+
+fn keys_table(list: Vec<Key>, revoke: ServerAction<RevokeKey>) -> impl IntoView {
+    if list.is_empty() {
+        return view! { <p class="empty">"No API keys yet. Create one below for each program that reads prompts."</p> }
+            .into_any();
+    }
+    view! {
+        <table class="key-table">
+            <caption class="visually-hidden">"API keys, their scope and whether they still work"</caption>
+            <thead>
+                <tr>
+                    <th scope="col">"Name"</th>
+                    <th scope="col">"Prefix"</th>
+                    <th scope="col">"Scope"</th>
+                    <th scope="col">"Acts as"</th>
+                    <th scope="col">"Created by"</th>
+                    <th scope="col">"Created"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col"><span class="visually-hidden">"Revoke"</span></th>
+                </tr>
+            </thead>
+            <tbody>
+                {list.into_iter().map(|k| {
+                    let status = match &k.revoked_at {
+                        Some(at) => view! { <span class="status status-revoked">"revoked "<Time at=at.clone()/></span> }.into_any(),
+                        None => view! { <span class="status status-active">"active"</span> }.into_any(),
+                    };
+                    let button = k.revoked_at.is_none().then(|| revoke_button(k.name.clone(), revoke));
+                    view! {
+                        <tr class="key-row">
+                            <th scope="row" class="name">{k.name.clone()}</th>
+                            <td><code>{format!("{}…", k.prefix)}</code></td>
+                            <td>{k.scope.clone()}</td>
+                            <td>{k.user.clone().unwrap_or_else(|| "nobody".into())}</td>
+                            <td>{k.created_by.clone()}</td>
+                            <td><Time at=k.created_at.clone()/></td>
+                            <td>{status}</td>
+                            <td class="row-actions">{button}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// "Revoke", then "Confirm revoke": the second click revokes, "Cancel" steps back. The
+/// button is the same element throughout, so focus stays on it.
+fn revoke_button(name: String, revoke: ServerAction<RevokeKey>) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    view! {
+        <button type="button" class="danger"
+            on:click=move |_| {
+                if confirming.get_untracked() {
+                    confirming.set(false);
+                    revoke.dispatch(RevokeKey { name: name.clone() });
+                } else {
+                    confirming.set(true);
+                }
+            }>
+            {move || if confirming.get() { "Confirm revoke" } else { "Revoke" }}
+        </button>
+        {move || confirming.get().then(|| view! {
+            <button type="button" on:click=move |_| confirming.set(false)>"Cancel"</button>
+        })}
+    }
 }

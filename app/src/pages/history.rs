@@ -1,5 +1,332 @@
+//! A prompt's history and releases: the version timeline, any two versions compared
+//! side by side, and promotion / roll back as a label move confirmed against the diff
+//! between what the label serves now and what it will serve, with the label history.
+
+use std::collections::BTreeMap;
+
+use domain::access::Action;
+use domain::model::{Comparison, LabelMove, MovedLabel, VersionView};
+use domain::names::{LATEST, STABLE};
 use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::me;
+use crate::error::AppError;
+use crate::widgets::{ErrorNote, LabelBadge, SideBySide, Time, loading};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub versions: Vec<VersionView>,
+    pub labels: BTreeMap<String, i64>,
+    pub moves: Vec<LabelMove>,
+}
+
+/// What a label move would change, for the confirmation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoveReview {
+    pub label: String,
+    pub current: Option<i64>,
+    pub target: i64,
+    pub comparison: Option<Comparison>,
+}
+
+/// Versions shown on the timeline.
+const TIMELINE: i64 = 200;
+
+#[server]
+pub async fn get_history(name: String) -> Result<History, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    let versions = registry.list_versions(&who, &name, Some(TIMELINE), None).await?.items;
+    let labels = registry.labels(&who, &name).await?;
+    Ok(History { versions, labels: labels.labels, moves: labels.history })
+}
+
+#[server]
+pub async fn compare_versions(name: String, from: i64, to: i64) -> Result<Comparison, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    Ok(crate::auth::ssr::registry().compare(&who, &name, from, to).await?)
+}
+
+#[server]
+pub async fn review_move(name: String, label: String, version: i64) -> Result<MoveReview, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    domain::names::validate_label(&label).map_err(|e| AppError::Invalid(e.0))?;
+    let current = registry.labels(&who, &name).await?.labels.get(&label).copied();
+    let comparison = match current {
+        Some(c) => Some(registry.compare(&who, &name, c, version).await?),
+        // A new label: show the version itself against nothing.
+        None => None,
+    };
+    // Fails early (404) if the version does not exist.
+    registry.compare(&who, &name, version, version).await?;
+    Ok(MoveReview { label, current, target: version, comparison })
+}
+
+#[server]
+pub async fn move_label(name: String, label: String, version: i64, reason: String) -> Result<MovedLabel, AppError> {
+    let who = crate::auth::ssr::principal().await?;
+    let req = domain::model::MoveLabel { version, reason };
+    Ok(crate::auth::ssr::registry().move_label(&who, &name, &label, req).await?)
+}
+
 #[component]
 pub fn HistoryPage() -> impl IntoView {
-    view! { <p>"todo"</p> }
+    let params = use_params_map();
+    let name = Memo::new(move |_| params.with(|p| p.get("name")).unwrap_or_default());
+    let history = Resource::new(move || name.get(), get_history);
+    view! {
+        <Transition fallback=|| loading("the history")>
+            {move || Suspend::new(async move {
+                match history.await {
+                    Ok(h) => view! {
+                        <HistoryView name=name.get_untracked() history=h refetch=Callback::new(move |_| history.refetch())/>
+                    }.into_any(),
+                    Err(error) => view! { <h1>{name.get()}</h1><ErrorNote error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn HistoryView(name: String, history: History, refetch: Callback<()>) -> impl IntoView {
+    let me = me();
+    let can_move = me.can(Action::Write);
+    let can_protected = me.can(Action::MoveProtectedLabel);
+    let newest = history.versions.first().map_or(1, |v| v.version);
+    let numbers: Vec<i64> = history.versions.iter().map(|v| v.version).collect();
+    // A pending review, set by the release form or a roll-back button.
+    let review_request = RwSignal::new(None::<(String, i64)>);
+    let prompt_href = format!("/prompts/{name}");
+    let release = can_move.then(|| view! {
+        <ReleaseForm name=name.clone() labels=history.labels.clone() numbers=numbers.clone()
+            can_protected review_request refetch/>
+    });
+    let compare = view! { <Compare name=name.clone() numbers=numbers.clone() newest/> };
+    view! {
+        <div class="page-head">
+            <div>
+                <p class="crumbs"><A href="/">"Prompts"</A> " / " <A href=prompt_href.clone()>{name.clone()}</A> " /"</p>
+                <h1>"History and releases"</h1>
+            </div>
+            <A href=prompt_href attr:class="button">"Back to the prompt"</A>
+        </div>
+        <div class="labels-now">
+            {history.labels.iter().map(|(l, v)| view! { <LabelBadge label=l.clone() version=*v/> }).collect_view()}
+        </div>
+        {release}
+        {compare}
+        <section class="card" aria-labelledby="timeline-title">
+            <h2 id="timeline-title">"Versions"</h2>
+            <table class="timeline">
+                <caption class="visually-hidden">"Every version, newest first"</caption>
+                <thead><tr>
+                    <th scope="col">"Version"</th><th scope="col">"Author"</th><th scope="col">"When"</th>
+                    <th scope="col">"Message"</th><th scope="col">"Labels"</th>
+                </tr></thead>
+                <tbody>
+                    {history.versions.into_iter().map(|v| view! {
+                        <tr class="version-row">
+                            <td>"v" {v.version}</td>
+                            <td>{v.created_by.clone()}</td>
+                            <td><Time at=v.created_at.clone()/></td>
+                            <td>{if v.message.is_empty() { "—".to_string() } else { v.message.clone() }}</td>
+                            <td>{v.labels.iter().map(|l| view! { <LabelBadge label=l.clone()/> }).collect_view()}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+        <section class="card" aria-labelledby="moves-title">
+            <h2 id="moves-title">"Label history"</h2>
+            {if history.moves.is_empty() {
+                view! { <p class="empty">"No label has been moved yet. Promote a version above to release it."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="label-history">
+                        <caption class="visually-hidden">"Every label move, newest first: who, when and why"</caption>
+                        <thead><tr>
+                            <th scope="col">"Label"</th><th scope="col">"Change"</th><th scope="col">"Who"</th>
+                            <th scope="col">"When"</th><th scope="col">"Why"</th>
+                            {can_move.then(|| view! { <th scope="col"><span class="visually-hidden">"Actions"</span></th> })}
+                        </tr></thead>
+                        <tbody>
+                            {history.moves.into_iter().map(|m| {
+                                let change = match m.previous_version {
+                                    Some(p) => format!("v{p} → v{}", m.version),
+                                    None => format!("→ v{}", m.version),
+                                };
+                                let allowed = can_move && (m.label != STABLE || can_protected);
+                                let back = m.previous_version.filter(|_| allowed);
+                                let label = m.label.clone();
+                                view! {
+                                    <tr>
+                                        <td><LabelBadge label=m.label.clone()/></td>
+                                        <td>{change}</td>
+                                        <td>{m.actor.clone()}</td>
+                                        <td><Time at=m.at.clone()/></td>
+                                        <td>{if m.reason.is_empty() { "—".to_string() } else { m.reason.clone() }}</td>
+                                        {can_move.then(|| view! { <td>{back.map(|p| view! {
+                                            <button type="button" on:click=move |_| review_request.set(Some((label.clone(), p)))>
+                                                {format!("Roll back to v{p}")}
+                                            </button>
+                                        })}</td> })}
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn Compare(name: String, numbers: Vec<i64>, newest: i64) -> impl IntoView {
+    let from = RwSignal::new((newest - 1).max(1));
+    let to = RwSignal::new(newest);
+    let compare = ServerAction::<CompareVersions>::new();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        compare.dispatch(CompareVersions { name: name.clone(), from: from.get_untracked(), to: to.get_untracked() });
+    };
+    let options = move |selected: RwSignal<i64>| {
+        numbers.iter().map(|&n| view! { <option value=n.to_string() selected=move || selected.get() == n>{format!("v{n}")}</option> }).collect_view()
+    };
+    let (from_options, to_options) = (options(from), options(to));
+    view! {
+        <section class="card" aria-labelledby="compare-title">
+            <h2 id="compare-title">"Compare two versions"</h2>
+            <form class="inline-form" on:submit=on_submit>
+                <label for="compare-from">"From"</label>
+                <select id="compare-from" on:change=move |ev| from.set(event_target_value(&ev).parse().unwrap_or(1))>{from_options}</select>
+                <label for="compare-to">"To"</label>
+                <select id="compare-to" on:change=move |ev| to.set(event_target_value(&ev).parse().unwrap_or(1))>{to_options}</select>
+                <button type="submit">{move || if compare.pending().get() { "Comparing…" } else { "Compare" }}</button>
+            </form>
+            {move || compare.value().get().map(|result| match result {
+                Ok(c) => view! {
+                    <SideBySide rows=c.rows old_title=format!("Version {}", c.from) new_title=format!("Version {}", c.to) config_changed=c.config_changed/>
+                }.into_any(),
+                Err(error) => view! { <ErrorNote error/> }.into_any(),
+            })}
+        </section>
+    }
+}
+
+#[component]
+fn ReleaseForm(
+    name: String,
+    labels: BTreeMap<String, i64>,
+    numbers: Vec<i64>,
+    can_protected: bool,
+    review_request: RwSignal<Option<(String, i64)>>,
+    refetch: Callback<()>,
+) -> impl IntoView {
+    let mut choices: Vec<String> = labels.keys().filter(|l| l.as_str() != LATEST).cloned().collect();
+    if !choices.iter().any(|l| l == STABLE) {
+        choices.insert(0, STABLE.into());
+    }
+    choices.retain(|l| l != STABLE || can_protected);
+    let first = choices.first().cloned().unwrap_or_default();
+    let label = RwSignal::new(first);
+    let new_label = RwSignal::new(String::new());
+    let version = RwSignal::new(numbers.first().copied().unwrap_or(1));
+    let reason = RwSignal::new(String::new());
+    let review = ServerAction::<ReviewMove>::new();
+    let apply = ServerAction::<MoveLabel>::new();
+    let chosen_label = move || {
+        let typed = new_label.get_untracked().trim().to_owned();
+        if typed.is_empty() { label.get_untracked() } else { typed }
+    };
+    let review_name = name.clone();
+    let on_review = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        apply.clear();
+        review.dispatch(ReviewMove { name: review_name.clone(), label: chosen_label(), version: version.get_untracked() });
+    };
+    // A roll-back button elsewhere on the page asks for a review of that move.
+    let rollback_name = name.clone();
+    Effect::new(move |_| {
+        if let Some((l, v)) = review_request.get() {
+            apply.clear();
+            review.dispatch(ReviewMove { name: rollback_name.clone(), label: l, version: v });
+            review_request.set(None);
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = apply.value().get() {
+            reason.set(String::new());
+            refetch.run(());
+        }
+    });
+    let version_options = numbers.iter().map(|&n| view! { <option value=n.to_string()>{format!("v{n}")}</option> }).collect_view();
+    let apply_name = StoredValue::new(name);
+    view! {
+        <section class="card release" aria-labelledby="release-title">
+            <h2 id="release-title">"Promote or roll back"</h2>
+            <p class="hint">"Choose a label and the version it should serve. You will see what changes before anything moves."
+                {(!can_protected).then_some(" Moving stable needs the publisher role.")}</p>
+            <form class="inline-form" on:submit=on_review>
+                <label for="release-label">"Label"</label>
+                <select id="release-label" on:change=move |ev| label.set(event_target_value(&ev))>
+                    {choices.into_iter().map(|l| view! { <option value=l.clone()>{l.clone()}</option> }).collect_view()}
+                </select>
+                <label for="release-new-label">"or a new label"</label>
+                <input id="release-new-label" placeholder="e.g. canary" prop:value=move || new_label.get()
+                    on:input=move |ev| new_label.set(event_target_value(&ev))/>
+                <label for="release-version">"Version"</label>
+                <select id="release-version" on:change=move |ev| version.set(event_target_value(&ev).parse().unwrap_or(1))>
+                    {version_options}
+                </select>
+                <button type="submit">{move || if review.pending().get() { "Preparing…" } else { "Review the change" }}</button>
+            </form>
+            {move || review.value().get().map(|result| match result {
+                Err(error) => view! { <ErrorNote error/> }.into_any(),
+                Ok(r) => {
+                    let verb = match r.current { Some(c) if r.target < c => "Roll back", _ => "Promote" };
+                    let headline = match r.current {
+                        Some(c) if c == r.target => format!("{} already serves version {c}.", r.label),
+                        Some(c) => format!("{} serves version {c} now; after this it will serve version {}.", r.label, r.target),
+                        None => format!("{} is a new label; it will serve version {}.", r.label, r.target),
+                    };
+                    let same = r.current == Some(r.target);
+                    let (label, target) = (r.label.clone(), r.target);
+                    let button = format!("{verb} {label} to v{target}");
+                    view! {
+                        <div class="review" role="region" aria-label="Review the label move">
+                            <p class="review-headline">{headline}</p>
+                            {r.comparison.map(|c| view! {
+                                <SideBySide rows=c.rows old_title=format!("Now: version {}", c.from)
+                                    new_title=format!("After: version {}", c.to) config_changed=c.config_changed/>
+                            })}
+                            {(!same).then(|| view! {
+                                <form class="confirm" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                                    ev.prevent_default();
+                                    apply.dispatch(MoveLabel { name: apply_name.get_value(), label: label.clone(), version: target, reason: reason.get_untracked() });
+                                }>
+                                    <label for="move-reason">"Why? (kept in the label history)"</label>
+                                    <input id="move-reason" placeholder="e.g. Approved by support lead" prop:value=move || reason.get()
+                                        on:input=move |ev| reason.set(event_target_value(&ev))/>
+                                    <button type="submit" class="primary">{move || if apply.pending().get() { "Moving…".to_string() } else { button.clone() }}</button>
+                                    <button type="button" on:click=move |_| review.clear()>"Cancel"</button>
+                                </form>
+                            })}
+                        </div>
+                    }.into_any()
+                }
+            })}
+            {move || apply.value().get().map(|result| match result {
+                Ok(m) => view! {
+                    <p class="success" role="status">{format!("{} now serves version {}.", m.label, m.version)}</p>
+                }.into_any(),
+                Err(error) => view! { <ErrorNote error/> }.into_any(),
+            })}
+        </section>
+    }
 }

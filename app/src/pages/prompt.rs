@@ -1,5 +1,551 @@
+//! One prompt: what `stable` and `latest` serve now, and the editor. The editor parses
+//! and renders with the same template engine as the server (the `domain` crate compiled
+//! to wasm), so variables and the live preview update as the person types, with no
+//! round trip. Saving over a newer version shows the conflict and lets the person
+//! rebase their edit; nothing is ever silently overwritten.
+
+use std::collections::BTreeMap;
+
+use domain::access::Action;
+use domain::content::{Content, Message, MessageRole, PromptBody, PromptType, Rendered};
+use domain::diff::SideRow;
+use domain::model::VersionView;
+use domain::template::{RenderLimits, TemplateError};
 use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::auth::me;
+use crate::error::AppError;
+use crate::widgets::{ErrorNote, LabelBadge, SideBySide, Time, loading};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptDetail {
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// Every label (`latest` included) and its version.
+    pub labels: BTreeMap<String, i64>,
+    pub latest: VersionView,
+    pub stable: Option<VersionView>,
+}
+
+/// What the editor sends to save.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Draft {
+    pub base_version: i64,
+    pub prompt_type: PromptType,
+    pub template: String,
+    pub messages: Vec<Message>,
+    /// The model config as the person typed it (JSON text).
+    pub config: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SaveOutcome {
+    Saved(VersionView),
+    /// Someone saved first: their version, and it beside this edit.
+    Conflict { latest: VersionView, rows: Vec<SideRow>, config_changed: bool },
+}
+
+impl Draft {
+    fn body(&self) -> PromptBody {
+        match self.prompt_type {
+            PromptType::Text => PromptBody::Text(self.template.clone()),
+            PromptType::Chat => PromptBody::Chat(self.messages.clone()),
+        }
+    }
+
+    fn config_map(&self) -> Result<Map<String, Value>, String> {
+        match serde_json::from_str::<Value>(if self.config.trim().is_empty() { "{}" } else { &self.config }) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err("The model config must be a JSON object, like {\"model\": \"gpt-4o-mini\"}.".into()),
+            Err(e) => Err(format!("The model config is not valid JSON ({e}). Fix it and try again.")),
+        }
+    }
+}
+
+#[server]
+pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
+    use domain::model::Selector;
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    let labels = registry.labels(&who, &name).await?.labels;
+    let pick = |label: &str| Selector { label: Some(label.into()), ..Default::default() };
+    let latest = registry.resolve(&who, &name, &pick(domain::names::LATEST)).await?.base.view.clone();
+    let stable = match registry.resolve(&who, &name, &pick(domain::names::STABLE)).await {
+        Ok(served) => Some(served.base.view.clone()),
+        Err(service::ServiceError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let summary = registry
+        .list_prompts(&who, &service::PromptQuery { q: Some(name.clone()), limit: Some(500), ..Default::default() })?
+        .items
+        .into_iter()
+        .find(|p| p.name == name);
+    let (description, tags) = summary.map(|s| (s.description, s.tags)).unwrap_or_default();
+    Ok(PromptDetail { name, description, tags, labels, latest, stable })
+}
+
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn save_version(name: String, draft: Draft) -> Result<SaveOutcome, AppError> {
+    use domain::model::{NewVersion, Selector};
+    let who = crate::auth::ssr::principal().await?;
+    let registry = crate::auth::ssr::registry();
+    let config = draft.config_map().map_err(AppError::Invalid)?;
+    let (template, messages) = match draft.prompt_type {
+        PromptType::Text => (Some(draft.template.clone()), None),
+        PromptType::Chat => (None, Some(draft.messages.clone())),
+    };
+    let req = NewVersion {
+        base_version: Some(draft.base_version),
+        prompt_type: Some(draft.prompt_type),
+        template,
+        messages,
+        config: Some(Value::Object(config.clone())),
+        message: Some(draft.message.clone()),
+    };
+    match registry.add_version(&who, &name, req).await {
+        Ok(view) => Ok(SaveOutcome::Saved(view)),
+        Err(service::ServiceError::Stale { .. }) => {
+            let pick = Selector { label: Some(domain::names::LATEST.into()), ..Default::default() };
+            let latest = registry.resolve(&who, &name, &pick).await?.base.view.clone();
+            let theirs = domain::diff::document(&view_body(&latest), &latest.config);
+            let mine = domain::diff::document(&draft.body(), &config);
+            Ok(SaveOutcome::Conflict {
+                rows: domain::diff::side_by_side(&theirs, &mine),
+                config_changed: domain::diff::config_changed(&latest.config, &config),
+                latest,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn view_body(v: &VersionView) -> PromptBody {
+    match v.prompt_type {
+        PromptType::Text => PromptBody::Text(v.template.clone().unwrap_or_default()),
+        PromptType::Chat => PromptBody::Chat(v.messages.clone().unwrap_or_default()),
+    }
+}
+
+fn prompt_name() -> Memo<String> {
+    let params = use_params_map();
+    Memo::new(move |_| params.with(|p| p.get("name")).unwrap_or_default())
+}
+
 #[component]
 pub fn PromptPage() -> impl IntoView {
-    view! { <p>"todo"</p> }
+    let name = prompt_name();
+    let detail = Resource::new(move || name.get(), get_prompt);
+    view! {
+        <Transition fallback=|| loading("the prompt")>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(d) => view! { <PromptView detail=d refetch=Callback::new(move |_| detail.refetch())/> }.into_any(),
+                    Err(error) => view! { <h1>{name.get()}</h1><ErrorNote error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn PromptView(detail: PromptDetail, refetch: Callback<()>) -> impl IntoView {
+    let can_edit = me().can(Action::Write);
+    let history = format!("/history/{}", detail.name);
+    let stable = detail.stable.clone();
+    let latest = detail.latest.clone();
+    view! {
+        <div class="page-head">
+            <div>
+                <p class="crumbs"><A href="/">"Prompts"</A> " / "</p>
+                <h1>{detail.name.clone()}</h1>
+                <p class="description">{detail.description.clone()}</p>
+            </div>
+            <A href=history attr:class="button">"History and releases"</A>
+        </div>
+        <div class="labels-now">
+            {detail.labels.iter().map(|(l, v)| view! { <LabelBadge label=l.clone() version=*v/> }).collect_view()}
+        </div>
+        <div class="serving">
+            <ServingCard title="Production (stable) serves" version=stable/>
+            <ServingCard title="Newest version (latest)" version=Some(latest.clone())/>
+        </div>
+        {if can_edit {
+            view! { <Editor name=detail.name.clone() latest refetch/> }.into_any()
+        } else {
+            view! {
+                <p class="hint">"You can read this prompt. Editing needs the editor role; ask an administrator."</p>
+            }.into_any()
+        }}
+    }
+}
+
+#[component]
+fn ServingCard(title: &'static str, version: Option<VersionView>) -> impl IntoView {
+    view! {
+        <section class="card serving-card">
+            <h2>{title}</h2>
+            {match version {
+                None => view! { <p class="empty">"Nothing yet. A publisher promotes a version to stable from the History page."</p> }.into_any(),
+                Some(v) => view! {
+                    <p class="meta">"Version " {v.version} " · " {v.created_by.clone()} " · " <Time at=v.created_at.clone()/></p>
+                    <PromptText version=v/>
+                }.into_any(),
+            }}
+        </section>
+    }
+}
+
+/// A version's text (or messages) as stored, read-only.
+#[component]
+pub fn PromptText(version: VersionView) -> impl IntoView {
+    match version.prompt_type {
+        PromptType::Text => view! { <pre class="prompt-text">{version.template.unwrap_or_default()}</pre> }.into_any(),
+        PromptType::Chat => view! {
+            <div class="messages">
+                {version.messages.unwrap_or_default().into_iter().map(|m| view! {
+                    <p class="role">{role_name(m.role)}</p>
+                    <pre class="prompt-text">{m.content}</pre>
+                }).collect_view()}
+            </div>
+        }
+        .into_any(),
+    }
+}
+
+fn role_name(role: MessageRole) -> &'static str {
+    match role {
+        MessageRole::System => "system",
+        MessageRole::User => "user",
+        MessageRole::Assistant => "assistant",
+    }
+}
+
+/// One chat message in the editor; `id` keeps rows stable while they move.
+#[derive(Clone, Copy)]
+struct DraftMessage {
+    id: u32,
+    role: RwSignal<MessageRole>,
+    content: RwSignal<String>,
+}
+
+struct EditorState {
+    base_version: RwSignal<i64>,
+    prompt_type: RwSignal<PromptType>,
+    template: RwSignal<String>,
+    messages: RwSignal<Vec<DraftMessage>>,
+    config: RwSignal<String>,
+    next_id: StoredValue<u32>,
+}
+
+impl EditorState {
+    fn new(v: &VersionView) -> Self {
+        let state = EditorState {
+            base_version: RwSignal::new(0),
+            prompt_type: RwSignal::new(PromptType::Text),
+            template: RwSignal::new(String::new()),
+            messages: RwSignal::new(Vec::new()),
+            config: RwSignal::new(String::new()),
+            next_id: StoredValue::new(0),
+        };
+        state.load(v);
+        state
+    }
+
+    /// Puts a stored version into the editor.
+    fn load(&self, v: &VersionView) {
+        self.base_version.set(v.version);
+        self.prompt_type.set(v.prompt_type);
+        self.template.set(v.template.clone().unwrap_or_default());
+        let messages = v.messages.clone().unwrap_or_default().into_iter().map(|m| self.message(m.role, m.content));
+        self.messages.set(messages.collect());
+        self.config.set(serde_json::to_string_pretty(&v.config).unwrap_or_else(|_| "{}".into()));
+    }
+
+    fn message(&self, role: MessageRole, content: String) -> DraftMessage {
+        let id = self.next_id.get_value();
+        self.next_id.set_value(id + 1);
+        DraftMessage { id, role: RwSignal::new(role), content: RwSignal::new(content) }
+    }
+
+    fn draft(&self, message: String) -> Draft {
+        Draft {
+            base_version: self.base_version.get_untracked(),
+            prompt_type: self.prompt_type.get_untracked(),
+            template: self.template.get_untracked(),
+            messages: self.messages.get_untracked().iter().map(|m| Message { role: m.role.get_untracked(), content: m.content.get_untracked() }).collect(),
+            config: self.config.get_untracked(),
+            message,
+        }
+    }
+
+    /// The body as typed (tracked, for the live analysis).
+    fn body(&self) -> PromptBody {
+        match self.prompt_type.get() {
+            PromptType::Text => PromptBody::Text(self.template.get()),
+            PromptType::Chat => PromptBody::Chat(
+                self.messages.get().iter().map(|m| Message { role: m.role.get(), content: m.content.get() }).collect(),
+            ),
+        }
+    }
+}
+
+/// A template error in plain words, saying where.
+fn explain(err: &TemplateError) -> String {
+    match err {
+        TemplateError::Syntax { message, line, column, location } => {
+            let place = match location.as_deref().and_then(|l| l.strip_prefix("messages[")).and_then(|l| l.strip_suffix(']')) {
+                Some(i) => format!("Message {}, line {line}, column {column}", i.parse::<i64>().map_or(0, |i| i + 1)),
+                None => format!("Line {line}, column {column}"),
+            };
+            format!("{place}: {message}. Check that every {{{{ has a matching }}}} and every {{% block is closed.")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The source line a syntax error points at, to show under the message.
+fn error_line(body: &PromptBody, err: &TemplateError) -> Option<String> {
+    let TemplateError::Syntax { line, location, .. } = err else { return None };
+    let source = match (body, location.as_deref()) {
+        (PromptBody::Text(t), None) => t.as_str(),
+        (PromptBody::Chat(m), Some(l)) => {
+            let i: usize = l.strip_prefix("messages[")?.strip_suffix(']')?.parse().ok()?;
+            m.get(i)?.content.as_str()
+        }
+        _ => return None,
+    };
+    source.lines().nth((*line as usize).saturating_sub(1)).map(str::to_owned)
+}
+
+#[component]
+fn Editor(name: String, latest: VersionView, refetch: Callback<()>) -> impl IntoView {
+    let state = StoredValue::new(EditorState::new(&latest));
+    let s = move || state.read_value();
+    let (base, kind, template, messages, config) = {
+        let st = s();
+        (st.base_version, st.prompt_type, st.template, st.messages, st.config)
+    };
+    let commit_message = RwSignal::new(String::new());
+    let samples = RwSignal::new(BTreeMap::<String, String>::new());
+    let saved = RwSignal::new(None::<i64>);
+    let conflict = RwSignal::new(None::<(VersionView, Vec<SideRow>, bool)>);
+
+    // Parsed as the person types: variables, or the error with its place.
+    let analysis = Memo::new(move |_| {
+        let body = s().body();
+        Content::new(body.clone(), Map::new()).map_err(|e| (explain(&e), error_line(&body, &e)))
+    });
+    let variables = Memo::new(move |_| analysis.with(|a| a.as_ref().map(|c| c.variables.clone()).unwrap_or_default()));
+    let preview = Memo::new(move |_| {
+        analysis.with(|a| {
+            let content = a.as_ref().map_err(|(e, _)| e.clone())?;
+            let sample = samples.get();
+            let vars: Map<String, Value> = content
+                .variables
+                .iter()
+                .map(|v| {
+                    let value = sample.get(v).filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| format!("[{v}]"));
+                    (v.clone(), Value::String(value))
+                })
+                .collect();
+            content.render(&vars, true, RenderLimits::default()).map_err(|e| explain(&e))
+        })
+    });
+    let config_error = Memo::new(move |_| s().draft(String::new()).config_map().err().filter(|_| { config.track(); true }));
+
+    let save = ServerAction::<SaveVersion>::new();
+    let save_name = name.clone();
+    Effect::new(move |_| match save.value().get() {
+        Some(Ok(SaveOutcome::Saved(v))) => {
+            conflict.set(None);
+            base.set(v.version);
+            commit_message.set(String::new());
+            saved.set(Some(v.version));
+            refetch.run(());
+        }
+        Some(Ok(SaveOutcome::Conflict { latest, rows, config_changed })) => {
+            saved.set(None);
+            conflict.set(Some((latest, rows, config_changed)));
+        }
+        _ => {}
+    });
+    let can_save = move || analysis.with(Result::is_ok) && config_error.get().is_none() && !save.pending().get();
+    let on_save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        saved.set(None);
+        save.dispatch(SaveVersion { name: save_name.clone(), draft: s().draft(commit_message.get_untracked()) });
+    };
+
+    let rows = move || messages.get().into_iter().enumerate().collect::<Vec<_>>();
+    let add_message = move |_| {
+        let m = s().message(MessageRole::User, String::new());
+        messages.update(|v| v.push(m));
+    };
+    let to_chat = move |_| {
+        if kind.get_untracked() == PromptType::Text {
+            let m = s().message(MessageRole::System, template.get_untracked());
+            messages.set(vec![m]);
+            kind.set(PromptType::Chat);
+        }
+    };
+
+    view! {
+        <section class="card editor" aria-labelledby="editor-title">
+            <h2 id="editor-title">"Edit"</h2>
+            <p class="meta">{move || format!("Your edit starts from version {}.", base.get())}</p>
+            <form on:submit=on_save>
+                <div class="editor-grid">
+                    <div class="editor-input">
+                        {move || match kind.get() {
+                            PromptType::Text => view! {
+                                <label for="template">"Prompt text"</label>
+                                <textarea id="template" name="template" rows="12" spellcheck="true"
+                                    aria-invalid=move || analysis.with(Result::is_err).to_string()
+                                    aria-describedby="template-help"
+                                    prop:value=move || template.get()
+                                    on:input=move |ev| template.set(event_target_value(&ev))></textarea>
+                                <p id="template-help" class="hint">"Use {{ name }} for a value filled in when the prompt is used."</p>
+                                <button type="button" class="link" on:click=to_chat>"Turn into a chat prompt (messages)"</button>
+                            }.into_any(),
+                            PromptType::Chat => view! {
+                                <fieldset class="messages-editor">
+                                    <legend>"Messages"</legend>
+                                    <For each=rows key=|(i, m)| (m.id, *i) let((index, message))>
+                                        <MessageRow index message messages/>
+                                    </For>
+                                    <button type="button" on:click=add_message>"Add a message"</button>
+                                </fieldset>
+                            }.into_any(),
+                        }}
+                        <label for="config">"Model config (JSON)"</label>
+                        <textarea id="config" name="config" rows="5" class="code" spellcheck="false"
+                            aria-invalid=move || config_error.get().is_some().to_string()
+                            prop:value=move || config.get()
+                            on:input=move |ev| config.set(event_target_value(&ev))></textarea>
+                        {move || config_error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+                    </div>
+                    <div class="editor-preview">
+                        <h3>"Variables"</h3>
+                        {move || {
+                            let vars = variables.get();
+                            if vars.is_empty() {
+                                view! { <p class="hint">"This prompt has no variables."</p> }.into_any()
+                            } else {
+                                view! {
+                                    <ul class="variables">
+                                        {vars.into_iter().map(|v| {
+                                            let id = format!("sample-{v}");
+                                            let key = v.clone();
+                                            let key2 = v.clone();
+                                            view! {
+                                                <li>
+                                                    <label for=id.clone()><code>{v.clone()}</code> " sample value"</label>
+                                                    <input id=id class="sample"
+                                                        prop:value=move || samples.with(|s| s.get(&key).cloned().unwrap_or_default())
+                                                        on:input=move |ev| { let value = event_target_value(&ev); samples.update(|s| { s.insert(key2.clone(), value); }); }/>
+                                                </li>
+                                            }
+                                        }).collect_view()}
+                                    </ul>
+                                }.into_any()
+                            }
+                        }}
+                        <h3>"Live preview"</h3>
+                        <div class="preview" aria-live="polite">
+                            {move || match preview.get() {
+                                Ok(Rendered::Text(t)) => view! { <pre class="preview-text">{t}</pre> }.into_any(),
+                                Ok(Rendered::Chat(ms)) => view! {
+                                    <div class="preview-text">
+                                        {ms.into_iter().map(|m| view! { <p class="role">{role_name(m.role)}</p><pre>{m.content}</pre> }).collect_view()}
+                                    </div>
+                                }.into_any(),
+                                Err(e) => {
+                                    let line = analysis.with(|a| a.as_ref().err().and_then(|(_, l)| l.clone()));
+                                    view! {
+                                        <p class="error template-error" role="alert">{e}</p>
+                                        {line.map(|l| view! { <pre class="error-line">{l}</pre> })}
+                                    }.into_any()
+                                }
+                            }}
+                        </div>
+                    </div>
+                </div>
+                <label for="commit-message">"What did you change? (saved with the version)"</label>
+                <input id="commit-message" name="message" maxlength="2000"
+                    placeholder="e.g. Warmer tone in the greeting"
+                    prop:value=move || commit_message.get()
+                    on:input=move |ev| commit_message.set(event_target_value(&ev))/>
+                <div class="actions">
+                    <button type="submit" class="primary" disabled=move || !can_save()>
+                        {move || if save.pending().get() { "Saving…" } else { "Save as a new version" }}
+                    </button>
+                    {move || saved.get().map(|v| view! { <span class="success" role="status">{format!("Saved as version {v}.")}</span> })}
+                </div>
+                {move || save.value().get().and_then(Result::err).map(|error| view! { <ErrorNote error/> })}
+            </form>
+            {move || conflict.get().map(|(latest, rows, config_changed)| {
+                let theirs = latest.version;
+                let author = latest.created_by.clone();
+                let theirs_version = latest.clone();
+                view! {
+                    <section class="conflict" role="alert" aria-labelledby="conflict-title">
+                        <h3 id="conflict-title">{format!("{author} saved version {theirs} while you were editing")}</h3>
+                        <p>"Your edit was not saved. Compare their version with yours, then choose:"</p>
+                        <SideBySide rows old_title=format!("Version {theirs} (saved by {author})") new_title="Your edit".to_string() config_changed/>
+                        <div class="actions">
+                            <button type="button" class="primary" on:click=move |_| { base.set(theirs); conflict.set(None); }>
+                                {format!("Keep my edit on top of version {theirs}")}
+                            </button>
+                            <button type="button" on:click=move |_| { s().load(&theirs_version); conflict.set(None); }>
+                                {format!("Discard my edit and load version {theirs}")}
+                            </button>
+                        </div>
+                        <p class="hint">"Keeping your edit replaces their text with yours when you save again; copy anything of theirs you want to keep first."</p>
+                    </section>
+                }
+            })}
+        </section>
+    }
+}
+
+#[component]
+fn MessageRow(index: usize, message: DraftMessage, messages: RwSignal<Vec<DraftMessage>>) -> impl IntoView {
+    let n = index + 1;
+    let role_id = format!("role-{}", message.id);
+    let content_id = format!("content-{}", message.id);
+    let len = move || messages.with(Vec::len);
+    let swap = move |a: usize, b: usize| messages.update(|v| v.swap(a, b));
+    view! {
+        <div class="message-row">
+            <label for=role_id.clone()>{format!("Message {n} role")}</label>
+            <select id=role_id
+                on:change=move |ev| message.role.set(match event_target_value(&ev).as_str() {
+                    "system" => MessageRole::System,
+                    "assistant" => MessageRole::Assistant,
+                    _ => MessageRole::User,
+                })>
+                {[MessageRole::System, MessageRole::User, MessageRole::Assistant].into_iter().map(|r| view! {
+                    <option value=role_name(r) selected=move || message.role.get() == r>{role_name(r)}</option>
+                }).collect_view()}
+            </select>
+            <label for=content_id.clone()>{format!("Message {n} text")}</label>
+            <textarea id=content_id rows="4" prop:value=move || message.content.get()
+                on:input=move |ev| message.content.set(event_target_value(&ev))></textarea>
+            <div class="row-actions">
+                <button type="button" disabled=move || index == 0 on:click=move |_| swap(index, index - 1)
+                    aria-label=format!("Move message {n} up")>"↑ Up"</button>
+                <button type="button" disabled=move || index + 1 >= len() on:click=move |_| swap(index, index + 1)
+                    aria-label=format!("Move message {n} down")>"↓ Down"</button>
+                <button type="button" disabled=move || len() <= 1
+                    on:click=move |_| messages.update(|v| { v.remove(index); })
+                    aria-label=format!("Remove message {n}")>"Remove"</button>
+            </div>
+        </div>
+    }
 }
