@@ -293,15 +293,15 @@ fn users_table(list: Vec<User>, update: ServerAction<UpdateUser>, me: String) ->
 }
 
 fn user_actions(u: &User, update: ServerAction<UpdateUser>) -> impl IntoView {
-    let username = u.username.clone();
-    let select_id = format!("role-{username}");
-    let select_label = format!("New role for {username}");
+    let (username, username2) = (u.username.clone(), u.username.clone());
+    let select_id = format!("role-{}", u.username);
+    let select_label = format!("New role for {}", u.username);
     let current = u.role.clone();
     let (toggle_value, toggle_text, toggle_class) =
         if u.disabled { ("false", "Enable", "") } else { ("true", "Disable", "danger") };
     view! {
         <ActionForm action=update attr:class="inline">
-            <input type="hidden" name="username" value=username.clone()/>
+            <input type="hidden" name="username" value=username/>
             <label for=select_id.clone() class="visually-hidden">{select_label}</label>
             <select id=select_id name="role">
                 {Role::ALL.into_iter().map(|r| view! {
@@ -311,7 +311,7 @@ fn user_actions(u: &User, update: ServerAction<UpdateUser>) -> impl IntoView {
             <button type="submit">"Change role"</button>
         </ActionForm>
         <ActionForm action=update attr:class="inline">
-            <input type="hidden" name="username" value=username/>
+            <input type="hidden" name="username" value=username2/>
             <input type="hidden" name="disabled" value=toggle_value/>
             <button type="submit" class=toggle_class>{toggle_text}</button>
         </ActionForm>

@@ -12,9 +12,6 @@ use crate::error::AppError;
 use crate::pages::prompts::urlencode;
 use crate::widgets::{ErrorNote, Time, loading};
 
-/// Events shown on one page of the log.
-const PAGE: i64 = 100;
-
 /// The actions the service writes, in the order the filter offers them.
 pub const ACTIONS: [(&str, &str); 9] = [
     ("version.created", "version.created: a version was saved"),
@@ -140,6 +137,8 @@ pub async fn audit_events(
     until: Option<String>,
     cursor: Option<String>,
 ) -> Result<Page<AuditEvent>, AppError> {
+    /// Events shown on one page of the log.
+    const PAGE: i64 = 100;
     let who = crate::auth::ssr::principal().await?;
     let registry = crate::auth::ssr::registry();
     let text = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());

@@ -32,11 +32,10 @@ pub struct MoveReview {
     pub comparison: Option<Comparison>,
 }
 
-/// Versions shown on the timeline.
-const TIMELINE: i64 = 200;
-
 #[server]
 pub async fn get_history(name: String) -> Result<History, AppError> {
+    /// Versions shown on the timeline.
+    const TIMELINE: i64 = 200;
     let who = crate::auth::ssr::principal().await?;
     let registry = crate::auth::ssr::registry();
     let versions = registry.list_versions(&who, &name, Some(TIMELINE), None).await?.items;

@@ -52,6 +52,7 @@ pub enum SaveOutcome {
 }
 
 impl Draft {
+    #[cfg(feature = "ssr")]
     fn body(&self) -> PromptBody {
         match self.prompt_type {
             PromptType::Text => PromptBody::Text(self.template.clone()),
@@ -125,6 +126,7 @@ pub async fn save_version(name: String, draft: Draft) -> Result<SaveOutcome, App
     }
 }
 
+#[cfg(feature = "ssr")]
 fn view_body(v: &VersionView) -> PromptBody {
     match v.prompt_type {
         PromptType::Text => PromptBody::Text(v.template.clone().unwrap_or_default()),
@@ -141,11 +143,13 @@ fn prompt_name() -> Memo<String> {
 pub fn PromptPage() -> impl IntoView {
     let name = prompt_name();
     let detail = Resource::new(move || name.get(), get_prompt);
+    // Kept here, above the re-rendered view, so they survive the refetch after a save.
+    let kept = Kept { samples: RwSignal::new(BTreeMap::new()), saved: RwSignal::new(None) };
     view! {
         <Transition fallback=|| loading("the prompt")>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(d) => view! { <PromptView detail=d refetch=Callback::new(move |_| detail.refetch())/> }.into_any(),
+                    Ok(d) => view! { <PromptView detail=d kept refetch=Callback::new(move |_| detail.refetch())/> }.into_any(),
                     Err(error) => view! { <h1>{name.get()}</h1><ErrorNote error/> }.into_any(),
                 }
             })}
@@ -153,8 +157,15 @@ pub fn PromptPage() -> impl IntoView {
     }
 }
 
+/// Editor state that outlives a reload of the prompt: sample values and the last save.
+#[derive(Clone, Copy)]
+struct Kept {
+    samples: RwSignal<BTreeMap<String, String>>,
+    saved: RwSignal<Option<i64>>,
+}
+
 #[component]
-fn PromptView(detail: PromptDetail, refetch: Callback<()>) -> impl IntoView {
+fn PromptView(detail: PromptDetail, kept: Kept, refetch: Callback<()>) -> impl IntoView {
     let can_edit = me().can(Action::Write);
     let history = format!("/history/{}", detail.name);
     let stable = detail.stable.clone();
@@ -176,7 +187,7 @@ fn PromptView(detail: PromptDetail, refetch: Callback<()>) -> impl IntoView {
             <ServingCard title="Newest version (latest)" version=Some(latest.clone())/>
         </div>
         {if can_edit {
-            view! { <Editor name=detail.name.clone() latest refetch/> }.into_any()
+            view! { <Editor name=detail.name.clone() latest kept refetch/> }.into_any()
         } else {
             view! {
                 <p class="hint">"You can read this prompt. Editing needs the editor role; ask an administrator."</p>
@@ -324,7 +335,7 @@ fn error_line(body: &PromptBody, err: &TemplateError) -> Option<String> {
 }
 
 #[component]
-fn Editor(name: String, latest: VersionView, refetch: Callback<()>) -> impl IntoView {
+fn Editor(name: String, latest: VersionView, kept: Kept, refetch: Callback<()>) -> impl IntoView {
     let state = StoredValue::new(EditorState::new(&latest));
     let s = move || state.read_value();
     let (base, kind, template, messages, config) = {
@@ -332,8 +343,7 @@ fn Editor(name: String, latest: VersionView, refetch: Callback<()>) -> impl Into
         (st.base_version, st.prompt_type, st.template, st.messages, st.config)
     };
     let commit_message = RwSignal::new(String::new());
-    let samples = RwSignal::new(BTreeMap::<String, String>::new());
-    let saved = RwSignal::new(None::<i64>);
+    let Kept { samples, saved } = kept;
     let conflict = RwSignal::new(None::<(VersionView, Vec<SideRow>, bool)>);
 
     // Parsed as the person types: variables, or the error with its place.
