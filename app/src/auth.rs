@@ -28,29 +28,26 @@ pub fn me() -> Me {
 
 #[server]
 pub async fn current_user() -> Result<Option<Me>, AppError> {
-    match ssr::principal().await {
+    let (registry, parts) = (ssr::registry(), ssr::parts()?);
+    let Some(token) = ssr::token(&parts.headers) else { return Ok(None) };
+    match registry.authenticate_session(&token).await {
         Ok(p) => Ok(Some(Me { username: p.actor.clone(), role: p.grant.role.unwrap_or(Role::Viewer) })),
-        Err(AppError::SignedOut(_)) => {
-            // Not an error for this call: the page shows the sign-in form.
-            if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
-                options.set_status(axum::http::StatusCode::OK);
-            }
-            Ok(None)
-        }
-        Err(e) => Err(e),
+        // Not an error for this call: the page shows the sign-in form.
+        Err(service::ServiceError::Unauthenticated(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
 #[server]
 pub async fn login(username: String, password: String) -> Result<(), AppError> {
     use axum::http::header::{HeaderValue, SET_COOKIE};
-    let parts = ssr::parts()?;
+    let (registry, parts) = (ssr::registry(), ssr::parts()?);
+    let options = expect_context::<leptos_axum::ResponseOptions>();
     let addr = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     let previous = ssr::token(&parts.headers);
-    let session = ssr::registry().login(username.trim(), &password, addr, previous.as_deref()).await?;
+    let session = registry.login(username.trim(), &password, addr, previous.as_deref()).await?;
     let secure = ssr::behind_tls(&parts.headers);
     let cookie = ssr::cookie(&session.token, service::SESSION_ABSOLUTE.as_secs(), secure);
-    let options = expect_context::<leptos_axum::ResponseOptions>();
     options.insert_header(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| AppError::Internal)?);
     Ok(())
 }
@@ -58,12 +55,12 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
 #[server]
 pub async fn logout() -> Result<(), AppError> {
     use axum::http::header::{HeaderValue, SET_COOKIE};
-    let parts = ssr::parts()?;
+    let (registry, parts) = (ssr::registry(), ssr::parts()?);
+    let options = expect_context::<leptos_axum::ResponseOptions>();
     if let Some(token) = ssr::token(&parts.headers) {
-        ssr::registry().logout(&token).await?;
+        registry.logout(&token).await?;
     }
     let cookie = ssr::cookie("", 0, ssr::behind_tls(&parts.headers));
-    let options = expect_context::<leptos_axum::ResponseOptions>();
     options.insert_header(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| AppError::Internal)?);
     Ok(())
 }
@@ -175,12 +172,14 @@ pub mod ssr {
         format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
     }
 
-    /// Who is asking: the person behind the session cookie.
-    pub async fn principal() -> Result<Arc<Principal>, AppError> {
-        let parts = parts()?;
+    /// Who is asking (the person behind the session cookie), and the registry to ask.
+    /// Contexts are read before the first `.await`: a server function called by a
+    /// resource during server rendering is polled later outside its reactive owner.
+    pub async fn caller() -> Result<(Arc<Principal>, Registry), AppError> {
+        let (registry, parts) = (registry(), parts()?);
         let Some(token) = token(&parts.headers) else {
             return Err(AppError::from(service::ServiceError::Unauthenticated("sign in to continue".into())));
         };
-        Ok(registry().authenticate_session(&token).await?)
+        Ok((registry.authenticate_session(&token).await?, registry))
     }
 }

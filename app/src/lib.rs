@@ -16,6 +16,7 @@ use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
 use auth::{LoginPage, LogoutButton, Me};
+use error::AppError;
 
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -36,10 +37,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Who is signed in, fetched once per page load and shared by the top bar and the pages.
+type UserResource = Resource<Result<Option<Me>, AppError>>;
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let user = Resource::new(|| (), |_| auth::current_user());
+    let user: UserResource = Resource::new(|| (), |_| auth::current_user());
+    provide_context(user);
     // Effects run only in the browser: this marks the page as hydrated (and interactive).
     let (hydrated, set_hydrated) = signal(false);
     Effect::new(move |_| set_hydrated.set(true));
@@ -49,54 +54,68 @@ pub fn App() -> impl IntoView {
         <Router>
             <div class="app" data-hydrated=move || hydrated.get().to_string()>
                 <a class="skip-link" href="#main">"Skip to content"</a>
-                <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                    {move || Suspend::new(async move {
-                        match user.await {
-                            Ok(Some(me)) => view! { <Console me/> }.into_any(),
-                            Ok(None) => view! {
-                                <header class="topbar"><span class="brand">"promptledger"</span></header>
-                                <main id="main"><LoginPage/></main>
-                            }.into_any(),
-                            Err(e) => view! {
-                                <main id="main"><p class="error" role="alert">{e.to_string()}</p></main>
-                            }.into_any(),
-                        }
-                    })}
-                </Suspense>
+                <TopBar/>
+                <main id="main">
+                    <Routes fallback=|| view! {
+                        <p class="empty">"This page does not exist. Go back to the " <a href="/">"prompt list"</a> "."</p>
+                    }>
+                        <Route path=path!("/") view=|| view! { <Gate><pages::prompts::PromptsPage/></Gate> }/>
+                        <Route path=path!("/prompts/*name") view=|| view! { <Gate><pages::prompt::PromptPage/></Gate> }/>
+                        <Route path=path!("/history/*name") view=|| view! { <Gate><pages::history::HistoryPage/></Gate> }/>
+                        <Route path=path!("/audit") view=|| view! { <Gate><pages::audit::AuditPage/></Gate> }/>
+                        <Route path=path!("/admin") view=|| view! { <Gate><pages::admin::AdminPage/></Gate> }/>
+                    </Routes>
+                </main>
             </div>
         </Router>
     }
 }
 
-/// The signed-in console: navigation and the pages.
+/// The navigation, with who is signed in.
 #[component]
-fn Console(me: Me) -> impl IntoView {
-    provide_context(me.clone());
-    let admin = me.can(Action::Administer);
+fn TopBar() -> impl IntoView {
+    let user = expect_context::<UserResource>();
     view! {
         <header class="topbar">
             <a class="brand" href="/">"promptledger"</a>
-            <nav aria-label="Main">
-                <A href="/" exact=true>"Prompts"</A>
-                <A href="/audit">"Audit"</A>
-                {admin.then(|| view! { <A href="/admin">"Users and keys"</A> })}
-            </nav>
-            <div class="who">
-                <span>{me.username.clone()} " · " <span class="role">{me.role.as_str()}</span></span>
-                <LogoutButton/>
-            </div>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    user.await.ok().flatten().map(|me| {
+                        let admin = me.can(Action::Administer);
+                        view! {
+                            <nav aria-label="Main">
+                                <A href="/" exact=true>"Prompts"</A>
+                                <A href="/audit">"Audit"</A>
+                                {admin.then(|| view! { <A href="/admin">"Users and keys"</A> })}
+                            </nav>
+                            <div class="who">
+                                <span>{me.username.clone()} " · " <span class="role">{me.role.as_str()}</span></span>
+                                <LogoutButton/>
+                            </div>
+                        }
+                    })
+                })}
+            </Suspense>
         </header>
-        <main id="main">
-            <Routes fallback=|| view! {
-                <p class="empty">"This page does not exist. Go back to the " <a href="/">"prompt list"</a> "."</p>
-            }>
-                <Route path=path!("/") view=pages::prompts::PromptsPage/>
-                <Route path=path!("/prompts/*name") view=pages::prompt::PromptPage/>
-                <Route path=path!("/history/*name") view=pages::history::HistoryPage/>
-                <Route path=path!("/audit") view=pages::audit::AuditPage/>
-                <Route path=path!("/admin") view=pages::admin::AdminPage/>
-            </Routes>
-        </main>
+    }
+}
+
+/// Shows the page to a signed-in person (who is then in context as `Me`), else the
+/// sign-in form in its place, so the address is kept for after signing in.
+#[component]
+fn Gate(children: ChildrenFn) -> impl IntoView {
+    let user = expect_context::<UserResource>();
+    let children = StoredValue::new(children);
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match user.await {
+                    Ok(Some(me)) => view! { <leptos::context::Provider value=me>{children.read_value()()}</leptos::context::Provider> }.into_any(),
+                    Ok(None) => view! { <LoginPage/> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
     }
 }
 

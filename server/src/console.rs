@@ -11,7 +11,7 @@ use axum::response::Html;
 use leptos::config::{Env, LeptosOptions};
 use leptos::nonce::use_nonce;
 use leptos::prelude::{provide_context, use_context};
-use leptos_axum::{LeptosRoutes, ResponseOptions, file_and_error_handler, generate_route_list};
+use leptos_axum::{LeptosRoutes, ResponseOptions, file_and_error_handler_with_context, generate_route_list};
 
 use crate::AppState;
 
@@ -49,24 +49,20 @@ pub fn router(state: &AppState, have_assets: bool) -> Router<AppState> {
     }
     let routes = generate_route_list(App);
     let registry = state.registry.clone();
+    let context = move || {
+        provide_context(registry.clone());
+        // A page render has a nonce (leptos puts it on its scripts); server functions
+        // do not and keep the default policy.
+        if let (Some(nonce), Some(options)) = (use_nonce(), use_context::<ResponseOptions>())
+            && let Ok(policy) = HeaderValue::from_str(&crate::security::page_policy(&nonce.to_string()))
+        {
+            options.insert_header(CONTENT_SECURITY_POLICY, policy);
+        }
+    };
     let options = state.leptos_options.clone();
     Router::new()
-        .leptos_routes_with_context(
-            state,
-            routes,
-            move || {
-                provide_context(registry.clone());
-                // A page render has a nonce (leptos puts it on its scripts); server
-                // functions do not and keep the default policy.
-                if let (Some(nonce), Some(options)) = (use_nonce(), use_context::<ResponseOptions>())
-                    && let Ok(policy) = HeaderValue::from_str(&crate::security::page_policy(&nonce.to_string()))
-                {
-                    options.insert_header(CONTENT_SECURITY_POLICY, policy);
-                }
-            },
-            move || shell(options.clone()),
-        )
-        .fallback(file_and_error_handler::<AppState, _>(shell))
+        .leptos_routes_with_context(state, routes, context.clone(), move || shell(options.clone()))
+        .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
 }
 
 const NO_CONSOLE: &str = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>promptledger</title></head>\

@@ -85,15 +85,13 @@ fn given(value: Option<String>) -> Option<String> {
 
 #[server]
 pub async fn list_users() -> Result<Vec<User>, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.list_users(&who).await?.into_iter().map(User::from).collect())
 }
 
 #[server]
 pub async fn add_user(username: String, role: String, password: String) -> Result<User, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let role = parse_role(&role)?;
     Ok(registry.add_user(&who, username.trim(), role, Some(password)).await?.into())
 }
@@ -101,8 +99,7 @@ pub async fn add_user(username: String, role: String, password: String) -> Resul
 /// Changes a person's role (`role`) or disables/enables them (`disabled`).
 #[server]
 pub async fn update_user(username: String, role: Option<String>, disabled: Option<bool>) -> Result<User, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let role = given(role).map(|r| parse_role(&r)).transpose()?;
     if role.is_none() && disabled.is_none() {
         return Err(invalid("Nothing to change: pick a role, or disable or enable the person.".into()));
@@ -113,18 +110,15 @@ pub async fn update_user(username: String, role: Option<String>, disabled: Optio
 
 #[server]
 pub async fn list_keys() -> Result<Vec<Key>, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.list_keys(&who).await?.into_iter().map(Key::from).collect())
 }
 
 #[server]
 pub async fn create_key(name: String, scope: String, user: Option<String>) -> Result<NewKey, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
-    let scope = Scope::parse(scope.trim()).ok_or_else(|| {
-        invalid(format!("'{scope}' is not a scope. Pick read, write or admin from the list."))
-    })?;
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    let scope = Scope::parse(scope.trim())
+        .ok_or_else(|| invalid(format!("'{scope}' is not a scope. Pick read, write or admin from the list.")))?;
     let user = given(user);
     let created = registry.create_key(&who, name.trim(), scope, user.as_deref()).await?;
     Ok(NewKey { name: created.name, key: created.key, scope: created.scope.as_str().to_owned(), user: created.user })
@@ -132,8 +126,7 @@ pub async fn create_key(name: String, scope: String, user: Option<String>) -> Re
 
 #[server]
 pub async fn revoke_key(name: String) -> Result<Key, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.revoke_key(&who, &name).await?.into())
 }
 

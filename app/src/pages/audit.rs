@@ -139,8 +139,7 @@ pub async fn audit_events(
 ) -> Result<Page<AuditEvent>, AppError> {
     /// Events shown on one page of the log.
     const PAGE: i64 = 100;
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let text = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let filter = service::AuditFilter {
         prompt: text(prompt),
@@ -162,16 +161,14 @@ pub async fn audit_events(
 
 #[server]
 pub async fn verify_chain() -> Result<VerifyReport, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.verify(&who).await?)
 }
 
 /// The version `label` of prompt `name` served at the instant `at` (UTC).
 #[server]
 pub async fn live_version(name: String, label: String, at: String) -> Result<VersionView, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let name = name.trim();
     if name.is_empty() {
         return Err(invalid("Type the name of a prompt, for example support/greeting.".into()));
@@ -292,8 +289,10 @@ fn EventTable(
         } else {
             "No events yet. Every change to a prompt, a label, a person or a key will be listed here."
         };
-        let newest = cursor.is_some().then(|| view! {
-            <nav class="pager" aria-label="Pages"><A href=audit_href("/audit", &filters)>"Newest events"</A></nav>
+        let newest = cursor.is_some().then(|| {
+            view! {
+                <nav class="pager" aria-label="Pages"><A href=audit_href("/audit", &filters)>"Newest events"</A></nav>
+            }
         });
         return view! { <p class="empty">{text}</p> {newest} }.into_any();
     }
@@ -525,7 +524,8 @@ fn live_result(version: VersionView, asked: Option<Asked>) -> impl IntoView {
             .into_any(),
         (None, None) => "".into_any(),
     };
-    let message = if version.message.trim().is_empty() { "no message".to_owned() } else { format!("“{}”", version.message) };
+    let message =
+        if version.message.trim().is_empty() { "no message".to_owned() } else { format!("“{}”", version.message) };
     view! {
         <h3 class="live-heading">{heading}</h3>
         <p class="version-meta">

@@ -36,8 +36,7 @@ pub struct MoveReview {
 pub async fn get_history(name: String) -> Result<History, AppError> {
     /// Versions shown on the timeline.
     const TIMELINE: i64 = 200;
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let versions = registry.list_versions(&who, &name, Some(TIMELINE), None).await?.items;
     let labels = registry.labels(&who, &name).await?;
     Ok(History { versions, labels: labels.labels, moves: labels.history })
@@ -45,14 +44,13 @@ pub async fn get_history(name: String) -> Result<History, AppError> {
 
 #[server]
 pub async fn compare_versions(name: String, from: i64, to: i64) -> Result<Comparison, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    Ok(crate::auth::ssr::registry().compare(&who, &name, from, to).await?)
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    Ok(registry.compare(&who, &name, from, to).await?)
 }
 
 #[server]
 pub async fn review_move(name: String, label: String, version: i64) -> Result<MoveReview, AppError> {
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     domain::names::validate_label(&label).map_err(|e| AppError::Invalid(e.0))?;
     let current = registry.labels(&who, &name).await?.labels.get(&label).copied();
     let comparison = match current {
@@ -67,9 +65,9 @@ pub async fn review_move(name: String, label: String, version: i64) -> Result<Mo
 
 #[server]
 pub async fn move_label(name: String, label: String, version: i64, reason: String) -> Result<MovedLabel, AppError> {
-    let who = crate::auth::ssr::principal().await?;
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let req = domain::model::MoveLabel { version, reason };
-    Ok(crate::auth::ssr::registry().move_label(&who, &name, &label, req).await?)
+    Ok(registry.move_label(&who, &name, &label, req).await?)
 }
 
 #[component]
@@ -77,12 +75,15 @@ pub fn HistoryPage() -> impl IntoView {
     let params = use_params_map();
     let name = Memo::new(move |_| params.with(|p| p.get("name")).unwrap_or_default());
     let history = Resource::new(move || name.get(), get_history);
+    // The outcome of the last label move, kept above the view that reloads after it.
+    let notice = RwSignal::new(None::<String>);
     view! {
+        {move || notice.get().map(|text| view! { <p class="success notice" role="status">{text}</p> })}
         <Transition fallback=|| loading("the history")>
             {move || Suspend::new(async move {
                 match history.await {
                     Ok(h) => view! {
-                        <HistoryView name=name.get_untracked() history=h refetch=Callback::new(move |_| history.refetch())/>
+                        <HistoryView name=name.get_untracked() history=h notice refetch=Callback::new(move |_| history.refetch())/>
                     }.into_any(),
                     Err(error) => view! { <h1>{name.get()}</h1><ErrorNote error/> }.into_any(),
                 }
@@ -92,7 +93,7 @@ pub fn HistoryPage() -> impl IntoView {
 }
 
 #[component]
-fn HistoryView(name: String, history: History, refetch: Callback<()>) -> impl IntoView {
+fn HistoryView(name: String, history: History, notice: RwSignal<Option<String>>, refetch: Callback<()>) -> impl IntoView {
     let me = me();
     let can_move = me.can(Action::Write);
     let can_protected = me.can(Action::MoveProtectedLabel);
@@ -103,7 +104,7 @@ fn HistoryView(name: String, history: History, refetch: Callback<()>) -> impl In
     let prompt_href = format!("/prompts/{name}");
     let release = can_move.then(|| view! {
         <ReleaseForm name=name.clone() labels=history.labels.clone() numbers=numbers.clone()
-            can_protected review_request refetch/>
+            can_protected review_request notice refetch/>
     });
     let compare = view! { <Compare name=name.clone() numbers=numbers.clone() newest/> };
     view! {
@@ -225,6 +226,7 @@ fn ReleaseForm(
     numbers: Vec<i64>,
     can_protected: bool,
     review_request: RwSignal<Option<(String, i64)>>,
+    notice: RwSignal<Option<String>>,
     refetch: Callback<()>,
 ) -> impl IntoView {
     let mut choices: Vec<String> = labels.keys().filter(|l| l.as_str() != LATEST).cloned().collect();
@@ -247,6 +249,7 @@ fn ReleaseForm(
     let on_review = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         apply.clear();
+        notice.set(None);
         review.dispatch(ReviewMove { name: review_name.clone(), label: chosen_label(), version: version.get_untracked() });
     };
     // A roll-back button elsewhere on the page asks for a review of that move.
@@ -254,13 +257,14 @@ fn ReleaseForm(
     Effect::new(move |_| {
         if let Some((l, v)) = review_request.get() {
             apply.clear();
+            notice.set(None);
             review.dispatch(ReviewMove { name: rollback_name.clone(), label: l, version: v });
             review_request.set(None);
         }
     });
     Effect::new(move |_| {
-        if let Some(Ok(_)) = apply.value().get() {
-            reason.set(String::new());
+        if let Some(Ok(m)) = apply.value().get() {
+            notice.set(Some(format!("{} now serves version {}.", m.label, m.version)));
             refetch.run(());
         }
     });
@@ -320,12 +324,7 @@ fn ReleaseForm(
                     }.into_any()
                 }
             })}
-            {move || apply.value().get().map(|result| match result {
-                Ok(m) => view! {
-                    <p class="success" role="status">{format!("{} now serves version {}.", m.label, m.version)}</p>
-                }.into_any(),
-                Err(error) => view! { <ErrorNote error/> }.into_any(),
-            })}
+            {move || apply.value().get().and_then(Result::err).map(|error| view! { <ErrorNote error/> })}
         </section>
     }
 }

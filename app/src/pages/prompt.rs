@@ -72,8 +72,7 @@ impl Draft {
 #[server]
 pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
     use domain::model::Selector;
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let labels = registry.labels(&who, &name).await?.labels;
     let pick = |label: &str| Selector { label: Some(label.into()), ..Default::default() };
     let latest = registry.resolve(&who, &name, &pick(domain::names::LATEST)).await?.base.view.clone();
@@ -94,8 +93,7 @@ pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
 #[server(input = leptos::server_fn::codec::Json)]
 pub async fn save_version(name: String, draft: Draft) -> Result<SaveOutcome, AppError> {
     use domain::model::{NewVersion, Selector};
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let config = draft.config_map().map_err(AppError::Invalid)?;
     let (template, messages) = match draft.prompt_type {
         PromptType::Text => (Some(draft.template.clone()), None),

@@ -27,8 +27,7 @@ pub async fn list_prompts(
 ) -> Result<PromptList, AppError> {
     /// Prompts shown on one page of the list.
     const PAGE: i64 = 50;
-    let who = crate::auth::ssr::principal().await?;
-    let registry = crate::auth::ssr::registry();
+    let (who, registry) = crate::auth::ssr::caller().await?;
     let query = service::PromptQuery { q, tag, folder, cursor, limit: Some(PAGE) };
     let page = registry.list_prompts(&who, &query)?;
     Ok(PromptList { items: page.items, next_cursor: page.next_cursor, folders: registry.folders(&who)? })
