@@ -26,7 +26,7 @@ pub fn me() -> Me {
     expect_context::<Me>()
 }
 
-#[server]
+#[server(endpoint = "console/current_user")]
 pub async fn current_user() -> Result<Option<Me>, AppError> {
     let (registry, parts) = (ssr::registry(), ssr::parts()?);
     let Some(token) = ssr::token(&parts.headers) else { return Ok(None) };
@@ -38,7 +38,7 @@ pub async fn current_user() -> Result<Option<Me>, AppError> {
     }
 }
 
-#[server]
+#[server(endpoint = "console/login")]
 pub async fn login(username: String, password: String) -> Result<(), AppError> {
     use axum::http::header::{HeaderValue, SET_COOKIE};
     let (registry, parts) = (ssr::registry(), ssr::parts()?);
@@ -52,7 +52,7 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
     Ok(())
 }
 
-#[server]
+#[server(endpoint = "console/logout")]
 pub async fn logout() -> Result<(), AppError> {
     use axum::http::header::{HeaderValue, SET_COOKIE};
     let (registry, parts) = (ssr::registry(), ssr::parts()?);

@@ -142,9 +142,28 @@ fn paired(o: usize, old: &str, n: usize, new: &str) -> SideRow {
         }
     }
     SideRow {
-        old: Some(SideLine { number: o as i64 + 1, segments: left }),
-        new: Some(SideLine { number: n as i64 + 1, segments: right }),
+        old: Some(SideLine { number: o as i64 + 1, segments: coalesce(left) }),
+        new: Some(SideLine { number: n as i64 + 1, segments: coalesce(right) }),
     }
+}
+
+/// Joins changed words separated only by whitespace, so "Kind regards" reads as one
+/// change rather than two.
+fn coalesce(segments: Vec<Segment>) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
+    let mut iter = segments.into_iter().peekable();
+    while let Some(seg) = iter.next() {
+        let bridge = !seg.changed
+            && seg.text.trim().is_empty()
+            && out.last().is_some_and(|l| l.changed)
+            && iter.peek().is_some_and(|n| n.changed);
+        if bridge || seg.changed && out.last().is_some_and(|l| l.changed) {
+            out.last_mut().expect("checked above").text.push_str(&seg.text);
+        } else {
+            out.push(seg);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -189,6 +208,10 @@ mod tests {
         assert_eq!(removed.len(), 2);
         assert!(removed[1].new.is_none() && removed[1].is_change());
         assert!(side_by_side("same\n", "same\n").iter().all(|r| !r.is_change()));
+
+        let rows = side_by_side("Best wishes, team\n", "Kind regards, team\n");
+        assert_eq!(changed_words(rows[0].old.as_ref().unwrap()), ["Best wishes,"]);
+        assert_eq!(changed_words(rows[0].new.as_ref().unwrap()), ["Kind regards,"]);
     }
 
     #[test]

@@ -83,13 +83,13 @@ fn given(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-#[server]
+#[server(endpoint = "console/list_users")]
 pub async fn list_users() -> Result<Vec<User>, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.list_users(&who).await?.into_iter().map(User::from).collect())
 }
 
-#[server]
+#[server(endpoint = "console/add_user")]
 pub async fn add_user(username: String, role: String, password: String) -> Result<User, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let role = parse_role(&role)?;
@@ -97,7 +97,7 @@ pub async fn add_user(username: String, role: String, password: String) -> Resul
 }
 
 /// Changes a person's role (`role`) or disables/enables them (`disabled`).
-#[server]
+#[server(endpoint = "console/update_user")]
 pub async fn update_user(username: String, role: Option<String>, disabled: Option<bool>) -> Result<User, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let role = given(role).map(|r| parse_role(&r)).transpose()?;
@@ -108,13 +108,13 @@ pub async fn update_user(username: String, role: Option<String>, disabled: Optio
     Ok(registry.update_user(&who, &username, change).await?.into())
 }
 
-#[server]
+#[server(endpoint = "console/list_keys")]
 pub async fn list_keys() -> Result<Vec<Key>, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.list_keys(&who).await?.into_iter().map(Key::from).collect())
 }
 
-#[server]
+#[server(endpoint = "console/create_key")]
 pub async fn create_key(name: String, scope: String, user: Option<String>) -> Result<NewKey, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let scope = Scope::parse(scope.trim())
@@ -124,7 +124,7 @@ pub async fn create_key(name: String, scope: String, user: Option<String>) -> Re
     Ok(NewKey { name: created.name, key: created.key, scope: created.scope.as_str().to_owned(), user: created.user })
 }
 
-#[server]
+#[server(endpoint = "console/revoke_key")]
 pub async fn revoke_key(name: String) -> Result<Key, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.revoke_key(&who, &name).await?.into())

@@ -128,7 +128,7 @@ fn filter_instant(what: &str, value: Option<String>) -> Result<Option<i64>, AppE
     })
 }
 
-#[server]
+#[server(endpoint = "console/audit_events")]
 pub async fn audit_events(
     prompt: Option<String>,
     actor: Option<String>,
@@ -159,14 +159,14 @@ pub async fn audit_events(
     Ok(registry.audit(&who, filter, Some(PAGE), text(cursor).as_deref()).await?)
 }
 
-#[server]
+#[server(endpoint = "console/verify_chain")]
 pub async fn verify_chain() -> Result<VerifyReport, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.verify(&who).await?)
 }
 
 /// The version `label` of prompt `name` served at the instant `at` (UTC).
-#[server]
+#[server(endpoint = "console/live_version")]
 pub async fn live_version(name: String, label: String, at: String) -> Result<VersionView, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let name = name.trim();
@@ -248,7 +248,7 @@ pub fn AuditPage() -> impl IntoView {
                 </div>
                 <div class="actions">
                     <button type="submit" class="primary">"Show events"</button>
-                    {move || filtered().then(|| view! { <A href="/audit">"Clear filters"</A> })}
+                    {move || filtered().then(|| view! { <a href="/audit">"Clear filters"</a> })}
                 </div>
             </Form>
             <p class="export">
@@ -291,7 +291,7 @@ fn EventTable(
         };
         let newest = cursor.is_some().then(|| {
             view! {
-                <nav class="pager" aria-label="Pages"><A href=audit_href("/audit", &filters)>"Newest events"</A></nav>
+                <nav class="pager" aria-label="Pages"><a href=audit_href("/audit", &filters)>"Newest events"</a></nav>
             }
         });
         return view! { <p class="empty">{text}</p> {newest} }.into_any();
@@ -336,10 +336,12 @@ fn EventTable(
                 }).collect_view()}
             </tbody>
         </table>
-        <nav class="pager" aria-label="Pages">
-            {newest.map(|href| view! { <A href=href>"Newest events"</A> })}
-            {older.map(|href| view! { <A href=href>"Older events →"</A> })}
-        </nav>
+        {(newest.is_some() || older.is_some()).then(|| view! {
+            <nav class="pager" aria-label="Pages">
+                {newest.map(|href| view! { <a href=href>"Newest events"</a> })}
+                {older.map(|href| view! { <a href=href>"Older events →"</a> })}
+            </nav>
+        })}
     }
     .into_any()
 }
@@ -476,11 +478,11 @@ fn LiveAtPanel(prompt: String) -> impl IntoView {
             <form class="live-at-form" on:submit=on_submit>
                 <div class="field">
                     <label for="live-name">"Prompt name"</label>
-                    <input id="live-name" required placeholder="support/greeting" bind:value=name/>
+                    <input id="live-name" required placeholder="support/greeting" value=name.get_untracked() bind:value=name/>
                 </div>
                 <div class="field">
                     <label for="live-label">"Label"</label>
-                    <input id="live-label" required bind:value=label/>
+                    <input id="live-label" required value="stable" bind:value=label/>
                 </div>
                 <div class="field">
                     <label for="live-at-instant">"At (UTC)"</label>

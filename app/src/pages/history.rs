@@ -32,7 +32,7 @@ pub struct MoveReview {
     pub comparison: Option<Comparison>,
 }
 
-#[server]
+#[server(endpoint = "console/get_history")]
 pub async fn get_history(name: String) -> Result<History, AppError> {
     /// Versions shown on the timeline.
     const TIMELINE: i64 = 200;
@@ -42,13 +42,13 @@ pub async fn get_history(name: String) -> Result<History, AppError> {
     Ok(History { versions, labels: labels.labels, moves: labels.history })
 }
 
-#[server]
+#[server(endpoint = "console/compare_versions")]
 pub async fn compare_versions(name: String, from: i64, to: i64) -> Result<Comparison, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     Ok(registry.compare(&who, &name, from, to).await?)
 }
 
-#[server]
+#[server(endpoint = "console/review_move")]
 pub async fn review_move(name: String, label: String, version: i64) -> Result<MoveReview, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     domain::names::validate_label(&label).map_err(|e| AppError::Invalid(e.0))?;
@@ -63,7 +63,7 @@ pub async fn review_move(name: String, label: String, version: i64) -> Result<Mo
     Ok(MoveReview { label, current, target: version, comparison })
 }
 
-#[server]
+#[server(endpoint = "console/move_label")]
 pub async fn move_label(name: String, label: String, version: i64, reason: String) -> Result<MovedLabel, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let req = domain::model::MoveLabel { version, reason };

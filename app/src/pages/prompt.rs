@@ -69,7 +69,7 @@ impl Draft {
     }
 }
 
-#[server]
+#[server(endpoint = "console/get_prompt")]
 pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
     use domain::model::Selector;
     let (who, registry) = crate::auth::ssr::caller().await?;
@@ -90,7 +90,7 @@ pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
     Ok(PromptDetail { name, description, tags, labels, latest, stable })
 }
 
-#[server(input = leptos::server_fn::codec::Json)]
+#[server(input = leptos::server_fn::codec::Json, endpoint = "console/save_version")]
 pub async fn save_version(name: String, draft: Draft) -> Result<SaveOutcome, AppError> {
     use domain::model::{NewVersion, Selector};
     let (who, registry) = crate::auth::ssr::caller().await?;

@@ -18,7 +18,7 @@ pub struct PromptList {
     pub folders: Vec<(String, i64)>,
 }
 
-#[server]
+#[server(endpoint = "console/list_prompts")]
 pub async fn list_prompts(
     q: Option<String>,
     tag: Option<String>,
