@@ -45,6 +45,17 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// A refusal of the console's own (input a page could not have sent), answered with
+    /// its status like the service's refusals.
+    #[cfg(feature = "ssr")]
+    pub fn invalid(message: impl Into<String>) -> Self {
+        let err = AppError::Invalid(message.into());
+        set_status(&err);
+        err
+    }
+}
+
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 

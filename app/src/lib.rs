@@ -2,7 +2,6 @@
 //! Components see data only through server functions, which are thin callers of the
 //! service layer (`service::Registry`, server-only).
 
-
 #![recursion_limit = "256"]
 pub mod auth;
 pub mod error;

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod console;
+pub mod export;
 pub mod metrics;
 pub mod security;
 
@@ -33,6 +34,7 @@ pub fn router(registry: Registry, site_root: Option<PathBuf>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::handler))
         .merge(api::router())
+        .merge(export::router())
         .merge(console::router(&state, site_root.is_some()))
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn(security::guard))

@@ -61,19 +61,10 @@ impl From<service::KeyInfo> for Key {
     }
 }
 
-/// A refused input, in plain words, answered with 422 like the service's own refusals.
-#[cfg(feature = "ssr")]
-fn invalid(message: String) -> AppError {
-    if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
-        options.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
-    }
-    AppError::Invalid(message)
-}
-
 #[cfg(feature = "ssr")]
 fn parse_role(role: &str) -> Result<Role, AppError> {
     Role::parse(role.trim()).ok_or_else(|| {
-        invalid(format!("'{role}' is not a role. Pick viewer, editor, publisher or admin from the list."))
+        AppError::invalid(format!("'{role}' is not a role. Pick viewer, editor, publisher or admin from the list."))
     })
 }
 
@@ -102,7 +93,7 @@ pub async fn update_user(username: String, role: Option<String>, disabled: Optio
     let (who, registry) = crate::auth::ssr::caller().await?;
     let role = given(role).map(|r| parse_role(&r)).transpose()?;
     if role.is_none() && disabled.is_none() {
-        return Err(invalid("Nothing to change: pick a role, or disable or enable the person.".into()));
+        return Err(AppError::invalid("Nothing to change: pick a role, or disable or enable the person."));
     }
     let change = service::UserChange { role, disabled, password: None };
     Ok(registry.update_user(&who, &username, change).await?.into())
@@ -117,8 +108,9 @@ pub async fn list_keys() -> Result<Vec<Key>, AppError> {
 #[server(endpoint = "console/create_key")]
 pub async fn create_key(name: String, scope: String, user: Option<String>) -> Result<NewKey, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
-    let scope = Scope::parse(scope.trim())
-        .ok_or_else(|| invalid(format!("'{scope}' is not a scope. Pick read, write or admin from the list.")))?;
+    let scope = Scope::parse(scope.trim()).ok_or_else(|| {
+        AppError::invalid(format!("'{scope}' is not a scope. Pick read, write or admin from the list."))
+    })?;
     let user = given(user);
     let created = registry.create_key(&who, name.trim(), scope, user.as_deref()).await?;
     Ok(NewKey { name: created.name, key: created.key, scope: created.scope.as_str().to_owned(), user: created.user })

@@ -105,15 +105,6 @@ fn readable_instant(rfc3339: &str) -> String {
     }
 }
 
-/// A refused input, in plain words, answered with 422 like the service's own refusals.
-#[cfg(feature = "ssr")]
-fn invalid(message: String) -> AppError {
-    if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
-        options.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
-    }
-    AppError::Invalid(message)
-}
-
 /// A time filter from the form, as the service's microseconds.
 #[cfg(feature = "ssr")]
 fn filter_instant(what: &str, value: Option<String>) -> Result<Option<i64>, AppError> {
@@ -121,7 +112,7 @@ fn filter_instant(what: &str, value: Option<String>) -> Result<Option<i64>, AppE
         return Ok(None);
     };
     utc_instant(&value).and_then(|s| service::time::parse_rfc3339(&s)).map(Some).ok_or_else(|| {
-        invalid(format!(
+        AppError::invalid(format!(
             "“{what}” is not a date and time we can read (you gave '{value}'). Pick one with the date picker, \
              or write it like 2026-03-15T14:47 (times are UTC)."
         ))
@@ -152,8 +143,8 @@ pub async fn audit_events(
     if let (Some(since), Some(until)) = (filter.since, filter.until)
         && since > until
     {
-        return Err(invalid(
-            "“From” is later than “Until”, so no event can match. Swap the two times or clear one of them.".into(),
+        return Err(AppError::invalid(
+            "“From” is later than “Until”, so no event can match. Swap the two times or clear one of them.",
         ));
     }
     Ok(registry.audit(&who, filter, Some(PAGE), text(cursor).as_deref()).await?)
@@ -171,16 +162,16 @@ pub async fn live_version(name: String, label: String, at: String) -> Result<Ver
     let (who, registry) = crate::auth::ssr::caller().await?;
     let name = name.trim();
     if name.is_empty() {
-        return Err(invalid("Type the name of a prompt, for example support/greeting.".into()));
+        return Err(AppError::invalid("Type the name of a prompt, for example support/greeting."));
     }
     let label = match label.trim() {
         "" => "stable",
         l => l,
     };
     let at = match at.trim() {
-        "" => return Err(invalid("Pick the date and time to look at (UTC).".into())),
+        "" => return Err(AppError::invalid("Pick the date and time to look at (UTC).")),
         at => utc_instant(at).ok_or_else(|| {
-            invalid(format!(
+            AppError::invalid(format!(
                 "“At” is not a date and time we can read (you gave '{at}'). Pick one with the date picker, \
                  or write it like 2026-03-15T14:47 (UTC)."
             ))
@@ -212,10 +203,16 @@ pub fn AuditPage() -> impl IntoView {
     let value = move |k: &'static str| move || param(k).unwrap_or_default();
     let picker = move |k: &'static str| move || param(k).map(|v| picker_value(&v)).unwrap_or_default();
     let filtered = move || FILTERS.iter().any(|k| param(k).is_some());
+    // The "what was live" panel starts from the prompt the log is filtered by, if any.
+    let first_prompt = query.with_untracked(|q| q.get("prompt")).unwrap_or_default();
     view! {
         <section class="audit">
             <h1>"Audit log"</h1>
             <p class="hint">"Every change to prompts, labels, people and keys, newest first. Times are in UTC."</p>
+            <div class="audit-panels">
+                <VerifyPanel/>
+                <LiveAtPanel prompt=first_prompt/>
+            </div>
             <Form method="GET" action="" attr:class="audit-filters" attr:aria-label="Filter the audit log">
                 <div class="field">
                     <label for="filter-prompt">"Prompt (exact name)"</label>
@@ -268,10 +265,6 @@ pub fn AuditPage() -> impl IntoView {
                     }
                 })}
             </Transition>
-            <div class="audit-panels">
-                <VerifyPanel/>
-                <LiveAtPanel prompt=param("prompt").unwrap_or_default()/>
-            </div>
         </section>
     }
 }
@@ -486,7 +479,7 @@ fn LiveAtPanel(prompt: String) -> impl IntoView {
                 </div>
                 <div class="field">
                     <label for="live-at-instant">"At (UTC)"</label>
-                    <input id="live-at-instant" type="datetime-local" required bind:value=at/>
+                    <input id="live-at-instant" type="datetime-local" step="1" required bind:value=at/>
                 </div>
                 <button type="submit" class="primary" disabled=move || action.pending().get()>"Show"</button>
             </form>

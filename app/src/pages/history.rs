@@ -51,7 +51,7 @@ pub async fn compare_versions(name: String, from: i64, to: i64) -> Result<Compar
 #[server(endpoint = "console/review_move")]
 pub async fn review_move(name: String, label: String, version: i64) -> Result<MoveReview, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
-    domain::names::validate_label(&label).map_err(|e| AppError::Invalid(e.0))?;
+    domain::names::validate_label(&label).map_err(|e| AppError::invalid(e.0))?;
     let current = registry.labels(&who, &name).await?.labels.get(&label).copied();
     let comparison = match current {
         Some(c) => Some(registry.compare(&who, &name, c, version).await?),
@@ -93,7 +93,12 @@ pub fn HistoryPage() -> impl IntoView {
 }
 
 #[component]
-fn HistoryView(name: String, history: History, notice: RwSignal<Option<String>>, refetch: Callback<()>) -> impl IntoView {
+fn HistoryView(
+    name: String,
+    history: History,
+    notice: RwSignal<Option<String>>,
+    refetch: Callback<()>,
+) -> impl IntoView {
     let me = me();
     let can_move = me.can(Action::Write);
     let can_protected = me.can(Action::MoveProtectedLabel);
@@ -102,9 +107,11 @@ fn HistoryView(name: String, history: History, notice: RwSignal<Option<String>>,
     // A pending review, set by the release form or a roll-back button.
     let review_request = RwSignal::new(None::<(String, i64)>);
     let prompt_href = format!("/prompts/{name}");
-    let release = can_move.then(|| view! {
-        <ReleaseForm name=name.clone() labels=history.labels.clone() numbers=numbers.clone()
-            can_protected review_request notice refetch/>
+    let release = can_move.then(|| {
+        view! {
+            <ReleaseForm name=name.clone() labels=history.labels.clone() numbers=numbers.clone()
+                can_protected review_request notice refetch/>
+        }
     });
     let compare = view! { <Compare name=name.clone() numbers=numbers.clone() newest/> };
     view! {
@@ -250,7 +257,11 @@ fn ReleaseForm(
         ev.prevent_default();
         apply.clear();
         notice.set(None);
-        review.dispatch(ReviewMove { name: review_name.clone(), label: chosen_label(), version: version.get_untracked() });
+        review.dispatch(ReviewMove {
+            name: review_name.clone(),
+            label: chosen_label(),
+            version: version.get_untracked(),
+        });
     };
     // A roll-back button elsewhere on the page asks for a review of that move.
     let rollback_name = name.clone();
@@ -268,7 +279,8 @@ fn ReleaseForm(
             refetch.run(());
         }
     });
-    let version_options = numbers.iter().map(|&n| view! { <option value=n.to_string()>{format!("v{n}")}</option> }).collect_view();
+    let version_options =
+        numbers.iter().map(|&n| view! { <option value=n.to_string()>{format!("v{n}")}</option> }).collect_view();
     let apply_name = StoredValue::new(name);
     view! {
         <section class="card release" aria-labelledby="release-title">

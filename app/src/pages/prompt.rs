@@ -48,7 +48,11 @@ pub struct Draft {
 pub enum SaveOutcome {
     Saved(VersionView),
     /// Someone saved first: their version, and it beside this edit.
-    Conflict { latest: VersionView, rows: Vec<SideRow>, config_changed: bool },
+    Conflict {
+        latest: VersionView,
+        rows: Vec<SideRow>,
+        config_changed: bool,
+    },
 }
 
 impl Draft {
@@ -94,7 +98,7 @@ pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
 pub async fn save_version(name: String, draft: Draft) -> Result<SaveOutcome, AppError> {
     use domain::model::{NewVersion, Selector};
     let (who, registry) = crate::auth::ssr::caller().await?;
-    let config = draft.config_map().map_err(AppError::Invalid)?;
+    let config = draft.config_map().map_err(AppError::invalid)?;
     let (template, messages) = match draft.prompt_type {
         PromptType::Text => (Some(draft.template.clone()), None),
         PromptType::Chat => (None, Some(draft.messages.clone())),
@@ -287,7 +291,12 @@ impl EditorState {
             base_version: self.base_version.get_untracked(),
             prompt_type: self.prompt_type.get_untracked(),
             template: self.template.get_untracked(),
-            messages: self.messages.get_untracked().iter().map(|m| Message { role: m.role.get_untracked(), content: m.content.get_untracked() }).collect(),
+            messages: self
+                .messages
+                .get_untracked()
+                .iter()
+                .map(|m| Message { role: m.role.get_untracked(), content: m.content.get_untracked() })
+                .collect(),
             config: self.config.get_untracked(),
             message,
         }
@@ -308,10 +317,13 @@ impl EditorState {
 fn explain(err: &TemplateError) -> String {
     match err {
         TemplateError::Syntax { message, line, column, location } => {
-            let place = match location.as_deref().and_then(|l| l.strip_prefix("messages[")).and_then(|l| l.strip_suffix(']')) {
-                Some(i) => format!("Message {}, line {line}, column {column}", i.parse::<i64>().map_or(0, |i| i + 1)),
-                None => format!("Line {line}, column {column}"),
-            };
+            let place =
+                match location.as_deref().and_then(|l| l.strip_prefix("messages[")).and_then(|l| l.strip_suffix(']')) {
+                    Some(i) => {
+                        format!("Message {}, line {line}, column {column}", i.parse::<i64>().map_or(0, |i| i + 1))
+                    }
+                    None => format!("Line {line}, column {column}"),
+                };
             format!("{place}: {message}. Check that every {{{{ has a matching }}}} and every {{% block is closed.")
         }
         other => other.to_string(),
@@ -365,7 +377,12 @@ fn Editor(name: String, latest: VersionView, kept: Kept, refetch: Callback<()>) 
             content.render(&vars, true, RenderLimits::default()).map_err(|e| explain(&e))
         })
     });
-    let config_error = Memo::new(move |_| s().draft(String::new()).config_map().err().filter(|_| { config.track(); true }));
+    let config_error = Memo::new(move |_| {
+        s().draft(String::new()).config_map().err().filter(|_| {
+            config.track();
+            true
+        })
+    });
 
     let save = ServerAction::<SaveVersion>::new();
     let save_name = name.clone();

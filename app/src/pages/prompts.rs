@@ -68,6 +68,7 @@ pub fn PromptsPage() -> impl IntoView {
                 <Form method="GET" action="" attr:class="search" attr:role="search">
                     <label for="q" class="visually-hidden">"Search prompts by name or description"</label>
                     <input id="q" type="search" name="q" placeholder="Search by name or description"
+                        value=param("q").unwrap_or_default()
                         prop:value=move || param("q").unwrap_or_default()/>
                     {move || param("tag").map(|t| view! { <input type="hidden" name="tag" value=t/> })}
                     {move || param("folder").map(|f| view! { <input type="hidden" name="folder" value=f/> })}
@@ -183,8 +184,9 @@ fn PromptList(
                 </tbody>
             </table>
             <nav class="pager" aria-label="Pages">
-                {first.map(|href| view! { <A href=href>"← First page"</A> })}
-                {next.map(|href| view! { <A href=href>"Next page →"</A> })}
+                // Plain links: `<A>` would mark every link to `/` as the current page.
+                {first.map(|href| view! { <a href=href>"← First page"</a> })}
+                {next.map(|href| view! { <a href=href>"Next page →"</a> })}
             </nav>
         }
         .into_any()

@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{name}", delete(revoke_key))
         .route("/api/v1/users", get(list_users).post(add_user))
+        .route("/api/v1/users/{name}", axum::routing::patch(update_user))
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -98,6 +99,15 @@ struct NewUser {
 async fn add_user(State(r): State<Registry>, Caller(who): Caller, Json(req): Json<NewUser>) -> ApiResult {
     let user = r.add_user(&who, &req.username, req.role, req.password).await?;
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+}
+
+async fn update_user(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Json(change): Json<service::UserChange>,
+) -> ApiResult {
+    Ok(axum::Json(r.update_user(&who, &name, change).await?).into_response())
 }
 
 async fn list_users(State(r): State<Registry>, Caller(who): Caller) -> ApiResult {

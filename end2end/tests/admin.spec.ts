@@ -1,0 +1,52 @@
+import { test, expect } from '@playwright/test';
+import { PASSWORD, addUser, expectAccessible, screenshot, signIn, unique, watchErrors } from './helpers';
+
+test('an admin adds a person, changes their role, disables them, and creates and revokes an API key', async ({ page, request }, testInfo) => {
+  const admin = addUser('admin');
+  const errors = watchErrors(page);
+  await signIn(page, admin);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Users and keys' }).click();
+  await expect(page.getByRole('heading', { name: 'People' })).toBeVisible();
+
+  const person = unique('lead');
+  await page.getByLabel('Username').fill(person);
+  await page.getByLabel('Role', { exact: true }).selectOption('editor');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  const row = page.locator('tr.user-row').filter({ hasText: person });
+  await expect(row).toContainText('editor');
+
+  // The new person can sign in (checked over HTTP, so this page stays signed in).
+  expect((await request.post('/api/console/login', { form: { username: person, password: PASSWORD } })).status()).toBe(200);
+
+  await row.getByLabel(`New role for ${person}`).selectOption('publisher');
+  await row.getByRole('button', { name: 'Change role' }).click();
+  await expect(page.locator('.notice')).toContainText(`Saved: ${person} is publisher and can sign in.`);
+  await row.getByRole('button', { name: 'Disable' }).click();
+  await expect(page.locator('.notice')).toContainText(`${person} is publisher and can no longer sign in.`);
+  expect((await request.post('/api/console/login', { form: { username: person, password: PASSWORD } })).status()).toBe(401);
+
+  // A key is shown once; it works until it is revoked.
+  const keyName = unique('ci');
+  await page.getByLabel('Name', { exact: true }).fill(keyName);
+  await page.getByLabel('Scope').selectOption('read');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const secret = (await page.locator('code.new-key').textContent())!.trim();
+  expect(secret).toMatch(/^pl_[0-9a-f]{64}$/);
+  await expectAccessible(page);
+  await screenshot(page, testInfo, 'admin-key-created');
+  expect((await request.get('/api/v1/prompts', { headers: { authorization: `Bearer ${secret}` } })).status()).toBe(200);
+  const keyRow = page.locator('tr.key-row').filter({ hasText: keyName });
+  await keyRow.getByRole('button', { name: 'Revoke' }).click();
+  await keyRow.getByRole('button', { name: 'Confirm revoke' }).click();
+  await expect(keyRow).toContainText('revoked');
+  expect((await request.get('/api/v1/prompts', { headers: { authorization: `Bearer ${secret}` } })).status()).toBe(401);
+  expect(errors).toEqual([]);
+
+  // A non-admin sees no admin page (and the server refuses its calls regardless).
+  const viewer = addUser('viewer');
+  const other = await (await page.context().browser()!.newContext()).newPage();
+  await signIn(other, viewer);
+  await other.goto('/admin');
+  await expect(other.getByText('Only administrators can manage users and keys.')).toBeVisible();
+});

@@ -1,0 +1,113 @@
+//! The console's budgets (issue 3), printed, never asserted (this machine is shared and
+//! noisy): `cargo bench -p server --bench console` after `cargo leptos build --release`
+//! (see README, "Benchmarks").
+//!
+//! - the hydrate wasm, raw, gzip -9 and brotli q11 (budget: 300 KB brotli);
+//! - the server-rendered prompt list with 10,000 prompts, per page (budget: p50 10 ms):
+//!   the first page, a page deep in the list, a search, and a folder.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use domain::access::Role;
+use domain::model::NewPrompt;
+use service::{Durability, Principal, Registry};
+use tower::ServiceExt;
+
+const PROMPTS: usize = 10_000;
+const SAMPLES: usize = 200;
+
+fn site_root() -> Option<PathBuf> {
+    let explicit = std::env::var_os("PROMPTLEDGER_SITE_ROOT").map(PathBuf::from);
+    let candidates = [explicit, Some(PathBuf::from("../target/site")), Some(PathBuf::from("target/site"))];
+    candidates.into_iter().flatten().find(|p| p.join("pkg/promptledger.wasm").is_file())
+}
+
+fn wasm_sizes(root: &std::path::Path) {
+    let wasm = std::fs::read(root.join("pkg/promptledger.wasm")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&wasm).unwrap();
+    let gz = gz.finish().unwrap().len();
+    let mut br = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
+    brotli::BrotliCompress(&mut wasm.as_slice(), &mut br, &params).unwrap();
+    let kb = |n: usize| n as f64 / 1000.0;
+    println!(
+        "hydrate wasm ({}): raw {:.0} KB, gzip -9 {:.0} KB, brotli q11 {:.0} KB (budget 300 KB brotli)",
+        root.join("pkg/promptledger.wasm").display(),
+        kb(wasm.len()),
+        kb(gz),
+        kb(br.len())
+    );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+async fn page_times(app: &axum::Router, cookie: &str, uri: &str, expect: &str) {
+    let mut times = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let req = Request::get(uri).header(header::COOKIE, cookie).body(Body::empty()).unwrap();
+        let started = Instant::now();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        times.push(started.elapsed());
+        assert!(String::from_utf8_lossy(&body).contains(expect), "{uri} did not render {expect}");
+    }
+    times.sort();
+    println!(
+        "  {uri:<40} p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  (budget p50 10 ms)",
+        percentile(&times, 0.5),
+        percentile(&times, 0.9),
+        percentile(&times, 0.99)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let Some(root) = site_root() else {
+        println!("console assets not found: run `cargo leptos build --release` first (or set PROMPTLEDGER_SITE_ROOT)");
+        return;
+    };
+    wasm_sizes(&root);
+
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(&dir.path().join("bench.db"), Durability::Normal).await.unwrap();
+    let operator = Principal::operator();
+    let loading = Instant::now();
+    for i in 0..PROMPTS {
+        let req = NewPrompt {
+            name: format!("team{:02}/feature{:03}/prompt{i:05}", i % 20, i % 500),
+            description: format!("Prompt number {i} for the console benchmark"),
+            tags: vec![format!("tag{}", i % 10)],
+            prompt_type: None,
+            template: Some(format!("Hello {{{{ customer }}}}, this is prompt {i}.")),
+            messages: None,
+            config: None,
+            message: None,
+        };
+        registry.create_prompt(&operator, req).await.unwrap();
+    }
+    println!("loaded {PROMPTS} prompts in {:.1} s", loading.elapsed().as_secs_f64());
+    registry.add_user(&operator, "bench", Role::Viewer, Some("bench-password".into())).await.unwrap();
+    let session = registry.login("bench", "bench-password", None, None).await.unwrap();
+    let cookie = format!("promptledger_session={}", session.token);
+    let app = server::router(registry, Some(root));
+
+    // Warm up (first render initialises leptos' statics).
+    page_times(&app, &cookie, "/", "prompt-row").await;
+    println!("server-rendered prompt list, {PROMPTS} prompts, {SAMPLES} requests each, in-process:");
+    page_times(&app, &cookie, "/", "team00/feature000/prompt00000").await;
+    let deep = hex_cursor("team15/feature015/prompt09015");
+    page_times(&app, &cookie, &format!("/?cursor={deep}"), "prompt-row").await;
+    page_times(&app, &cookie, "/?q=number+9999", "prompt09999").await;
+    page_times(&app, &cookie, "/?folder=team07", "team07/").await;
+}
+
+fn hex_cursor(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
