@@ -21,9 +21,9 @@ test('an admin adds a person, changes their role, disables them, and creates and
 
   await row.getByLabel(`New role for ${person}`).selectOption('publisher');
   await row.getByRole('button', { name: 'Change role' }).click();
-  await expect(page.locator('.notice')).toContainText(`Saved: ${person} is publisher and can sign in.`);
+  await expect(page.locator('section.users .notice').first()).toContainText(`Saved: ${person} is publisher and can sign in.`);
   await row.getByRole('button', { name: 'Disable' }).click();
-  await expect(page.locator('.notice')).toContainText(`${person} is publisher and can no longer sign in.`);
+  await expect(page.locator('section.users .notice').first()).toContainText(`${person} is publisher and can no longer sign in.`);
   expect((await request.post('/api/console/login', { form: { username: person, password: PASSWORD } })).status()).toBe(401);
 
   // A key is shown once; it works until it is revoked.

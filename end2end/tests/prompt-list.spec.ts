@@ -33,7 +33,7 @@ test('the prompt list is rendered on the server, hydrates, and filters by search
   await expect(page.locator('tr.prompt-row').first()).toContainText(`by key:`);
 
   // The folder tree narrows the list (client-side navigation after hydration).
-  await page.getByRole('navigation', { name: 'Folders' }).getByRole('link', { name: /^support/ }).first().click();
+  await page.getByRole('navigation', { name: 'Folders' }).locator(`a[href$="folder=${team}/support"]`).click();
   await expect(page.locator('tr.prompt-row')).toHaveCount(2);
   // Search within the folder by description.
   await page.getByLabel('Search prompts by name or description').fill('refund policy');
