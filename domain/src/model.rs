@@ -206,3 +206,34 @@ pub struct RenderRequest {
     #[serde(default)]
     pub allow_unknown: bool,
 }
+
+/// A person's account (never the password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub has_password: bool,
+    pub created_at: String,
+}
+
+/// An API key, never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub user: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// A key just created: the only time `key` is ever shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    pub name: String,
+    pub key: String,
+    pub scope: crate::access::Scope,
+    pub user: Option<String>,
+}

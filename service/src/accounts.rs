@@ -11,28 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use domain::model::{CreatedKey, KeyInfo, UserInfo};
+
 use crate::store::{self, KeyRow, NewEvent, UserRow};
 use crate::{Principal, Registry, Result, ServiceError, detached, time};
-
-/// A key just created: the only time `key` is ever shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreatedKey {
-    pub name: String,
-    pub key: String,
-    pub scope: Scope,
-    pub user: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyInfo {
-    pub name: String,
-    pub prefix: String,
-    pub scope: String,
-    pub user: Option<String>,
-    pub created_by: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-}
 
 impl From<KeyRow> for KeyInfo {
     fn from(k: KeyRow) -> Self {
@@ -46,15 +28,6 @@ impl From<KeyRow> for KeyInfo {
             revoked_at: k.revoked_at.map(time::format_us),
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserInfo {
-    pub username: String,
-    pub role: String,
-    pub disabled: bool,
-    pub has_password: bool,
-    pub created_at: String,
 }
 
 impl From<UserRow> for UserInfo {
@@ -101,6 +74,13 @@ async fn hash_password(password: String) -> Result<String> {
     .await
     .map_err(ServiceError::internal)?
     .map_err(ServiceError::internal)
+}
+
+async fn hash_optional(password: Option<String>) -> Result<Option<String>> {
+    match password {
+        None => Ok(None),
+        Some(p) => hash_password(p).await.map(Some),
+    }
 }
 
 /// A hash no password matches, checked when the account does not exist so that a wrong
@@ -151,10 +131,7 @@ impl Registry {
     ) -> Result<UserInfo> {
         who.require(Action::Administer)?;
         validate_account_name("user", username)?;
-        let password_hash = match password {
-            None => None,
-            Some(p) => Some(hash_password(p).await?),
-        };
+        let password_hash = hash_optional(password).await?;
         let (this, who, username) = (self.clone(), who.clone(), username.to_owned());
         detached(async move {
             let at = time::now_us();
@@ -187,10 +164,7 @@ impl Registry {
     /// console is never left without the admin who was using it.
     pub async fn update_user(&self, who: &Principal, username: &str, change: UserChange) -> Result<UserInfo> {
         who.require(Action::Administer)?;
-        let password_hash = match change.password.clone() {
-            None => None,
-            Some(p) => Some(hash_password(p).await?),
-        };
+        let password_hash = hash_optional(change.password.clone()).await?;
         let (this, who, username) = (self.clone(), who.clone(), username.to_owned());
         detached(async move {
             let at = time::now_us();

@@ -23,7 +23,8 @@ use domain::model::PromptSummary;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 
-pub use accounts::{CreatedKey, KeyInfo, UserChange, UserInfo};
+pub use accounts::UserChange;
+pub use domain::model::{CreatedKey, KeyInfo, UserInfo};
 pub use error::{Result, ServiceError};
 pub use index::ServedVersion;
 pub use prompts::PromptQuery;

@@ -3,63 +3,11 @@
 //! function; the service checks `Action::Administer` whoever calls it.
 
 use domain::access::{Action, Role, Scope};
+use domain::model::{CreatedKey, KeyInfo, UserInfo};
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 use crate::widgets::{ErrorNote, Time, loading};
-
-/// A person's account, as the page shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    pub username: String,
-    pub role: String,
-    pub disabled: bool,
-    pub created_at: String,
-}
-
-/// An API key, without its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Key {
-    pub name: String,
-    pub prefix: String,
-    pub scope: String,
-    pub user: Option<String>,
-    pub created_by: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-}
-
-/// A key just created: the only time its secret is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewKey {
-    pub name: String,
-    pub key: String,
-    pub scope: String,
-    pub user: Option<String>,
-}
-
-#[cfg(feature = "ssr")]
-impl From<service::UserInfo> for User {
-    fn from(u: service::UserInfo) -> Self {
-        User { username: u.username, role: u.role, disabled: u.disabled, created_at: u.created_at }
-    }
-}
-
-#[cfg(feature = "ssr")]
-impl From<service::KeyInfo> for Key {
-    fn from(k: service::KeyInfo) -> Self {
-        Key {
-            name: k.name,
-            prefix: k.prefix,
-            scope: k.scope,
-            user: k.user,
-            created_by: k.created_by,
-            created_at: k.created_at,
-            revoked_at: k.revoked_at,
-        }
-    }
-}
 
 #[cfg(feature = "ssr")]
 fn parse_role(role: &str) -> Result<Role, AppError> {
@@ -75,51 +23,50 @@ fn given(value: Option<String>) -> Option<String> {
 }
 
 #[server(endpoint = "console/list_users")]
-pub async fn list_users() -> Result<Vec<User>, AppError> {
+pub async fn list_users() -> Result<Vec<UserInfo>, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
-    Ok(registry.list_users(&who).await?.into_iter().map(User::from).collect())
+    Ok(registry.list_users(&who).await?)
 }
 
 #[server(endpoint = "console/add_user")]
-pub async fn add_user(username: String, role: String, password: String) -> Result<User, AppError> {
+pub async fn add_user(username: String, role: String, password: String) -> Result<UserInfo, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let role = parse_role(&role)?;
-    Ok(registry.add_user(&who, username.trim(), role, Some(password)).await?.into())
+    Ok(registry.add_user(&who, username.trim(), role, Some(password)).await?)
 }
 
 /// Changes a person's role (`role`) or disables/enables them (`disabled`).
 #[server(endpoint = "console/update_user")]
-pub async fn update_user(username: String, role: Option<String>, disabled: Option<bool>) -> Result<User, AppError> {
+pub async fn update_user(username: String, role: Option<String>, disabled: Option<bool>) -> Result<UserInfo, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let role = given(role).map(|r| parse_role(&r)).transpose()?;
     if role.is_none() && disabled.is_none() {
         return Err(AppError::invalid("Nothing to change: pick a role, or disable or enable the person."));
     }
     let change = service::UserChange { role, disabled, password: None };
-    Ok(registry.update_user(&who, &username, change).await?.into())
+    Ok(registry.update_user(&who, &username, change).await?)
 }
 
 #[server(endpoint = "console/list_keys")]
-pub async fn list_keys() -> Result<Vec<Key>, AppError> {
+pub async fn list_keys() -> Result<Vec<KeyInfo>, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
-    Ok(registry.list_keys(&who).await?.into_iter().map(Key::from).collect())
+    Ok(registry.list_keys(&who).await?)
 }
 
 #[server(endpoint = "console/create_key")]
-pub async fn create_key(name: String, scope: String, user: Option<String>) -> Result<NewKey, AppError> {
+pub async fn create_key(name: String, scope: String, user: Option<String>) -> Result<CreatedKey, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let scope = Scope::parse(scope.trim()).ok_or_else(|| {
         AppError::invalid(format!("'{scope}' is not a scope. Pick read, write or admin from the list."))
     })?;
     let user = given(user);
-    let created = registry.create_key(&who, name.trim(), scope, user.as_deref()).await?;
-    Ok(NewKey { name: created.name, key: created.key, scope: created.scope.as_str().to_owned(), user: created.user })
+    Ok(registry.create_key(&who, name.trim(), scope, user.as_deref()).await?)
 }
 
 #[server(endpoint = "console/revoke_key")]
-pub async fn revoke_key(name: String) -> Result<Key, AppError> {
+pub async fn revoke_key(name: String) -> Result<KeyInfo, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
-    Ok(registry.revoke_key(&who, &name).await?.into())
+    Ok(registry.revoke_key(&who, &name).await?)
 }
 
 #[component]
@@ -153,7 +100,7 @@ pub fn AdminPage() -> impl IntoView {
 
 #[component]
 fn UsersPanel(
-    users: Resource<Result<Vec<User>, AppError>>,
+    users: Resource<Result<Vec<UserInfo>, AppError>>,
     add: ServerAction<AddUser>,
     update: ServerAction<UpdateUser>,
     me: String,
@@ -237,7 +184,7 @@ fn role_text(role: Role) -> &'static str {
     }
 }
 
-fn users_table(list: Vec<User>, update: ServerAction<UpdateUser>, me: String) -> impl IntoView {
+fn users_table(list: Vec<UserInfo>, update: ServerAction<UpdateUser>, me: String) -> impl IntoView {
     if list.is_empty() {
         return view! { <p class="empty">"No people yet. Add the first one below."</p> }.into_any();
     }
@@ -277,7 +224,7 @@ fn users_table(list: Vec<User>, update: ServerAction<UpdateUser>, me: String) ->
     .into_any()
 }
 
-fn user_actions(u: &User, update: ServerAction<UpdateUser>) -> impl IntoView {
+fn user_actions(u: &UserInfo, update: ServerAction<UpdateUser>) -> impl IntoView {
     let (username, username2) = (u.username.clone(), u.username.clone());
     let select_id = format!("role-{}", u.username);
     let select_label = format!("New role for {}", u.username);
@@ -305,8 +252,8 @@ fn user_actions(u: &User, update: ServerAction<UpdateUser>) -> impl IntoView {
 
 #[component]
 fn KeysPanel(
-    keys: Resource<Result<Vec<Key>, AppError>>,
-    users: Resource<Result<Vec<User>, AppError>>,
+    keys: Resource<Result<Vec<KeyInfo>, AppError>>,
+    users: Resource<Result<Vec<UserInfo>, AppError>>,
     create: ServerAction<CreateKey>,
     revoke: ServerAction<RevokeKey>,
 ) -> impl IntoView {
@@ -389,7 +336,7 @@ fn KeysPanel(
                         view! {
                             <div class="new-key-box">
                                 <p><strong>"Copy this key now: it will not be shown again."</strong></p>
-                                <p>{format!("Key {} ({} scope{acts_as}):", key.name, key.scope)}</p>
+                                <p>{format!("Key {} ({} scope{acts_as}):", key.name, key.scope.as_str())}</p>
                                 <code class="new-key">{key.key.clone()}</code>
                             </div>
                         }.into_any()
@@ -409,7 +356,7 @@ fn scope_text(scope: Scope) -> &'static str {
     }
 }
 
-fn keys_table(list: Vec<Key>, revoke: ServerAction<RevokeKey>) -> impl IntoView {
+fn keys_table(list: Vec<KeyInfo>, revoke: ServerAction<RevokeKey>) -> impl IntoView {
     if list.is_empty() {
         return view! { <p class="empty">"No API keys yet. Create one below for each program that reads prompts."</p> }
             .into_any();
