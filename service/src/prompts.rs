@@ -249,6 +249,12 @@ impl Registry {
         Ok(Page { items: entries.iter().map(|e| e.summary.clone()).collect(), next_cursor })
     }
 
+    /// One prompt's summary: description, tags, labels, last change.
+    pub fn prompt(&self, who: &Principal, name: &str) -> Result<PromptSummary> {
+        who.require(Action::Read)?;
+        Ok(self.entry(name)?.summary.clone())
+    }
+
     /// Every folder with the number of prompts in it (sub-folders included).
     pub fn folders(&self, who: &Principal) -> Result<Vec<(String, i64)>> {
         who.require(Action::Read)?;

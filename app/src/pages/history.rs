@@ -58,8 +58,9 @@ pub async fn review_move(name: String, label: String, version: i64) -> Result<Mo
         // A new label: show the version itself against nothing.
         None => None,
     };
-    // Fails early (404) if the version does not exist.
-    registry.compare(&who, &name, version, version).await?;
+    // A version that does not exist is refused here (404), before anything is shown.
+    let exact = domain::model::Selector { version: Some(version), ..Default::default() };
+    registry.resolve(&who, &name, &exact).await?;
     Ok(MoveReview { label, current, target: version, comparison })
 }
 

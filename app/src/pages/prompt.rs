@@ -77,7 +77,9 @@ impl Draft {
 pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
     use domain::model::Selector;
     let (who, registry) = crate::auth::ssr::caller().await?;
-    let labels = registry.labels(&who, &name).await?.labels;
+    let summary = registry.prompt(&who, &name)?;
+    let mut labels = summary.labels;
+    labels.insert(domain::names::LATEST.into(), summary.latest_version);
     let pick = |label: &str| Selector { label: Some(label.into()), ..Default::default() };
     let latest = registry.resolve(&who, &name, &pick(domain::names::LATEST)).await?.base.view.clone();
     let stable = match registry.resolve(&who, &name, &pick(domain::names::STABLE)).await {
@@ -85,13 +87,7 @@ pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
         Err(service::ServiceError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let summary = registry
-        .list_prompts(&who, &service::PromptQuery { q: Some(name.clone()), limit: Some(500), ..Default::default() })?
-        .items
-        .into_iter()
-        .find(|p| p.name == name);
-    let (description, tags) = summary.map(|s| (s.description, s.tags)).unwrap_or_default();
-    Ok(PromptDetail { name, description, tags, labels, latest, stable })
+    Ok(PromptDetail { name, description: summary.description, tags: summary.tags, labels, latest, stable })
 }
 
 #[server(input = leptos::server_fn::codec::Json, endpoint = "console/save_version")]
@@ -565,9 +561,9 @@ fn MessageRow(index: usize, message: DraftMessage, messages: RwSignal<Vec<DraftM
             <div class="row-actions">
                 <button type="button" disabled=move || index == 0 on:click=move |_| swap(index, index - 1)
                     aria-label=format!("Move message {n} up")>"↑ Up"</button>
-                <button type="button" disabled=move || index + 1 >= len() on:click=move |_| swap(index, index + 1)
+                <button type="button" disabled=move || { index + 1 >= len() } on:click=move |_| swap(index, index + 1)
                     aria-label=format!("Move message {n} down")>"↓ Down"</button>
-                <button type="button" disabled=move || len() <= 1
+                <button type="button" disabled=move || { len() <= 1 }
                     on:click=move |_| messages.update(|v| { v.remove(index); })
                     aria-label=format!("Remove message {n}")>"Remove"</button>
             </div>
