@@ -75,7 +75,7 @@ pub fn reload_to(path: &str) {
     let _ = path;
 }
 
-#[component]
+#[island]
 pub fn LoginPage() -> impl IntoView {
     let action = ServerAction::<Login>::new();
     Effect::new(move |_| {

@@ -26,7 +26,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -44,14 +44,12 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     let user: UserResource = Resource::new(|| (), |_| auth::current_user());
     provide_context(user);
-    // Effects run only in the browser: this marks the page as hydrated (and interactive).
-    let (hydrated, set_hydrated) = signal(false);
-    Effect::new(move |_| set_hydrated.set(true));
     view! {
         <Stylesheet id="leptos" href="/pkg/promptledger.css"/>
         <Title text="promptledger"/>
         <Router>
-            <div class="app" data-hydrated=move || hydrated.get().to_string()>
+            <div class="app" data-hydrated="false">
+                <HydrationMark/>
                 <a class="skip-link" href="#main">"Skip to content"</a>
                 <TopBar/>
                 <main id="main">
@@ -68,6 +66,17 @@ pub fn App() -> impl IntoView {
             </div>
         </Router>
     }
+}
+
+/// Marks the page as interactive once the browser has hydrated its islands (they all
+/// hydrate together), for people's tools and the browser tests.
+#[island]
+fn HydrationMark() -> impl IntoView {
+    Effect::new(|_| {
+        if let Ok(Some(app)) = document().query_selector("div.app") {
+            let _ = app.set_attribute("data-hydrated", "true");
+        }
+    });
 }
 
 /// The navigation, with who is signed in.
@@ -122,5 +131,5 @@ fn Gate(children: ChildrenFn) -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    leptos::mount::hydrate_islands();
 }

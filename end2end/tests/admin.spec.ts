@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { PASSWORD, addUser, expectAccessible, screenshot, signIn, unique, watchErrors } from './helpers';
+import { hydrated, PASSWORD, addUser, expectAccessible, screenshot, signIn, unique, watchErrors, visit } from './helpers';
 
 test('an admin adds a person, changes their role, disables them, and creates and revokes an API key', async ({ page, request }, testInfo) => {
   const admin = addUser('admin');
@@ -7,6 +7,7 @@ test('an admin adds a person, changes their role, disables them, and creates and
   await signIn(page, admin);
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Users and keys' }).click();
   await expect(page.getByRole('heading', { name: 'People' })).toBeVisible();
+  await hydrated(page);
 
   const person = unique('lead');
   await page.getByLabel('Username').fill(person);
@@ -47,6 +48,6 @@ test('an admin adds a person, changes their role, disables them, and creates and
   const viewer = addUser('viewer');
   const other = await (await page.context().browser()!.newContext()).newPage();
   await signIn(other, viewer);
-  await other.goto('/admin');
+  await visit(other, '/admin');
   await expect(other.getByText('Only administrators can manage users and keys.')).toBeVisible();
 });

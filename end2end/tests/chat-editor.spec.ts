@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique } from './helpers';
+import { addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique, visit } from './helpers';
 
 test('a chat prompt: add, reorder and remove messages with the live preview, then save; readable on a tablet', async ({ page, request }, testInfo) => {
   const key = adminKey();
@@ -12,7 +12,7 @@ test('a chat prompt: add, reorder and remove messages with the live preview, the
   });
   await page.setViewportSize({ width: 820, height: 1180 });
   await signIn(page, addUser('editor'));
-  await page.goto(`/prompts/${name}`);
+  await visit(page, `/prompts/${name}`);
   await expect(page.getByLabel('Message 1 text')).toHaveValue('You triage tickets for {{ product }}.');
   await page.getByLabel('product sample value').fill('Acme Mail');
   await page.getByLabel('ticket sample value').fill('I cannot log in');

@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique } from './helpers';
+import { addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique, visit } from './helpers';
 
 test('two browsers edit the same prompt; the second save shows the conflict and can rebase', async ({ browser, request }, testInfo) => {
   const key = adminKey();
@@ -11,7 +11,7 @@ test('two browsers edit the same prompt; the second save shows the conflict and 
   await signIn(first, alice);
   await signIn(second, bob);
   for (const page of [first, second]) {
-    await page.goto(`/prompts/${name}`);
+    await visit(page, `/prompts/${name}`);
     await expect(page.getByRole('heading', { level: 1, name })).toBeVisible();
   }
 

@@ -44,6 +44,12 @@ export async function hydrated(page: Page) {
   await expect(page.locator('div.app')).toHaveAttribute('data-hydrated', 'true');
 }
 
+/** Opens a page and waits until its interactive parts (islands) have hydrated. */
+export async function visit(page: Page, path: string) {
+  await page.goto(path);
+  await hydrated(page);
+}
+
 /** Signs in through the form and waits for the console. */
 export async function signIn(page: Page, username: string, password = PASSWORD) {
   await page.goto('/');

@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique, watchErrors } from './helpers';
+import { addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique, watchErrors, visit } from './helpers';
 
 test('a product manager compares versions side by side, promotes version 2 to stable, sees the API serve it, then rolls back', async ({ page, request }, testInfo) => {
   const key = adminKey();
@@ -17,7 +17,7 @@ test('a product manager compares versions side by side, promotes version 2 to st
   const pm = addUser('publisher');
   const errors = watchErrors(page);
   await signIn(page, pm);
-  await page.goto(`/history/${name}`);
+  await visit(page, `/history/${name}`);
   await expect(page.getByRole('heading', { name: 'History and releases' })).toBeVisible();
 
   // Side by side: the changed word is marked on each side.
@@ -52,7 +52,7 @@ test('a product manager compares versions side by side, promotes version 2 to st
   await expect(history.locator('tbody tr').first()).toContainText('v1 → v2');
   await expect(history.locator('tbody tr').first()).toContainText(pm);
   await expect(history.locator('tbody tr').first()).toContainText('Policy update approved');
-  await history.getByRole('button', { name: 'Roll back to v1' }).first().click();
+  await history.getByRole('link', { name: 'Roll back to v1' }).first().click();
   await expect(review.locator('.review-headline')).toHaveText('stable serves version 2 now; after this it will serve version 1.');
   await review.getByLabel('Why?').fill('Legal asked to wait');
   await review.getByRole('button', { name: 'Roll back stable to v1' }).click();
@@ -71,7 +71,7 @@ test('an editor cannot promote to stable: the control is hidden and the server r
   await createPrompt(request, key, { name, template: 'Terms v1' });
   const editor = addUser('editor');
   await signIn(page, editor);
-  await page.goto(`/history/${name}`);
+  await visit(page, `/history/${name}`);
   await expect(page.getByRole('heading', { name: 'Promote or roll back' })).toBeVisible();
   await expect(page.getByLabel('Label', { exact: true }).locator('option', { hasText: 'stable' })).toHaveCount(0);
   // Typing the label anyway is refused by the service, in plain words.

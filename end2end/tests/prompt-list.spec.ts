@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { PASSWORD, addUser, adminKey, createPrompt, expectAccessible, hydrated, screenshot, signIn, unique, watchErrors } from './helpers';
+import { PASSWORD, addUser, adminKey, createPrompt, expectAccessible, hydrated, screenshot, signIn, unique, watchErrors, visit } from './helpers';
 
 test('the prompt list is rendered on the server, hydrates, and filters by search, folder and tag', async ({ page, request }, testInfo) => {
   const key = adminKey();
@@ -26,7 +26,7 @@ test('the prompt list is rendered on the server, hydrates, and filters by search
 
   const errors = watchErrors(page);
   await signIn(page, viewer);
-  await page.goto(`/?folder=${team}`);
+  await visit(page, `/?folder=${team}`);
   await hydrated(page);
   await expect(page.locator('tr.prompt-row')).toHaveCount(3);
   await expect(page.locator('tr.prompt-row').filter({ hasText: 'refund' }).locator('.badge-stable')).toHaveText('stable → v1');
@@ -43,10 +43,10 @@ test('the prompt list is rendered on the server, hydrates, and filters by search
   // A tag link shows every prompt with that tag.
   await page.getByRole('link', { name: '#billing' }).click();
   await expect(page.locator('tr.prompt-row').filter({ hasText: team })).toHaveCount(1);
-  await page.goto('/?q=no-such-prompt-anywhere');
+  await visit(page, '/?q=no-such-prompt-anywhere');
   await expect(page.locator('p.empty')).toContainText('No prompt matches these filters');
 
-  await page.goto(`/?folder=${team}`);
+  await visit(page, `/?folder=${team}`);
   await expectAccessible(page);
   await screenshot(page, testInfo, 'prompt-list');
   expect(errors).toEqual([]);

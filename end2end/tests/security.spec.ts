@@ -1,7 +1,7 @@
 import { test, expect } from '@playwright/test';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PASSWORD, addUser, adminKey, createPrompt, signIn, unique } from './helpers';
+import { PASSWORD, addUser, adminKey, createPrompt, signIn, unique, visit } from './helpers';
 
 /** Serves one HTML page from another site (`localhost` is a different site from `127.0.0.1`). */
 async function attackerSite(html: string): Promise<{ url: string; close: () => void }> {
@@ -44,7 +44,7 @@ test("a viewer's forged server-function calls are refused and change nothing", a
   await signIn(page, viewer);
 
   // The viewer sees no edit or promote controls...
-  await page.goto(`/prompts/${name}`);
+  await visit(page, `/prompts/${name}`);
   await expect(page.getByRole('heading', { level: 1, name })).toBeVisible();
   await expect(page.getByLabel('Prompt text')).toHaveCount(0);
   await expect(page.getByRole('button', { name: 'Save as a new version' })).toHaveCount(0);

@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique, watchErrors } from './helpers';
+import { addUser, adminKey, createPrompt, expectAccessible, hydrated, screenshot, signIn, unique, watchErrors } from './helpers';
 
 test('a support lead edits the tone, sees the live preview change before saving, saves, and sees version 2', async ({ page, request }, testInfo) => {
   const name = `support/${unique('greeting')}`;
@@ -15,6 +15,7 @@ test('a support lead edits the tone, sees the live preview change before saving,
   await page.getByRole('button', { name: 'Search' }).click();
   await page.getByRole('link', { name }).click();
   await expect(page.getByRole('heading', { level: 1, name })).toBeVisible();
+  await hydrated(page);
   await expectAccessible(page);
 
   // The preview fills variables with sample values, in the browser, as the person types.

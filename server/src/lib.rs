@@ -1,6 +1,8 @@
 //! The promptledger server: REST API, console, health and metrics on one axum router,
 //! and `serve` to run it on any listener (tests bind port 0).
 
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod cli;
 pub mod console;

@@ -82,6 +82,18 @@ pub fn AdminPage() -> impl IntoView {
         }
         .into_any();
     }
+    view! {
+        <section class="admin">
+            <h1>"Users and keys"</h1>
+            <AdminPanels me=me.username.clone()/>
+        </section>
+    }
+    .into_any()
+}
+
+/// People and keys: an island (runs in the browser), so actions refresh the lists.
+#[island]
+fn AdminPanels(me: String) -> impl IntoView {
     let add = ServerAction::<AddUser>::new();
     let update = ServerAction::<UpdateUser>::new();
     let users = Resource::new(move || (add.version().get(), update.version().get()), |_| list_users());
@@ -89,13 +101,9 @@ pub fn AdminPage() -> impl IntoView {
     let revoke = ServerAction::<RevokeKey>::new();
     let keys = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_keys());
     view! {
-        <section class="admin">
-            <h1>"Users and keys"</h1>
-            <UsersPanel users add update me=me.username.clone()/>
-            <KeysPanel keys users create revoke/>
-        </section>
+        <UsersPanel users add update me/>
+        <KeysPanel keys users create revoke/>
     }
-    .into_any()
 }
 
 #[component]

@@ -389,7 +389,7 @@ pub fn summarise(ev: &AuditEvent) -> String {
     }
 }
 
-#[component]
+#[island]
 fn VerifyPanel() -> impl IntoView {
     let report = Resource::new(|| (), |_| verify_chain());
     view! {
@@ -449,7 +449,7 @@ struct Asked {
     at: String,
 }
 
-#[component]
+#[island]
 fn LiveAtPanel(prompt: String) -> impl IntoView {
     let name = RwSignal::new(prompt);
     let label = RwSignal::new("stable".to_owned());

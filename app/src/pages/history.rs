@@ -9,7 +9,7 @@ use domain::model::{Comparison, LabelMove, MovedLabel, VersionView};
 use domain::names::{LATEST, STABLE};
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::me;
@@ -76,15 +76,20 @@ pub fn HistoryPage() -> impl IntoView {
     let params = use_params_map();
     let name = Memo::new(move |_| params.with(|p| p.get("name")).unwrap_or_default());
     let history = Resource::new(move || name.get(), get_history);
-    // The outcome of the last label move, kept above the view that reloads after it.
-    let notice = RwSignal::new(None::<String>);
+    // After a label move the page is loaded again with what moved (`?moved=stable&to=2`),
+    // and a roll-back link asks for a review (`?review=stable&version=1`).
+    let query = use_query_map();
+    let notice = move || {
+        query.with(|q| Some(format!("{} now serves version {}.", q.get("moved")?, q.get("to")?.parse::<i64>().ok()?)))
+    };
+    let review = move || query.with(|q| Some((q.get("review")?, q.get("version")?.parse::<i64>().ok()?)));
     view! {
-        {move || notice.get().map(|text| view! { <p class="success notice" role="status">{text}</p> })}
+        {move || notice().map(|text| view! { <p class="success notice" role="status">{text}</p> })}
         <Transition fallback=|| loading("the history")>
             {move || Suspend::new(async move {
                 match history.await {
                     Ok(h) => view! {
-                        <HistoryView name=name.get_untracked() history=h notice refetch=Callback::new(move |_| history.refetch())/>
+                        <HistoryView name=name.get_untracked() history=h review=review()/>
                     }.into_any(),
                     Err(error) => view! { <h1>{name.get()}</h1><ErrorNote error/> }.into_any(),
                 }
@@ -94,31 +99,26 @@ pub fn HistoryPage() -> impl IntoView {
 }
 
 #[component]
-fn HistoryView(
-    name: String,
-    history: History,
-    notice: RwSignal<Option<String>>,
-    refetch: Callback<()>,
-) -> impl IntoView {
+fn HistoryView(name: String, history: History, review: Option<(String, i64)>) -> impl IntoView {
     let me = me();
     let can_move = me.can(Action::Write);
     let can_protected = me.can(Action::MoveProtectedLabel);
     let newest = history.versions.first().map_or(1, |v| v.version);
     let numbers: Vec<i64> = history.versions.iter().map(|v| v.version).collect();
-    // A pending review, set by the release form or a roll-back button.
-    let review_request = RwSignal::new(None::<(String, i64)>);
     let prompt_href = format!("/prompts/{name}");
+    let title = name.clone();
+    let history_name = name.clone();
     let release = can_move.then(|| {
         view! {
             <ReleaseForm name=name.clone() labels=history.labels.clone() numbers=numbers.clone()
-                can_protected review_request notice refetch/>
+                can_protected review/>
         }
     });
     let compare = view! { <Compare name=name.clone() numbers=numbers.clone() newest/> };
     view! {
         <div class="page-head">
             <div>
-                <p class="crumbs"><A href="/">"Prompts"</A> " / " <A href=prompt_href.clone()>{name.clone()}</A> " /"</p>
+                <p class="crumbs"><A href="/">"Prompts"</A> " / " <A href=prompt_href.clone()>{title}</A> " /"</p>
                 <h1>"History and releases"</h1>
             </div>
             <A href=prompt_href attr:class="button">"Back to the prompt"</A>
@@ -171,6 +171,7 @@ fn HistoryView(
                                 let allowed = can_move && (m.label != STABLE || can_protected);
                                 let back = m.previous_version.filter(|_| allowed);
                                 let label = m.label.clone();
+                                let prompt = history_name.clone();
                                 view! {
                                     <tr>
                                         <td><LabelBadge label=m.label.clone()/></td>
@@ -179,9 +180,9 @@ fn HistoryView(
                                         <td><Time at=m.at.clone()/></td>
                                         <td>{if m.reason.is_empty() { "—".to_string() } else { m.reason.clone() }}</td>
                                         {can_move.then(|| view! { <td>{back.map(|p| view! {
-                                            <button type="button" on:click=move |_| review_request.set(Some((label.clone(), p)))>
+                                            <a class="button" href=format!("/history/{prompt}?review={label}&version={p}#release-title")>
                                                 {format!("Roll back to v{p}")}
-                                            </button>
+                                            </a>
                                         })}</td> })}
                                     </tr>
                                 }
@@ -194,7 +195,7 @@ fn HistoryView(
     }
 }
 
-#[component]
+#[island]
 fn Compare(name: String, numbers: Vec<i64>, newest: i64) -> impl IntoView {
     let from = RwSignal::new((newest - 1).max(1));
     let to = RwSignal::new(newest);
@@ -227,16 +228,17 @@ fn Compare(name: String, numbers: Vec<i64>, newest: i64) -> impl IntoView {
     }
 }
 
-#[component]
+/// Promote or roll back: an island (runs in the browser). `review` is a move to show at
+/// once (from a roll-back link).
+#[island]
 fn ReleaseForm(
     name: String,
     labels: BTreeMap<String, i64>,
     numbers: Vec<i64>,
     can_protected: bool,
-    review_request: RwSignal<Option<(String, i64)>>,
-    notice: RwSignal<Option<String>>,
-    refetch: Callback<()>,
+    review: Option<(String, i64)>,
 ) -> impl IntoView {
+    let initial_review = review;
     let mut choices: Vec<String> = labels.keys().filter(|l| l.as_str() != LATEST).cloned().collect();
     if !choices.iter().any(|l| l == STABLE) {
         choices.insert(0, STABLE.into());
@@ -257,27 +259,24 @@ fn ReleaseForm(
     let on_review = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         apply.clear();
-        notice.set(None);
         review.dispatch(ReviewMove {
             name: review_name.clone(),
             label: chosen_label(),
             version: version.get_untracked(),
         });
     };
-    // A roll-back button elsewhere on the page asks for a review of that move.
+    // A roll-back link asked for this review.
     let rollback_name = name.clone();
     Effect::new(move |_| {
-        if let Some((l, v)) = review_request.get() {
-            apply.clear();
-            notice.set(None);
+        if let Some((l, v)) = initial_review.clone() {
             review.dispatch(ReviewMove { name: rollback_name.clone(), label: l, version: v });
-            review_request.set(None);
         }
     });
+    // Moved: load the page again, so the badges, timeline and label history are current.
+    let moved_name = name.clone();
     Effect::new(move |_| {
         if let Some(Ok(m)) = apply.value().get() {
-            notice.set(Some(format!("{} now serves version {}.", m.label, m.version)));
-            refetch.run(());
+            crate::auth::reload_to(&format!("/history/{moved_name}?moved={}&to={}", m.label, m.version));
         }
     });
     let version_options =

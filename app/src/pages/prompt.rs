@@ -141,13 +141,11 @@ fn prompt_name() -> Memo<String> {
 pub fn PromptPage() -> impl IntoView {
     let name = prompt_name();
     let detail = Resource::new(move || name.get(), get_prompt);
-    // Kept here, above the re-rendered view, so they survive the refetch after a save.
-    let kept = Kept { samples: RwSignal::new(BTreeMap::new()), saved: RwSignal::new(None) };
     view! {
         <Transition fallback=|| loading("the prompt")>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(d) => view! { <PromptView detail=d kept refetch=Callback::new(move |_| detail.refetch())/> }.into_any(),
+                    Ok(d) => view! { <PromptView detail=d/> }.into_any(),
                     Err(error) => view! { <h1>{name.get()}</h1><ErrorNote error/> }.into_any(),
                 }
             })}
@@ -155,15 +153,8 @@ pub fn PromptPage() -> impl IntoView {
     }
 }
 
-/// Editor state that outlives a reload of the prompt: sample values and the last save.
-#[derive(Clone, Copy)]
-struct Kept {
-    samples: RwSignal<BTreeMap<String, String>>,
-    saved: RwSignal<Option<i64>>,
-}
-
 #[component]
-fn PromptView(detail: PromptDetail, kept: Kept, refetch: Callback<()>) -> impl IntoView {
+fn PromptView(detail: PromptDetail) -> impl IntoView {
     let can_edit = me().can(Action::Write);
     let history = format!("/history/{}", detail.name);
     let stable = detail.stable.clone();
@@ -185,7 +176,7 @@ fn PromptView(detail: PromptDetail, kept: Kept, refetch: Callback<()>) -> impl I
             <ServingCard title="Newest version (latest)" version=Some(latest.clone())/>
         </div>
         {if can_edit {
-            view! { <Editor name=detail.name.clone() latest kept refetch/> }.into_any()
+            view! { <Editor name=detail.name.clone() latest/> }.into_any()
         } else {
             view! {
                 <p class="hint">"You can read this prompt. Editing needs the editor role; ask an administrator."</p>
@@ -340,8 +331,9 @@ fn error_line(body: &PromptBody, err: &TemplateError) -> Option<String> {
     source.lines().nth((*line as usize).saturating_sub(1)).map(str::to_owned)
 }
 
-#[component]
-fn Editor(name: String, latest: VersionView, kept: Kept, refetch: Callback<()>) -> impl IntoView {
+/// The editor is an island: the only part of this page that runs in the browser.
+#[island]
+fn Editor(name: String, latest: VersionView) -> impl IntoView {
     let state = StoredValue::new(EditorState::new(&latest));
     let s = move || state.read_value();
     let (base, kind, template, messages, config) = {
@@ -349,7 +341,8 @@ fn Editor(name: String, latest: VersionView, kept: Kept, refetch: Callback<()>) 
         (st.base_version, st.prompt_type, st.template, st.messages, st.config)
     };
     let commit_message = RwSignal::new(String::new());
-    let Kept { samples, saved } = kept;
+    let samples = RwSignal::new(BTreeMap::<String, String>::new());
+    let saved = RwSignal::new(None::<i64>);
     let conflict = RwSignal::new(None::<(VersionView, Vec<SideRow>, bool)>);
 
     // Parsed as the person types: variables, or the error with its place.
@@ -388,7 +381,6 @@ fn Editor(name: String, latest: VersionView, kept: Kept, refetch: Callback<()>) 
             base.set(v.version);
             commit_message.set(String::new());
             saved.set(Some(v.version));
-            refetch.run(());
         }
         Some(Ok(SaveOutcome::Conflict { latest, rows, config_changed })) => {
             saved.set(None);
@@ -506,7 +498,10 @@ fn Editor(name: String, latest: VersionView, kept: Kept, refetch: Callback<()>) 
                     <button type="submit" class="primary" disabled=move || !can_save()>
                         {move || if save.pending().get() { "Saving…" } else { "Save as a new version" }}
                     </button>
-                    {move || saved.get().map(|v| view! { <span class="success" role="status">{format!("Saved as version {v}.")}</span> })}
+                    {move || saved.get().map(|v| view! {
+                        <span class="success" role="status">{format!("Saved as version {v}.")}</span>
+                        <a href="">"Reload the page to see it above"</a>
+                    })}
                 </div>
                 {move || save.value().get().and_then(Result::err).map(|error| view! { <ErrorNote error/> })}
             </form>
