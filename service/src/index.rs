@@ -39,6 +39,8 @@ pub struct PromptEntry {
     pub summary: PromptSummary,
     /// Versions some label or `latest` points at.
     pub served: BTreeMap<i64, Arc<ServedVersion>>,
+    /// Name and description in lower case, for the list's search (made once, not per search).
+    pub search_text: String,
 }
 
 impl PromptEntry {
@@ -61,7 +63,8 @@ impl PromptEntry {
             let etag = format!("\"{}\"", base.view.hash);
             served.insert(version, Arc::new(ServedVersion { base, json, etag }));
         }
-        PromptEntry { id, summary, served }
+        let search_text = format!("{}\n{}", summary.name, summary.description).to_lowercase();
+        PromptEntry { id, summary, served, search_text }
     }
 
     /// The version a label points at now (`latest` included).

@@ -241,7 +241,7 @@ impl Registry {
         let folder = query.folder.as_deref().map(|f| f.trim_end_matches('/')).filter(|f| !f.is_empty());
         let (entries, more) = self.index().scan(after.as_deref(), limit, |e| {
             let s = &e.summary;
-            needle.as_deref().is_none_or(|n| s.name.contains(n) || s.description.to_lowercase().contains(n))
+            needle.as_deref().is_none_or(|n| e.search_text.contains(n))
                 && query.tag.as_deref().is_none_or(|t| s.tags.iter().any(|x| x == t))
                 && folder.is_none_or(|f| s.name.strip_prefix(f).is_some_and(|rest| rest.starts_with('/')))
         });
