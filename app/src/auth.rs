@@ -112,14 +112,11 @@ fn login_error(e: &AppError) -> String {
     }
 }
 
+/// A plain form post (no wasm): the server clears the cookie and sends the browser back
+/// to the page, which then shows the sign-in form.
 #[component]
 pub fn LogoutButton() -> impl IntoView {
     let action = ServerAction::<Logout>::new();
-    Effect::new(move |_| {
-        if let Some(Ok(())) = action.value().get() {
-            reload_to("/");
-        }
-    });
     view! {
         <ActionForm action attr:class="logout">
             <button type="submit" class="link">"Sign out"</button>

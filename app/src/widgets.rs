@@ -16,15 +16,6 @@ pub fn ErrorNote(error: AppError) -> impl IntoView {
     view! { <p class="error" role="alert">{error.to_string()}{hint}</p> }
 }
 
-/// Shows the errors an `ErrorBoundary` caught.
-pub fn error_fallback(errors: ArcRwSignal<Errors>) -> impl IntoView {
-    view! {
-        <p class="error" role="alert">
-            {move || errors.get().into_iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join(" ")}
-        </p>
-    }
-}
-
 pub fn loading(what: &'static str) -> impl IntoView {
     view! { <p class="loading" role="status">{format!("Loading {what}…")}</p> }
 }
