@@ -5,7 +5,7 @@
 //! matching event is read through the service, a page of 1,000 at a time, newest first.
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,6 +15,7 @@ use service::{AuditFilter, Registry, ServiceError};
 
 use crate::AppState;
 use crate::api::error::ApiError;
+use crate::api::extract::Query;
 
 /// Events read per call to the service (its largest page).
 const CHUNK: i64 = 1000;
@@ -23,7 +24,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/export/audit.csv", get(csv)).route("/export/audit.json", get(json))
 }
 
+/// The audit page's filters; anything else is a 400, as on `/api/v1/audit`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExportParams {
     prompt: Option<String>,
     actor: Option<String>,

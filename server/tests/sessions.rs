@@ -157,3 +157,27 @@ async fn cross_site_changes_are_refused_and_security_headers_are_set() {
     assert_eq!(s.get("/api/v1/prompts", &s.admin).await.body["items"].as_array().unwrap().len(), 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_audit_export_needs_a_session_and_answers_bad_filters_with_json_errors() {
+    let s = TestServer::start().await;
+    s.create_text("export/me", "Hello, world").await;
+    with_user(&s, "auditor", Role::Viewer).await;
+    let token = s.registry.login("auditor", PASSWORD, None, None).await.unwrap().token;
+    let cookie = format!("promptledger_session={token}");
+
+    let signed_out = s.raw(Method::GET, "/export/audit.csv", None, None, &[]).await;
+    assert_eq!(signed_out.status.as_u16(), 401);
+    let csv = s.raw(Method::GET, "/export/audit.csv?prompt=export%2Fme", None, None, &[("cookie", &cookie)]).await;
+    assert_eq!(csv.status.as_u16(), 200, "{}", csv.text);
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(lines[0], "seq,at,actor,action,prompt,version,label,detail,hash,prev_hash");
+    // The header and the one event of that prompt (its creation, version 1 included).
+    assert_eq!(lines.len(), 2, "{}", csv.text);
+    assert!(lines[1].contains(",prompt.created,export/me,1,"), "{}", lines[1]);
+    for bad in ["/export/audit.json?bogus=1", "/export/audit.json?since=last+tuesday", "/export/audit.csv?until=%ZZ"] {
+        let refused = s.raw(Method::GET, bad, None, None, &[("cookie", &cookie)]).await;
+        assert_eq!((refused.status.as_u16(), refused.code()), (400, "bad_request"), "{bad}: {}", refused.text);
+    }
+    s.stop().await;
+}

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::accounts::{DUMMY_HASH, verify_password};
-use crate::store::{self, SessionRow};
+use crate::store;
 use crate::{Principal, Registry, Result, ServiceError, detached, time};
 
 /// A session ends after this long without a request...
@@ -83,11 +83,12 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn principal_of(row: &SessionRow) -> Principal {
+/// A signed-in person: their role, no key scope.
+fn person(username: &str, role: &str, user_id: i64) -> Principal {
     Principal {
-        actor: row.username.clone(),
-        grant: Grant { role: Role::parse(&row.role), scope: None },
-        user_id: Some(row.user_id),
+        actor: username.to_owned(),
+        grant: Grant { role: Role::parse(role), scope: None },
+        user_id: Some(user_id),
     }
 }
 
@@ -137,12 +138,7 @@ impl Registry {
         })
         .await?;
         tracing::info!(username = user.username, "signed in");
-        let principal = Principal {
-            actor: user.username.clone(),
-            grant: Grant { role: Role::parse(&user.role), scope: None },
-            user_id: Some(user.id),
-        };
-        Ok(NewSession { token, principal })
+        Ok(NewSession { token, principal: person(&user.username, &user.role, user.id) })
     }
 
     /// Who a session cookie belongs to; `Unauthenticated` when it is unknown, expired
@@ -164,7 +160,7 @@ impl Registry {
             })
             .await?;
         }
-        Ok(Arc::new(principal_of(&row)))
+        Ok(Arc::new(person(&row.username, &row.role, row.user_id)))
     }
 
     /// Ends a session (unknown ones are ignored: signing out twice is fine).

@@ -4,7 +4,7 @@
 
 mod admin;
 pub mod error;
-mod extract;
+pub(crate) mod extract;
 mod prompts;
 
 use axum::Router;
