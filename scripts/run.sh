@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 . scripts/env.sh
-cargo leptos build --release
+cargo leptos build --release --split
 exec "$CARGO_TARGET_DIR/release/promptledger" serve --site-root target/site "$@"

@@ -11,8 +11,8 @@ trap 'rm -f "$log"' EXIT
 echo "==> cargo test (domain, service, server)"
 cargo test --workspace --locked 2>&1 | tee "$log"
 
-echo "==> building the console (cargo leptos build)"
-cargo leptos build
+echo "==> building the console (cargo leptos build --split)"
+cargo leptos build --split
 
 echo "==> browser tests"
 export PROMPTLEDGER_BIN="$CARGO_TARGET_DIR/debug/promptledger"

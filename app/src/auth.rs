@@ -75,8 +75,9 @@ pub fn reload_to(path: &str) {
     let _ = path;
 }
 
-#[island]
+#[island(lazy)]
 pub fn LoginPage() -> impl IntoView {
+    crate::mark_hydrated();
     let action = ServerAction::<Login>::new();
     Effect::new(move |_| {
         if let Some(Ok(())) = action.value().get() {

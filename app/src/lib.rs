@@ -68,12 +68,23 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Marks the page as interactive once the browser has hydrated its islands (they all
-/// hydrate together), for people's tools and the browser tests.
+/// Counts the page's islands as they hydrate; the page is marked interactive
+/// (`data-hydrated="true"` on `div.app`, for people's tools and the browser tests) once
+/// every island on it runs. Islands load lazily, each from its own wasm chunk.
 #[island]
 fn HydrationMark() -> impl IntoView {
+    mark_hydrated();
+}
+
+/// Called at the top of every island: counts it once it runs in the browser.
+pub(crate) fn mark_hydrated() {
     Effect::new(|_| {
-        if let Ok(Some(app)) = document().query_selector("div.app") {
+        let document = document();
+        let Ok(Some(app)) = document.query_selector("div.app") else { return };
+        let done = app.get_attribute("data-islands").and_then(|n| n.parse::<u32>().ok()).unwrap_or(0) + 1;
+        let _ = app.set_attribute("data-islands", &done.to_string());
+        let total = document.get_elements_by_tag_name("leptos-island").length();
+        if done >= total {
             let _ = app.set_attribute("data-hydrated", "true");
         }
     });

@@ -39,7 +39,7 @@ export function watchErrors(page: Page): string[] {
   return errors;
 }
 
-/** Waits until the wasm has hydrated the page (an effect sets the marker). */
+/** Waits until every island on the page has loaded its wasm chunk and hydrated (the app counts them and sets the marker). */
 export async function hydrated(page: Page) {
   await expect(page.locator('div.app')).toHaveAttribute('data-hydrated', 'true');
 }

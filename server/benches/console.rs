@@ -1,8 +1,9 @@
 //! The console's budgets (issue 3), printed, never asserted (this machine is shared and
-//! noisy): `cargo bench -p server --bench console` after `cargo leptos build --release`
+//! noisy): `cargo bench -p server --bench console` after `cargo leptos build --release --split`
 //! (see README, "Benchmarks").
 //!
-//! - the hydrate wasm, raw, gzip -9 and brotli q11 (budget: 300 KB brotli);
+//! - the hydrate wasm, raw, gzip -9 and brotli q11 (budget: 300 KB brotli): the main
+//!   module every page loads, and per page the main module with its islands' chunks;
 //! - the server-rendered prompt list with 10,000 prompts, per page (budget: p50 10 ms):
 //!   the first page, a page deep in the list, a search, and a folder.
 
@@ -26,22 +27,68 @@ fn site_root() -> Option<PathBuf> {
     candidates.into_iter().flatten().find(|p| p.join("pkg/promptledger.wasm").is_file())
 }
 
-fn wasm_sizes(root: &std::path::Path) {
-    let wasm = std::fs::read(root.join("pkg/promptledger.wasm")).unwrap();
+/// Which lazy islands each page loads (manifest keys start with the island's name).
+const PAGES: &[(&str, &[&str])] = &[
+    ("sign-in", &["login_page_"]),
+    ("prompt list", &[]),
+    ("prompt (editor)", &["editor_"]),
+    ("history and releases", &["compare_", "release_form_"]),
+    ("audit", &["verify_panel_", "live_at_panel_"]),
+    ("users and keys", &["admin_panels_"]),
+];
+
+fn compressed(bytes: &[u8]) -> (usize, usize) {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&wasm).unwrap();
+    gz.write_all(bytes).unwrap();
     let gz = gz.finish().unwrap().len();
     let mut br = Vec::new();
     let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
-    brotli::BrotliCompress(&mut wasm.as_slice(), &mut br, &params).unwrap();
+    brotli::BrotliCompress(&mut &bytes[..], &mut br, &params).unwrap();
+    (gz, br.len())
+}
+
+/// Sizes of the wasm a page downloads: the main module (every page), plus the chunks of
+/// the islands on it, which `cargo leptos build --split` cut out of it.
+fn wasm_sizes(root: &std::path::Path) {
+    let pkg = root.join("pkg");
+    let size = |file: &str| {
+        let bytes = std::fs::read(pkg.join(format!("{file}.wasm"))).unwrap();
+        let (gz, br) = compressed(&bytes);
+        [bytes.len(), gz, br]
+    };
     let kb = |n: usize| n as f64 / 1000.0;
+    let main = size("promptledger");
     println!(
-        "hydrate wasm ({}): raw {:.0} KB, gzip -9 {:.0} KB, brotli q11 {:.0} KB (budget 300 KB brotli)",
-        root.join("pkg/promptledger.wasm").display(),
-        kb(wasm.len()),
-        kb(gz),
-        kb(br.len())
+        "hydrate wasm, main module ({}): raw {:.0} KB, gzip -9 {:.0} KB, brotli q11 {:.0} KB (budget 300 KB brotli)",
+        pkg.join("promptledger.wasm").display(),
+        kb(main[0]),
+        kb(main[1]),
+        kb(main[2])
     );
+    let manifest: std::collections::BTreeMap<String, Vec<String>> =
+        match std::fs::read_to_string(pkg.join("__wasm_split_manifest.json")) {
+            Ok(text) => serde_json::from_str(&text).unwrap(),
+            Err(_) => return println!("  no split manifest: build with `cargo leptos build --release --split`"),
+        };
+    let all: std::collections::BTreeSet<&String> = manifest.values().flatten().collect();
+    let all = all.iter().fold(main, |acc, file| {
+        let s = size(file);
+        [acc[0] + s[0], acc[1] + s[1], acc[2] + s[2]]
+    });
+    println!("  every chunk together: raw {:.0} KB, brotli {:.0} KB", kb(all[0]), kb(all[2]));
+    println!("  what each page downloads (main module + its islands' chunks):");
+    for (page, islands) in PAGES {
+        let files: std::collections::BTreeSet<&String> = manifest
+            .iter()
+            .filter(|(key, _)| islands.iter().any(|i| key.starts_with(i)))
+            .flat_map(|(_, files)| files)
+            .collect();
+        let total = files.iter().fold(main, |acc, file| {
+            let s = size(file);
+            [acc[0] + s[0], acc[1] + s[1], acc[2] + s[2]]
+        });
+        println!("    {page:<22} raw {:>5.0} KB  brotli {:>4.0} KB", kb(total[0]), kb(total[2]));
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -73,7 +120,7 @@ async fn page_times(app: &axum::Router, cookie: &str, uri: &str, expect: &str, s
 #[tokio::main]
 async fn main() {
     let Some(root) = site_root() else {
-        println!("console assets not found: run `cargo leptos build --release` first (or set PROMPTLEDGER_SITE_ROOT)");
+        println!("console assets not found: run `cargo leptos build --release --split` first (or set PROMPTLEDGER_SITE_ROOT)");
         return;
     };
     wasm_sizes(&root);

@@ -92,8 +92,9 @@ pub fn AdminPage() -> impl IntoView {
 }
 
 /// People and keys: an island (runs in the browser), so actions refresh the lists.
-#[island]
+#[island(lazy)]
 fn AdminPanels(me: String) -> impl IntoView {
+    crate::mark_hydrated();
     let add = ServerAction::<AddUser>::new();
     let update = ServerAction::<UpdateUser>::new();
     let users = Resource::new(move || (add.version().get(), update.version().get()), |_| list_users());

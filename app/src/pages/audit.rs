@@ -389,8 +389,9 @@ pub fn summarise(ev: &AuditEvent) -> String {
     }
 }
 
-#[island]
+#[island(lazy)]
 fn VerifyPanel() -> impl IntoView {
+    crate::mark_hydrated();
     let report = Resource::new(|| (), |_| verify_chain());
     view! {
         <section id="verify" class="panel" aria-labelledby="verify-title">
@@ -449,8 +450,9 @@ struct Asked {
     at: String,
 }
 
-#[island]
+#[island(lazy)]
 fn LiveAtPanel(prompt: String) -> impl IntoView {
+    crate::mark_hydrated();
     let name = RwSignal::new(prompt);
     let label = RwSignal::new("stable".to_owned());
     let at = RwSignal::new(String::new());

@@ -195,8 +195,9 @@ fn HistoryView(name: String, history: History, review: Option<(String, i64)>) ->
     }
 }
 
-#[island]
+#[island(lazy)]
 fn Compare(name: String, numbers: Vec<i64>, newest: i64) -> impl IntoView {
+    crate::mark_hydrated();
     let from = RwSignal::new((newest - 1).max(1));
     let to = RwSignal::new(newest);
     let compare = ServerAction::<CompareVersions>::new();
@@ -230,7 +231,7 @@ fn Compare(name: String, numbers: Vec<i64>, newest: i64) -> impl IntoView {
 
 /// Promote or roll back: an island (runs in the browser). `review` is a move to show at
 /// once (from a roll-back link).
-#[island]
+#[island(lazy)]
 fn ReleaseForm(
     name: String,
     labels: BTreeMap<String, i64>,
@@ -238,6 +239,7 @@ fn ReleaseForm(
     can_protected: bool,
     review: Option<(String, i64)>,
 ) -> impl IntoView {
+    crate::mark_hydrated();
     let initial_review = review;
     let mut choices: Vec<String> = labels.keys().filter(|l| l.as_str() != LATEST).cloned().collect();
     if !choices.iter().any(|l| l == STABLE) {

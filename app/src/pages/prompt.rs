@@ -332,8 +332,9 @@ fn error_line(body: &PromptBody, err: &TemplateError) -> Option<String> {
 }
 
 /// The editor is an island: the only part of this page that runs in the browser.
-#[island]
+#[island(lazy)]
 fn Editor(name: String, latest: VersionView) -> impl IntoView {
+    crate::mark_hydrated();
     let state = StoredValue::new(EditorState::new(&latest));
     let s = move || state.read_value();
     let (base, kind, template, messages, config) = {
