@@ -9,6 +9,7 @@ pub mod audit;
 pub mod canonical;
 pub mod content;
 pub mod diff;
+pub mod eval;
 pub mod model;
 pub mod names;
 pub mod template;
