@@ -59,6 +59,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/") view=|| view! { <Gate><pages::prompts::PromptsPage/></Gate> }/>
                         <Route path=path!("/prompts/*name") view=|| view! { <Gate><pages::prompt::PromptPage/></Gate> }/>
                         <Route path=path!("/history/*name") view=|| view! { <Gate><pages::history::HistoryPage/></Gate> }/>
+                        <Route path=path!("/evals/*name") view=|| view! { <Gate><pages::evals::EvalsPage/></Gate> }/>
+                        <Route path=path!("/runs/:id") view=|| view! { <Gate><pages::evals::RunPage/></Gate> }/>
+                        <Route path=path!("/compare-runs") view=|| view! { <Gate><pages::evals::CompareRunsPage/></Gate> }/>
                         <Route path=path!("/audit") view=|| view! { <Gate><pages::audit::AuditPage/></Gate> }/>
                         <Route path=path!("/admin") view=|| view! { <Gate><pages::admin::AdminPage/></Gate> }/>
                     </Routes>

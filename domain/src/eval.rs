@@ -227,3 +227,138 @@ pub struct ModelPrice {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
 }
+
+/// How one case changed from run `a` to run `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Passed in `a`, fails in `b`.
+    Regressed,
+    /// Failed in `a`, passes in `b`.
+    Fixed,
+    StillFailing,
+    StillPassing,
+    /// In one run only (the suites differ, or a run did not finish).
+    Unmatched,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseChange {
+    pub case: usize,
+    pub description: String,
+    pub a: Option<bool>,
+    pub b: Option<bool>,
+    pub change: Change,
+}
+
+/// Two runs side by side (`GET /api/v1/eval-runs/{a}/compare/{b}`, an extension).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunComparison {
+    pub a: EvalRun,
+    pub b: EvalRun,
+    /// Whether both ran the same suite content (otherwise cases are matched by position).
+    pub same_suite: bool,
+    /// Regressions first, then fixes, then the rest, each by case number.
+    pub cases: Vec<CaseChange>,
+    pub regressions: u64,
+    pub fixes: u64,
+    pub pass_rate_delta: f64,
+    pub cost_delta: f64,
+    pub latency_delta_ms: Option<f64>,
+}
+
+impl RunComparison {
+    /// Compares `b` with `a`; both with their results (which are moved out).
+    pub fn new(mut a: EvalRun, mut b: EvalRun) -> RunComparison {
+        let results_a = std::mem::take(&mut a.results);
+        let results_b = std::mem::take(&mut b.results);
+        let count = results_a.iter().chain(&results_b).map(|r| r.case + 1).max().unwrap_or(0);
+        let find =
+            |rs: &[CaseResult], i: usize| rs.iter().find(|r| r.case == i).map(|r| (r.passed, r.description.clone()));
+        let mut cases: Vec<CaseChange> = (0..count)
+            .map(|i| {
+                let (ra, rb) = (find(&results_a, i), find(&results_b, i));
+                let description = rb.as_ref().or(ra.as_ref()).map(|(_, d)| d.clone()).unwrap_or_default();
+                let (pa, pb) = (ra.map(|(p, _)| p), rb.map(|(p, _)| p));
+                let change = match (pa, pb) {
+                    (Some(true), Some(false)) => Change::Regressed,
+                    (Some(false), Some(true)) => Change::Fixed,
+                    (Some(false), Some(false)) => Change::StillFailing,
+                    (Some(true), Some(true)) => Change::StillPassing,
+                    _ => Change::Unmatched,
+                };
+                CaseChange { case: i, description, a: pa, b: pb, change }
+            })
+            .collect();
+        cases.sort_by_key(|c| (c.change, c.case));
+        let tally = |change| cases.iter().filter(|c| c.change == change).count() as u64;
+        RunComparison {
+            same_suite: a.suite_hash == b.suite_hash,
+            regressions: tally(Change::Regressed),
+            fixes: tally(Change::Fixed),
+            pass_rate_delta: b.pass_rate - a.pass_rate,
+            cost_delta: b.cost - a.cost,
+            latency_delta_ms: a.latency_ms.zip(b.latency_ms).map(|(x, y)| y - x),
+            cases,
+            a,
+            b,
+        }
+    }
+}
+
+/// `POST /api/v1/eval-migrations` (an extension): every suite of every prompt with a
+/// stable version (or of one folder) run against a candidate model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMigration {
+    pub model: String,
+    #[serde(default)]
+    pub folder: Option<String>,
+    /// Model calls in flight across all the migration's runs (default 4).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+}
+
+/// A run in a migration report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunBrief {
+    pub id: String,
+    pub model: String,
+    pub status: RunStatus,
+    pub pass_rate: f64,
+    pub cost: f64,
+}
+
+impl From<&EvalRun> for RunBrief {
+    fn from(r: &EvalRun) -> Self {
+        RunBrief { id: r.id.clone(), model: r.model.clone(), status: r.status, pass_rate: r.pass_rate, cost: r.cost }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationItem {
+    pub prompt: String,
+    pub suite: String,
+    pub version: i64,
+    pub candidate: RunBrief,
+    /// The latest finished run of the same suite on the same (stable) version before it,
+    /// if any.
+    pub baseline: Option<RunBrief>,
+    /// The candidate finished with a lower pass rate, or a case that passed now fails.
+    pub regressed: bool,
+    pub regressed_cases: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    pub id: String,
+    pub model: String,
+    pub folder: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    /// Whether every run has ended.
+    pub finished: bool,
+    /// Regressed items first.
+    pub items: Vec<MigrationItem>,
+    pub regressions: u64,
+}

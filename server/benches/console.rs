@@ -120,7 +120,9 @@ async fn page_times(app: &axum::Router, cookie: &str, uri: &str, expect: &str, s
 #[tokio::main]
 async fn main() {
     let Some(root) = site_root() else {
-        println!("console assets not found: run `cargo leptos build --release --split` first (or set PROMPTLEDGER_SITE_ROOT)");
+        println!(
+            "console assets not found: run `cargo leptos build --release --split` first (or set PROMPTLEDGER_SITE_ROOT)"
+        );
         return;
     };
     wasm_sizes(&root);

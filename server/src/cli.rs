@@ -33,6 +33,66 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage model providers for evaluations.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// Run evaluations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProviderCommand {
+    /// Register (or change) a model provider; its models are then named NAME/MODEL.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// OpenAI-compatible: up to the API version (https://api.openai.com/v1);
+        /// Anthropic: the host (https://api.anthropic.com).
+        #[arg(long)]
+        base_url: String,
+        /// The environment variable that holds the API key at run time (never stored).
+        #[arg(long)]
+        api_key_env: Option<String>,
+    },
+    /// Set the price of one of a provider's models, in dollars per million tokens.
+    Price {
+        name: String,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        input: f64,
+        #[arg(long)]
+        output: f64,
+    },
+    /// List providers.
+    List,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum KindArg {
+    Openai,
+    Anthropic,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Run a suite of a prompt; exit 0 when the run passes, 1 when it does not.
+    Run {
+        prompt: String,
+        #[arg(long)]
+        suite: String,
+        #[arg(long, conflicts_with = "version")]
+        label: Option<String>,
+        #[arg(long)]
+        version: Option<i64>,
+        /// provider/model (default: the version's config.model).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        concurrency: Option<u32>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,6 +213,8 @@ pub async fn run(cli: Cli) -> CliResult<i32> {
             registry.close().await;
             Ok(0)
         }
+        Command::Provider(cmd) => provider(&cli.db, cmd).await,
+        Command::Eval(cmd) => eval_run(&cli.db, cmd).await,
         Command::Audit(AuditCommand::Verify) => {
             let registry = open(&cli.db, Durability::Full).await?;
             let started = std::time::Instant::now();
@@ -178,6 +240,97 @@ pub async fn run(cli: Cli) -> CliResult<i32> {
             }
         }
     }
+}
+
+async fn provider(db: &Path, cmd: ProviderCommand) -> CliResult<i32> {
+    use domain::eval::{ModelPrice, Provider, ProviderKind};
+    let registry = open(db, Durability::Full).await?;
+    let operator = Principal::operator();
+    match cmd {
+        ProviderCommand::Add { name, kind, base_url, api_key_env } => {
+            let kind = match kind {
+                KindArg::Openai => ProviderKind::Openai,
+                KindArg::Anthropic => ProviderKind::Anthropic,
+            };
+            let p = registry.put_provider(&operator, Provider { name, kind, base_url, api_key_env }).await?;
+            println!("provider {} saved: models are named {}/MODEL", p.name, p.name);
+        }
+        ProviderCommand::Price { name, model, input, output } => {
+            let price = ModelPrice { model, input_per_mtok: input, output_per_mtok: output };
+            let p = registry.put_price(&operator, &name, price).await?;
+            println!("{name}/{}: ${} in, ${} out per million tokens", p.model, p.input_per_mtok, p.output_per_mtok);
+        }
+        ProviderCommand::List => {
+            for p in registry.providers(&operator).await? {
+                let key = p.api_key_env.map(|v| format!("key from ${v}")).unwrap_or_else(|| "no key".into());
+                println!("{}\t{:?}\t{}\t{key}", p.name, p.kind, p.base_url);
+            }
+        }
+    }
+    registry.close().await;
+    Ok(0)
+}
+
+/// Runs a suite in this process against the database, with a progress bar, then prints
+/// a table of the cases and a summary. Ctrl-C cancels the run.
+async fn eval_run(db: &Path, cmd: EvalCommand) -> CliResult<i32> {
+    use domain::eval::{NewRun, RunStatus};
+    let EvalCommand::Run { prompt, suite, label, version, model, concurrency } = cmd;
+    let registry = open(db, Durability::Full).await?;
+    let operator = Principal::operator();
+    let run = registry.start_run(&operator, &prompt, NewRun { suite, label, version, model, concurrency }).await?;
+    eprintln!(
+        "run {}: {} v{} · suite {} · {} · {} cases",
+        run.id, run.prompt, run.version, run.suite, run.model, run.total
+    );
+    let bar = indicatif::ProgressBar::new(run.total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases · {msg} · {elapsed}")
+            .map_err(|e| CliError(e.to_string()))?,
+    );
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    let run = loop {
+        let run = registry.eval_run(&operator, &run.id).await?;
+        bar.set_position(run.done);
+        bar.set_message(format!("{} passed, {} failed", run.passed, run.failed));
+        if run.status.is_final() {
+            break run;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            _ = &mut interrupt => {
+                registry.cancel_run(&operator, &run.id).await?;
+            }
+        }
+    };
+    bar.finish_and_clear();
+    println!("{:>5}  {:<4}  {:>5}  {:>8}  {:>10}  case", "#", "", "score", "latency", "cost");
+    for r in &run.results {
+        let mark = if r.passed { "PASS" } else { "FAIL" };
+        let latency = r.latency_ms.map(|l| format!("{l} ms")).unwrap_or_default();
+        let cost = r.cost.map(|c| format!("${c:.6}")).unwrap_or_default();
+        let why = r
+            .error
+            .clone()
+            .or_else(|| r.assertions.iter().find(|a| !a.passed).map(|a| format!("{}: {}", a.kind, a.reason)));
+        let description = if r.description.is_empty() { format!("case {}", r.case + 1) } else { r.description.clone() };
+        println!("{:>5}  {mark:<4}  {:>5.2}  {latency:>8}  {cost:>10}  {description}", r.case + 1, r.score);
+        if let Some(why) = why.filter(|_| !r.passed) {
+            println!("{:>33}{why}", "");
+        }
+    }
+    println!(
+        "{}: {}/{} passed ({:.1}%, needs {:.1}%), cost ${:.6}{}",
+        run.status.as_str().to_uppercase(),
+        run.passed,
+        run.total,
+        run.pass_rate * 100.0,
+        run.threshold * 100.0,
+        run.cost,
+        run.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
+    );
+    registry.close().await;
+    Ok(if run.status == RunStatus::Passed { 0 } else { 1 })
 }
 
 /// A command-line failure: printed as one sentence, exit status 2.
@@ -237,7 +390,7 @@ async fn serve(db: &Path, args: ServeArgs) -> CliResult<i32> {
     match &site_root {
         Some(root) => tracing::info!(site_root = %root.display(), "console assets found"),
         None => tracing::warn!(
-            "console assets not found: serving the API only (build them with `cargo leptos build --release`)"
+            "console assets not found: serving the API only (build them with `cargo leptos build --release --split`)"
         ),
     }
     let listener = tokio::net::TcpListener::bind(args.addr)

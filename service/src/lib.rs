@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 pub mod error;
+pub mod eval;
 mod index;
 mod labels;
 mod prompts;
@@ -96,6 +97,7 @@ struct Inner {
     index: Index,
     keys: RwLock<KeyCache>,
     logins: sessions::LoginLimiter,
+    evals: eval::Evals,
 }
 
 impl Registry {
@@ -109,9 +111,11 @@ impl Registry {
                 index: Index::default(),
                 keys: RwLock::default(),
                 logins: Default::default(),
+                evals: Default::default(),
             }),
         };
         registry.rebuild_index().await?;
+        registry.sweep_interrupted_runs().await?;
         Ok(registry)
     }
 

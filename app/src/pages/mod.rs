@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod evals;
 pub mod history;
 pub mod prompt;
 pub mod prompts;

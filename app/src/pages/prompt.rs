@@ -166,7 +166,10 @@ fn PromptView(detail: PromptDetail) -> impl IntoView {
                 <h1>{detail.name.clone()}</h1>
                 <p class="description">{detail.description.clone()}</p>
             </div>
-            <A href=history attr:class="button">"History and releases"</A>
+            <div class="head-actions">
+                <A href=format!("/evals/{}", detail.name) attr:class="button">"Evaluations"</A>
+                <A href=history attr:class="button">"History and releases"</A>
+            </div>
         </div>
         <div class="labels-now">
             {detail.labels.iter().map(|(l, v)| view! { <LabelBadge label=l.clone() version=*v/> }).collect_view()}
@@ -219,11 +222,7 @@ pub fn PromptText(version: VersionView) -> impl IntoView {
 }
 
 fn role_name(role: MessageRole) -> &'static str {
-    match role {
-        MessageRole::System => "system",
-        MessageRole::User => "user",
-        MessageRole::Assistant => "assistant",
-    }
+    role.as_str()
 }
 
 /// One chat message in the editor; `id` keeps rows stable while they move.

@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod error;
+mod evals;
 pub(crate) mod extract;
 mod prompts;
 
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(prompts::router())
         .merge(admin::router())
+        .merge(evals::router())
         .route("/api/v1/openapi.yaml", axum::routing::get(openapi))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
 }

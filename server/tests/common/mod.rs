@@ -1,6 +1,8 @@
 //! A real server on a loopback port with a temporary SQLite file, and a small client.
 #![allow(dead_code)]
 
+pub mod provider;
+
 use std::path::PathBuf;
 
 use domain::access::{Role, Scope};

@@ -1,0 +1,612 @@
+//! Evaluations: model providers and their prices, suites per prompt, and runs executed in
+//! the background (API.md "Evaluations"). Every change is an audit event; a provider's API
+//! key is read from its environment variable when a run starts and is never stored.
+
+pub mod assertions;
+pub mod io;
+mod providers;
+mod runner;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::access::Action;
+use domain::eval::{
+    Change, EvalRun, Migration, MigrationItem, ModelPrice, NewMigration, NewRun, Provider, RunBrief, RunComparison,
+    RunStatus, Suite, SuiteView,
+};
+use domain::model::{Page, Selector};
+use domain::names;
+use parking_lot::{Mutex, RwLock};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use providers::RetryPolicy;
+
+use crate::store::{self, NewEvent, evals as sql};
+use crate::{Principal, Registry, Result, ServiceError, detached, page_limit, time};
+
+/// How runs behave; tests shorten the times.
+#[derive(Debug, Clone)]
+pub struct EvalSettings {
+    pub retry: RetryPolicy,
+    /// How often a live run writes its heartbeat.
+    pub heartbeat: Duration,
+    /// A queued or running run without a heartbeat for this long was interrupted.
+    pub stale_after: Duration,
+    pub default_concurrency: u32,
+    pub max_concurrency: u32,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings {
+            retry: RetryPolicy::default(),
+            heartbeat: Duration::from_secs(5),
+            stale_after: Duration::from_secs(30),
+            default_concurrency: 4,
+            max_concurrency: 64,
+        }
+    }
+}
+
+/// The evaluation state of a registry: one HTTP client, settings, and the runs this
+/// process is executing.
+pub(crate) struct Evals {
+    http: reqwest::Client,
+    settings: RwLock<EvalSettings>,
+    active: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Default for Evals {
+    fn default() -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("promptledger/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Evals { http, settings: RwLock::default(), active: Mutex::default() }
+    }
+}
+
+/// Cases per suite, at most.
+const MAX_CASES: usize = 5_000;
+const SUITE_NAME_MAX: usize = 64;
+const RUNS_PAGE: i64 = 50;
+
+/// `provider/model` → (`provider`, `model`); the model part may contain `/`.
+pub(crate) fn split_model(model: &str) -> Result<(&str, &str)> {
+    model.split_once('/').filter(|(p, m)| !p.is_empty() && !m.is_empty()).ok_or_else(|| {
+        ServiceError::rule(
+            "invalid_model",
+            format!("'{model}' is not a model name: write it as provider/model, like local/gpt-4o-mini"),
+        )
+    })
+}
+
+fn validate_suite_name(name: &str) -> Result<()> {
+    let ok = name.len() <= SUITE_NAME_MAX
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::rule(
+            "invalid_name",
+            format!(
+                "'{name}' is not a valid suite name: 1 to {SUITE_NAME_MAX} characters of a-z 0-9 _ . - starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+fn validate_provider(p: &Provider) -> Result<()> {
+    names::validate_label(&p.name).map_err(|_| {
+        ServiceError::rule(
+            "invalid_name",
+            format!("'{}' is not a valid provider name: 1 to 36 characters of a-z 0-9 _ . - (no /)", p.name),
+        )
+    })?;
+    let url = reqwest::Url::parse(&p.base_url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    if url.is_none() || p.base_url.len() > 2000 {
+        return Err(ServiceError::rule(
+            "invalid_base_url",
+            format!("'{}' is not an http(s) URL, like https://api.openai.com/v1", p.base_url),
+        ));
+    }
+    if let Some(var) = &p.api_key_env {
+        let ok = var.len() <= 128
+            && var.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(ServiceError::rule(
+                "invalid_api_key_env",
+                format!(
+                    "'{var}' is not an environment variable name (letters, digits and _; give the name, never the key)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn random_id(prefix: &str) -> Result<String> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
+    Ok(format!("{prefix}_{}", hex::encode(bytes)))
+}
+
+/// A run, checked and ready to start.
+struct Plan {
+    prompt: String,
+    prompt_id: i64,
+    version: i64,
+    hash: String,
+    suite: SuiteView,
+    model: String,
+    spec: runner::RunSpec,
+}
+
+impl Registry {
+    pub(crate) fn evals(&self) -> &Evals {
+        &self.inner.evals
+    }
+
+    /// Replaces the evaluation settings (timeouts, retries, heartbeat).
+    pub fn configure_evals(&self, settings: EvalSettings) {
+        *self.evals().settings.write() = settings;
+    }
+
+    pub(crate) fn eval_settings(&self) -> EvalSettings {
+        self.evals().settings.read().clone()
+    }
+
+    /// Registers or changes a model provider (admins).
+    pub async fn put_provider(&self, who: &Principal, provider: Provider) -> Result<Provider> {
+        who.require(Action::Administer)?;
+        validate_provider(&provider)?;
+        let mut w = self.store().write().await?;
+        let at = time::now_us();
+        let created = sql::put_provider(&mut w.tx, &provider, &who.actor, at).await?;
+        let detail = json!({"provider": provider.name, "kind": sql::kind_str(provider.kind), "base_url": provider.base_url,
+                            "api_key_env": provider.api_key_env, "created": created});
+        store::append_event(&mut w.tx, at, event(who, "provider.saved", None, detail)).await?;
+        w.tx.commit().await?;
+        Ok(provider)
+    }
+
+    pub async fn providers(&self, who: &Principal) -> Result<Vec<Provider>> {
+        who.require(Action::Read)?;
+        sql::providers(&self.store().reader).await
+    }
+
+    /// Sets the price of a provider's model (admins).
+    pub async fn put_price(&self, who: &Principal, provider: &str, price: ModelPrice) -> Result<ModelPrice> {
+        who.require(Action::Administer)?;
+        if price.model.is_empty() || price.model.len() > 200 {
+            return Err(ServiceError::rule("invalid_model", "a model name is 1 to 200 characters"));
+        }
+        for (what, v) in [("input_per_mtok", price.input_per_mtok), ("output_per_mtok", price.output_per_mtok)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(ServiceError::rule(
+                    "invalid_price",
+                    format!("{what} must be a number of dollars, 0 or more"),
+                ));
+            }
+        }
+        let mut w = self.store().write().await?;
+        if sql::provider(&mut *w.tx, provider).await?.is_none() {
+            return Err(ServiceError::NotFound(format!("there is no provider named '{provider}'")));
+        }
+        let at = time::now_us();
+        sql::put_price(&mut w.tx, provider, &price, &who.actor, at).await?;
+        let detail = json!({"provider": provider, "model": price.model, "input_per_mtok": price.input_per_mtok,
+                            "output_per_mtok": price.output_per_mtok});
+        store::append_event(&mut w.tx, at, event(who, "price.saved", None, detail)).await?;
+        w.tx.commit().await?;
+        Ok(price)
+    }
+
+    pub async fn prices(&self, who: &Principal, provider: &str) -> Result<Vec<ModelPrice>> {
+        who.require(Action::Read)?;
+        sql::prices(&self.store().reader, provider).await
+    }
+
+    /// Creates or replaces a suite of a prompt.
+    pub async fn put_suite(&self, who: &Principal, prompt: &str, name: &str, suite: Suite) -> Result<SuiteView> {
+        who.require(Action::Write)?;
+        validate_suite_name(name)?;
+        if suite.cases.is_empty() || suite.cases.len() > MAX_CASES {
+            return Err(ServiceError::rule(
+                "invalid_suite",
+                format!("a suite has 1 to {MAX_CASES} cases (this one has {})", suite.cases.len()),
+            ));
+        }
+        assertions::validate_suite(&suite)?;
+        let entry = self.entry(prompt)?;
+        let mut w = self.store().write().await?;
+        let at = time::now_us();
+        if sql::put_suite(&mut w.tx, entry.id, name, &suite, &who.actor, at).await? {
+            let detail =
+                json!({"suite": name, "hash": suite.hash(), "cases": suite.cases.len(), "threshold": suite.threshold});
+            store::append_event(&mut w.tx, at, event(who, "suite.saved", Some(prompt), detail)).await?;
+        }
+        let view = sql::suite(&mut *w.tx, entry.id, prompt, name)
+            .await?
+            .ok_or_else(|| ServiceError::internal("suite vanished"))?;
+        w.tx.commit().await?;
+        Ok(view)
+    }
+
+    pub async fn suite(&self, who: &Principal, prompt: &str, name: &str) -> Result<SuiteView> {
+        who.require(Action::Read)?;
+        let entry = self.entry(prompt)?;
+        sql::suite(&self.store().reader, entry.id, prompt, name)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("'{prompt}' has no suite named '{name}'")))
+    }
+
+    pub async fn suites(&self, who: &Principal, prompt: &str) -> Result<Vec<SuiteView>> {
+        who.require(Action::Read)?;
+        let entry = self.entry(prompt)?;
+        sql::suites(&self.store().reader, entry.id, prompt).await
+    }
+
+    /// Reads cases from a CSV or JSONL file into a suite (created when missing, with
+    /// threshold 1): they replace its cases, or are added after them with `append`.
+    pub async fn import_cases(
+        &self,
+        who: &Principal,
+        prompt: &str,
+        name: &str,
+        format: io::Format,
+        append: bool,
+        text: &str,
+    ) -> Result<SuiteView> {
+        who.require(Action::Write)?;
+        let cases = io::read(format, text)?;
+        let (threshold, mut all) = match self.suite(who, prompt, name).await {
+            Ok(current) => (current.threshold, current.cases),
+            Err(ServiceError::NotFound(_)) => (1.0, Vec::new()),
+            Err(e) => return Err(e),
+        };
+        if !append {
+            all.clear();
+        }
+        all.extend(cases);
+        self.put_suite(who, prompt, name, Suite { threshold, cases: all }).await
+    }
+
+    /// A suite's cases as a CSV or JSONL file.
+    pub async fn export_cases(&self, who: &Principal, prompt: &str, name: &str, format: io::Format) -> Result<String> {
+        io::write(format, &self.suite(who, prompt, name).await?.cases)
+    }
+
+    /// Queues a run of a suite against a version (or label) and a model, and starts it in
+    /// the background. Everything a run needs is checked here, so a run that starts has
+    /// what it needs (a missing key or provider is a 422 now, not a failed run later).
+    pub async fn start_run(&self, who: &Principal, prompt: &str, req: NewRun) -> Result<EvalRun> {
+        who.require(Action::Write)?;
+        let concurrency = self.concurrency(req.concurrency)?;
+        let plan = self.plan_run(who, prompt, req).await?;
+        self.launch(who, plan, concurrency, Arc::new(Semaphore::new(concurrency as usize)), None).await
+    }
+
+    fn concurrency(&self, asked: Option<u32>) -> Result<u32> {
+        let settings = self.eval_settings();
+        let concurrency = asked.unwrap_or(settings.default_concurrency);
+        if !(1..=settings.max_concurrency).contains(&concurrency) {
+            return Err(ServiceError::rule(
+                "invalid_concurrency",
+                format!("concurrency must be 1 to {} (got {concurrency})", settings.max_concurrency),
+            ));
+        }
+        Ok(concurrency)
+    }
+
+    /// Everything one run needs, checked, before anything is written.
+    async fn plan_run(&self, who: &Principal, prompt: &str, req: NewRun) -> Result<Plan> {
+        if req.version.is_some() && req.label.is_some() {
+            return Err(ServiceError::BadRequest("give either a version or a label, not both".into()));
+        }
+        let selector = Selector {
+            version: req.version,
+            label: req.version.is_none().then(|| req.label.clone().unwrap_or_else(|| names::LATEST.into())),
+            at: None,
+        };
+        let served = self.resolve(who, prompt, &selector).await?;
+        let view = &served.base.view;
+        let suite = self.suite(who, prompt, &req.suite).await?;
+        let Some(model) =
+            req.model.clone().or_else(|| view.config.get("model").and_then(|m| m.as_str()).map(str::to_owned))
+        else {
+            return Err(ServiceError::rule(
+                "no_model",
+                format!(
+                    "version {} has no `model` in its config: give `model` (provider/model) for the run",
+                    view.version
+                ),
+            ));
+        };
+        let body = Suite { threshold: suite.threshold, cases: suite.cases.clone() };
+        let spec =
+            runner::RunSpec::prepare(self, &model, body, served.base.content.clone(), view.config.clone()).await?;
+        Ok(Plan {
+            prompt: prompt.to_owned(),
+            prompt_id: self.entry(prompt)?.id,
+            version: view.version,
+            hash: view.hash.clone(),
+            suite,
+            model,
+            spec,
+        })
+    }
+
+    /// Records a planned run and starts it; `permits` bound its model calls (shared by the
+    /// runs of a migration).
+    async fn launch(
+        &self,
+        who: &Principal,
+        plan: Plan,
+        concurrency: u32,
+        permits: Arc<Semaphore>,
+        batch: Option<&str>,
+    ) -> Result<EvalRun> {
+        let Plan { prompt, prompt_id, version, hash, suite, model, spec } = plan;
+        let id = random_id("run")?;
+        let suite_body =
+            domain::canonical::to_canonical_json(&serde_json::to_value(&spec.suite).map_err(ServiceError::internal)?);
+        let at = time::now_us();
+        {
+            let mut w = self.store().write().await?;
+            let row = sql::NewRunRow {
+                id: &id,
+                prompt_id,
+                version,
+                hash: &hash,
+                suite: &suite.name,
+                suite_hash: &suite.hash,
+                suite_body: &suite_body,
+                threshold: suite.threshold,
+                model: &model,
+                concurrency,
+                batch,
+                total: spec.suite.cases.len(),
+                created_by: &who.actor,
+                at,
+            };
+            sql::insert_run(&mut w.tx, &row).await?;
+            let detail = json!({"run": id, "suite": suite.name, "suite_hash": suite.hash, "model": model, "hash": hash, "batch": batch});
+            let mut e = event(who, "eval.run.started", Some(&prompt), detail);
+            e.version = Some(version);
+            store::append_event(&mut w.tx, at, e).await?;
+            w.tx.commit().await?;
+        }
+        let cancel = CancellationToken::new();
+        self.evals().active.lock().insert(id.clone(), cancel.clone());
+        let this = self.clone();
+        let run_id = id.clone();
+        let actor = who.actor.clone();
+        tokio::spawn(async move {
+            runner::execute(&this, &run_id, &actor, permits, spec, cancel).await;
+            this.evals().active.lock().remove(&run_id);
+        });
+        self.eval_run_summary(&id).await
+    }
+
+    /// Two runs side by side: per-case changes (regressions first) and the deltas.
+    pub async fn compare_runs(&self, who: &Principal, a: &str, b: &str) -> Result<RunComparison> {
+        Ok(RunComparison::new(self.eval_run(who, a).await?, self.eval_run(who, b).await?))
+    }
+
+    /// A model migration: every suite of every prompt that has a stable version (in
+    /// `folder`, or everywhere) run on the stable version against a candidate model, all
+    /// runs sharing `concurrency`. Every run is planned (and so checked) before any starts.
+    pub async fn start_migration(&self, who: &Principal, req: NewMigration) -> Result<Migration> {
+        who.require(Action::Write)?;
+        split_model(&req.model)?;
+        let concurrency = self.concurrency(req.concurrency)?;
+        let folder = req.folder.as_deref().map(|f| f.trim_matches('/')).filter(|f| !f.is_empty());
+        if let Some(f) = folder {
+            names::validate_prompt_name(f)?;
+        }
+        let mut plans = Vec::new();
+        for (prompt, suite) in sql::suite_names(&self.store().reader).await? {
+            let in_folder = folder.is_none_or(|f| prompt.strip_prefix(f).is_some_and(|rest| rest.starts_with('/')));
+            let has_stable = self.entry(&prompt).is_ok_and(|e| e.summary.labels.contains_key(names::STABLE));
+            if in_folder && has_stable {
+                let req = NewRun {
+                    suite,
+                    label: Some(names::STABLE.into()),
+                    model: Some(req.model.clone()),
+                    ..Default::default()
+                };
+                plans.push(self.plan_run(who, &prompt, req).await?);
+            }
+        }
+        if plans.is_empty() {
+            return Err(ServiceError::rule(
+                "nothing_to_run",
+                format!(
+                    "no prompt {} has both a stable version and a suite",
+                    folder.map(|f| format!("in {f}/")).unwrap_or_else(|| "here".into())
+                ),
+            ));
+        }
+        let id = random_id("mig")?;
+        let at = time::now_us();
+        {
+            let mut w = self.store().write().await?;
+            sql::insert_batch(&mut w.tx, &id, &req.model, folder, &who.actor, at).await?;
+            let detail = json!({"migration": id, "model": req.model, "folder": folder, "runs": plans.len()});
+            store::append_event(&mut w.tx, at, event(who, "eval.migration.started", None, detail)).await?;
+            w.tx.commit().await?;
+        }
+        let permits = Arc::new(Semaphore::new(concurrency as usize));
+        for plan in plans {
+            self.launch(who, plan, concurrency, permits.clone(), Some(&id)).await?;
+        }
+        self.migration(who, &id).await
+    }
+
+    /// A migration's report: each run against the latest earlier finished run of the same
+    /// suite on the same version, regressions first.
+    pub async fn migration(&self, who: &Principal, id: &str) -> Result<Migration> {
+        who.require(Action::Read)?;
+        let reader = &self.store().reader;
+        let batch = sql::batch(reader, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("there is no model migration '{id}'")))?;
+        let mut items = Vec::new();
+        for row in sql::runs_in_batch(reader, id).await? {
+            let candidate = row.view(sql::results(reader, &row.id).await?)?;
+            let baseline = match sql::baseline(reader, &row.prompt, &row.hash, &row.suite, id).await? {
+                Some(b) => Some(b.view(sql::results(reader, &b.id).await?)?),
+                None => None,
+            };
+            let finished = matches!(candidate.status, RunStatus::Passed | RunStatus::Failed);
+            let (regressed, regressed_cases) = match &baseline {
+                Some(base) if finished => {
+                    let cmp = RunComparison::new(base.clone(), candidate.clone());
+                    let cases: Vec<usize> =
+                        cmp.cases.iter().filter(|c| c.change == Change::Regressed).map(|c| c.case).collect();
+                    (!cases.is_empty() || cmp.pass_rate_delta < -1e-9, cases)
+                }
+                _ => (candidate.status == RunStatus::Error, Vec::new()),
+            };
+            items.push(MigrationItem {
+                prompt: candidate.prompt.clone(),
+                suite: candidate.suite.clone(),
+                version: candidate.version,
+                candidate: RunBrief::from(&candidate),
+                baseline: baseline.as_ref().map(RunBrief::from),
+                regressed,
+                regressed_cases,
+            });
+        }
+        items.sort_by(|a, b| {
+            b.regressed.cmp(&a.regressed).then_with(|| (&a.prompt, &a.suite).cmp(&(&b.prompt, &b.suite)))
+        });
+        Ok(Migration {
+            id: batch.id,
+            model: batch.model,
+            folder: batch.folder,
+            created_by: batch.created_by,
+            created_at: time::format_us(batch.created_at),
+            finished: items.iter().all(|i| i.candidate.status.is_final()),
+            regressions: items.iter().filter(|i| i.regressed).count() as u64,
+            items,
+        })
+    }
+
+    /// A run with every case's result.
+    pub async fn eval_run(&self, who: &Principal, id: &str) -> Result<EvalRun> {
+        who.require(Action::Read)?;
+        let row = sql::run(&self.store().reader, id).await?.ok_or_else(|| run_not_found(id))?;
+        row.view(sql::results(&self.store().reader, id).await?)
+    }
+
+    async fn eval_run_summary(&self, id: &str) -> Result<EvalRun> {
+        sql::run(&self.store().reader, id).await?.ok_or_else(|| run_not_found(id))?.view(Vec::new())
+    }
+
+    /// A prompt's runs, newest first, without their results.
+    pub async fn eval_runs(
+        &self,
+        who: &Principal,
+        prompt: &str,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Page<EvalRun>> {
+        who.require(Action::Read)?;
+        let entry = self.entry(prompt)?;
+        let limit = page_limit(limit, RUNS_PAGE, 500)?;
+        let before = crate::number_cursor(cursor)?;
+        let rows = sql::runs(&self.store().reader, entry.id, before, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        let items = rows.iter().take(limit as usize).map(|r| r.view(Vec::new())).collect::<Result<Vec<_>>>()?;
+        let next_cursor = more.then(|| rows[limit as usize - 1].created_at.to_string());
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The latest finished run of each version of a prompt (for the version timeline).
+    pub async fn latest_results(
+        &self,
+        who: &Principal,
+        prompt: &str,
+    ) -> Result<std::collections::BTreeMap<i64, EvalRun>> {
+        /// Runs looked at, newest first.
+        const RECENT: i64 = 1000;
+        who.require(Action::Read)?;
+        let entry = self.entry(prompt)?;
+        let mut latest = std::collections::BTreeMap::new();
+        for row in sql::runs(&self.store().reader, entry.id, None, RECENT).await? {
+            let run = row.view(Vec::new())?;
+            if run.status.is_final() && run.status != RunStatus::Cancelled {
+                latest.entry(run.version).or_insert(run);
+            }
+        }
+        Ok(latest)
+    }
+
+    /// Stops a queued or running run; what it recorded so far stays.
+    pub async fn cancel_run(&self, who: &Principal, id: &str) -> Result<EvalRun> {
+        who.require(Action::Write)?;
+        let row = sql::run(&self.store().reader, id).await?.ok_or_else(|| run_not_found(id))?;
+        let (this, who, id) = (self.clone(), who.clone(), id.to_owned());
+        detached(async move {
+            let mut w = this.store().write().await?;
+            let at = time::now_us();
+            if sql::finish_run(&mut w.tx, &id, RunStatus::Cancelled, None, at).await? {
+                let mut e = event(&who, "eval.run.cancelled", Some(&row.prompt), json!({"run": id}));
+                e.version = Some(row.version);
+                store::append_event(&mut w.tx, at, e).await?;
+            }
+            w.tx.commit().await?;
+            if let Some(token) = this.evals().active.lock().get(&id) {
+                token.cancel();
+            }
+            this.eval_run_summary(&id).await
+        })
+        .await
+    }
+
+    /// Marks runs whose process stopped (a restart, a crash) as ended with an error, so
+    /// no run stays "running" forever. Runs of live processes keep their heartbeat fresh.
+    pub(crate) async fn sweep_interrupted_runs(&self) -> Result<()> {
+        let stale_before = time::now_us() - self.eval_settings().stale_after.as_micros() as i64;
+        let stale = sql::interrupted_runs(&self.store().reader, stale_before).await?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.store().write().await?;
+        let at = time::now_us();
+        for (id, prompt, _) in &stale {
+            let message = "interrupted: the process running it stopped (a restart or a crash); start the run again";
+            if sql::finish_run(&mut w.tx, id, RunStatus::Error, Some(message), at).await? {
+                let e = NewEvent {
+                    actor: "system",
+                    action: "eval.run.interrupted",
+                    prompt: Some(prompt),
+                    version: None,
+                    label: None,
+                    detail: json!({"run": id}),
+                };
+                store::append_event(&mut w.tx, at, e).await?;
+            }
+        }
+        w.tx.commit().await?;
+        tracing::warn!(runs = stale.len(), "marked interrupted evaluation runs");
+        Ok(())
+    }
+}
+
+fn run_not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound(format!("there is no evaluation run '{id}'"))
+}
+
+fn event<'a>(who: &'a Principal, action: &'a str, prompt: Option<&'a str>, detail: serde_json::Value) -> NewEvent<'a> {
+    NewEvent { actor: &who.actor, action, prompt, version: None, label: None, detail }
+}

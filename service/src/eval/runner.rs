@@ -1,0 +1,358 @@
+//! Executes a run in the background: cases in parallel up to the run's concurrency, each
+//! rendered, sent to the model (with retries), and checked; results are written in
+//! batches by one recorder, so a thousand cases cost a few dozen commits, not a thousand.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::content::{Content, Rendered};
+use domain::eval::{Assertion, AssertionResult, Case, CaseResult, ModelPrice, RunStatus, Suite};
+use domain::template::RenderLimits;
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::assertions::{self, Grading, Observation};
+use super::providers::{CallError, Endpoint, RetryPolicy};
+use super::split_model;
+use crate::store::{self, NewEvent, evals as sql};
+use crate::{Registry, Result, ServiceError, time};
+
+/// Results written per commit, at most; and the longest a result waits to be written.
+const BATCH: usize = 64;
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+
+/// Everything a run needs, checked before it is queued.
+pub(crate) struct RunSpec {
+    pub suite: Suite,
+    content: Content,
+    config: Map<String, Value>,
+    /// The model under test, `provider/model`.
+    model: String,
+    /// Every provider the run calls (the model's, and judges' or embedders'), by name.
+    endpoints: HashMap<String, Endpoint>,
+    /// Prices by `provider/model`.
+    prices: HashMap<String, ModelPrice>,
+}
+
+impl RunSpec {
+    pub async fn prepare(
+        registry: &Registry,
+        model: &str,
+        suite: Suite,
+        content: Content,
+        config: Map<String, Value>,
+    ) -> Result<RunSpec> {
+        let mut models = vec![model.to_owned()];
+        models.extend(suite.cases.iter().flat_map(|c| &c.asserts).filter_map(|a| a.provider.clone()));
+        let reader = &registry.store().reader;
+        let mut endpoints = HashMap::new();
+        let mut prices = HashMap::new();
+        for m in &models {
+            let (provider, name) = split_model(m)?;
+            if !endpoints.contains_key(provider) {
+                let Some(p) = sql::provider(reader, provider).await? else {
+                    let known: Vec<String> = sql::providers(reader).await?.into_iter().map(|p| p.name).collect();
+                    return Err(ServiceError::rule(
+                        "unknown_provider",
+                        format!(
+                            "there is no provider named '{provider}' (known: {}); an admin adds one with `promptledger provider add`",
+                            if known.is_empty() { "none yet".into() } else { known.join(", ") }
+                        ),
+                    ));
+                };
+                let api_key = match &p.api_key_env {
+                    None => None,
+                    Some(var) => Some(std::env::var(var).map_err(|_| {
+                        ServiceError::rule(
+                            "provider_key_missing",
+                            format!("the environment variable {var} (the API key of provider '{provider}') is not set where promptledger runs"),
+                        )
+                    })?),
+                };
+                endpoints.insert(provider.to_owned(), Endpoint { kind: p.kind, base_url: p.base_url, api_key });
+                for price in sql::prices(reader, provider).await? {
+                    prices.insert(format!("{provider}/{}", price.model), price);
+                }
+            }
+            let _ = name;
+        }
+        Ok(RunSpec { suite, content, config, model: model.to_owned(), endpoints, prices })
+    }
+
+    fn endpoint<'a>(&'a self, model: &'a str) -> std::result::Result<(&'a Endpoint, &'a str), String> {
+        let (provider, name) = split_model(model).map_err(|e| e.to_string())?;
+        self.endpoints.get(provider).map(|e| (e, name)).ok_or_else(|| format!("unknown provider '{provider}'"))
+    }
+
+    fn cost(&self, model: &str, tokens: domain::eval::Tokens) -> Option<f64> {
+        let p = self.prices.get(model)?;
+        Some((tokens.input as f64 * p.input_per_mtok + tokens.output as f64 * p.output_per_mtok) / 1_000_000.0)
+    }
+}
+
+struct Context {
+    spec: RunSpec,
+    http: reqwest::Client,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+}
+
+/// Runs every case, records the results and ends the run.
+pub(crate) async fn execute(
+    registry: &Registry,
+    id: &str,
+    actor: &str,
+    permits: Arc<Semaphore>,
+    spec: RunSpec,
+    cancel: CancellationToken,
+) {
+    if let Err(e) = try_execute(registry, id, actor, permits, spec, cancel).await {
+        tracing::error!(run = id, error = %e, "evaluation run failed");
+        let message = "the run stopped on an internal error; it has been logged";
+        if let Ok(mut w) = registry.store().write().await
+            && sql::finish_run(&mut w.tx, id, RunStatus::Error, Some(message), time::now_us()).await.unwrap_or(false)
+        {
+            let _ = w.tx.commit().await;
+        }
+    }
+}
+
+async fn try_execute(
+    registry: &Registry,
+    id: &str,
+    actor: &str,
+    permits: Arc<Semaphore>,
+    spec: RunSpec,
+    cancel: CancellationToken,
+) -> Result<()> {
+    {
+        let mut w = registry.store().write().await?;
+        let running = sql::mark_running(&mut w.tx, id, time::now_us()).await?;
+        w.tx.commit().await?;
+        if !running {
+            return Ok(()); // cancelled while queued
+        }
+    }
+    let settings = registry.eval_settings();
+    let ctx =
+        Arc::new(Context { spec, http: registry.evals().http.clone(), policy: settings.retry, cancel: cancel.clone() });
+    let (tx, rx) = mpsc::channel::<CaseResult>(BATCH * 4);
+    let recorder = tokio::spawn(record(registry.clone(), id.to_owned(), rx, settings.heartbeat, cancel.clone()));
+    let mut cases = tokio::task::JoinSet::new();
+    for (index, case) in ctx.spec.suite.cases.iter().enumerate() {
+        let (ctx, tx, permits) = (ctx.clone(), tx.clone(), permits.clone());
+        let case = case.clone();
+        cases.spawn(async move {
+            let Ok(_permit) = permits.acquire().await else { return };
+            if ctx.cancel.is_cancelled() {
+                return;
+            }
+            let result = run_case(&ctx, index, &case).await;
+            if !ctx.cancel.is_cancelled() {
+                let _ = tx.send(result).await;
+            }
+        });
+    }
+    drop(tx);
+    while cases.join_next().await.is_some() {}
+    recorder.await.map_err(|e| ServiceError::internal(format!("recorder: {e}")))??;
+    if cancel.is_cancelled() {
+        return Ok(());
+    }
+    finish(registry, id, actor).await
+}
+
+/// Decides the run's outcome from its recorded counters and ends it.
+async fn finish(registry: &Registry, id: &str, actor: &str) -> Result<()> {
+    let mut w = registry.store().write().await?;
+    let Some(row) = sql::run(&mut *w.tx, id).await? else { return Ok(()) };
+    let run = row.view(Vec::new())?;
+    let (status, error) = if run.total > 0 && run.errors == run.total {
+        let first = sql::results(&mut *w.tx, id).await?.into_iter().find_map(|r| r.error).unwrap_or_default();
+        (RunStatus::Error, Some(format!("no case got an answer from the model; the first error: {first}")))
+    } else if run.pass_rate + 1e-9 >= run.threshold {
+        (RunStatus::Passed, None)
+    } else {
+        (RunStatus::Failed, None)
+    };
+    let at = time::now_us();
+    if sql::finish_run(&mut w.tx, id, status, error.as_deref(), at).await? {
+        let detail = json!({"run": id, "status": status.as_str(), "pass_rate": run.pass_rate, "passed": run.passed,
+                            "total": run.total, "cost": run.cost, "model": run.model, "suite": run.suite});
+        let e = NewEvent {
+            actor,
+            action: "eval.run.finished",
+            prompt: Some(&run.prompt),
+            version: Some(run.version),
+            label: None,
+            detail,
+        };
+        store::append_event(&mut w.tx, at, e).await?;
+    }
+    w.tx.commit().await?;
+    Ok(())
+}
+
+/// Writes results in batches and keeps the heartbeat fresh; cancels the run when it was
+/// ended elsewhere (a cancel from another process).
+async fn record(
+    registry: Registry,
+    id: String,
+    mut rx: mpsc::Receiver<CaseResult>,
+    heartbeat: Duration,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut last_write = Instant::now();
+    loop {
+        let wait = if batch.is_empty() { heartbeat } else { BATCH_WAIT };
+        let received = tokio::time::timeout(wait, rx.recv()).await;
+        let closed = matches!(received, Ok(None));
+        if let Ok(Some(result)) = received {
+            batch.push(result);
+            if batch.len() < BATCH && last_write.elapsed() < BATCH_WAIT {
+                continue;
+            }
+        }
+        let alive = if batch.is_empty() {
+            if closed || last_write.elapsed() < heartbeat {
+                true
+            } else {
+                let mut w = registry.store().write().await?;
+                let alive = sql::heartbeat(&mut *w.tx, &id, time::now_us()).await?;
+                w.tx.commit().await?;
+                alive
+            }
+        } else {
+            let mut w = registry.store().write().await?;
+            let alive = sql::record_results(&mut w.tx, &id, &batch, time::now_us()).await?;
+            w.tx.commit().await?;
+            batch.clear();
+            alive
+        };
+        last_write = Instant::now();
+        if !alive {
+            cancel.cancel();
+        }
+        if closed || !alive {
+            return Ok(());
+        }
+    }
+}
+
+async fn run_case(ctx: &Context, index: usize, case: &Case) -> CaseResult {
+    let mut result = CaseResult {
+        case: index,
+        description: case.description.clone(),
+        input: Value::Null,
+        output: None,
+        passed: false,
+        score: 0.0,
+        latency_ms: None,
+        tokens: None,
+        cost: None,
+        finish_reason: None,
+        error: None,
+        assertions: Vec::new(),
+    };
+    let messages = match ctx.spec.content.render(&case.vars, true, RenderLimits::default()) {
+        Ok(Rendered::Text(text)) => {
+            result.input = Value::String(text.clone());
+            vec![("user".to_owned(), text)]
+        }
+        Ok(Rendered::Chat(messages)) => {
+            let pairs: Vec<(String, String)> =
+                messages.into_iter().map(|m| (m.role.as_str().to_owned(), m.content)).collect();
+            result.input = pairs.iter().map(|(r, c)| json!({"role": r, "content": c})).collect();
+            pairs
+        }
+        Err(e) => {
+            result.error = Some(format!("the case's variables do not fit the prompt: {e}"));
+            return result;
+        }
+    };
+    let (endpoint, model) = match ctx.spec.endpoint(&ctx.spec.model) {
+        Ok(found) => found,
+        Err(e) => {
+            result.error = Some(e);
+            return result;
+        }
+    };
+    let completion =
+        match endpoint.complete(&ctx.http, &ctx.policy, &ctx.cancel, model, &messages, &ctx.spec.config).await {
+            Ok(c) => c,
+            Err(e) => {
+                result.error = Some(e.message());
+                return result;
+            }
+        };
+    let latency_ms = completion.latency.as_millis() as u64;
+    let cost = ctx.spec.cost(&ctx.spec.model, completion.tokens);
+    let observation =
+        Observation { output: &completion.text, latency_ms, cost, finish_reason: completion.finish_reason.as_deref() };
+    for a in &case.asserts {
+        let checked = match assertions::check(a, &observation) {
+            Grading::Done(r) => r,
+            Grading::Judge { rubric } => judge(ctx, a, &rubric, &completion.text).await,
+            Grading::Embed { value, threshold } => similar(ctx, a, &value, threshold, &completion.text).await,
+        };
+        result.assertions.push(checked);
+    }
+    let (passed, score) = assertions::case_outcome(&case.asserts, &result.assertions);
+    result.passed = passed;
+    result.score = score;
+    result.latency_ms = Some(latency_ms);
+    result.tokens = Some(completion.tokens);
+    result.cost = cost;
+    result.finish_reason = completion.finish_reason;
+    result.output = Some(completion.text);
+    result
+}
+
+/// A failed assertion that could not be decided (the judge or embedder failed): never a
+/// pass, even negated.
+fn undecided(a: &Assertion, reason: String) -> AssertionResult {
+    AssertionResult { kind: a.kind.clone(), passed: false, score: 0.0, reason }
+}
+
+async fn judge(ctx: &Context, a: &Assertion, rubric: &str, output: &str) -> AssertionResult {
+    let model = a.provider.as_deref().unwrap_or(&ctx.spec.model);
+    let (endpoint, name) = match ctx.spec.endpoint(model) {
+        Ok(found) => found,
+        Err(e) => return undecided(a, e),
+    };
+    let messages: Vec<(String, String)> =
+        assertions::judge_messages(rubric, output).into_iter().map(|(r, c)| (r.to_owned(), c)).collect();
+    let config = Map::from_iter([("temperature".to_owned(), json!(0))]);
+    match endpoint.complete(&ctx.http, &ctx.policy, &ctx.cancel, name, &messages, &config).await {
+        Ok(answer) => match assertions::parse_verdict(&answer.text) {
+            Ok((pass, score, reason)) => {
+                let pass = pass && a.threshold.is_none_or(|t| score >= t);
+                assertions::finish(a, pass, score, reason)
+            }
+            Err(e) => undecided(a, format!("the judge ({model}) did not answer with a verdict: {e}")),
+        },
+        Err(e) => undecided(a, format!("the judge ({model}) could not be asked: {}", e.message())),
+    }
+}
+
+async fn similar(ctx: &Context, a: &Assertion, value: &str, threshold: f64, output: &str) -> AssertionResult {
+    let model = a.provider.as_deref().unwrap_or(&ctx.spec.model);
+    let (endpoint, name) = match ctx.spec.endpoint(model) {
+        Ok(found) => found,
+        Err(e) => return undecided(a, e),
+    };
+    let expected = endpoint.embed(&ctx.http, &ctx.policy, &ctx.cancel, name, value);
+    let actual = endpoint.embed(&ctx.http, &ctx.policy, &ctx.cancel, name, output);
+    match tokio::try_join!(expected, actual) {
+        Ok((expected, actual)) => {
+            let similarity = assertions::cosine(&expected, &actual);
+            let reason = format!("similarity {similarity:.3} to the expected text (needs at least {threshold})");
+            assertions::finish(a, similarity >= threshold, similarity, reason)
+        }
+        Err(CallError::Cancelled) => undecided(a, "cancelled".into()),
+        Err(e) => undecided(a, format!("the embeddings ({model}) could not be computed: {}", e.message())),
+    }
+}

@@ -1,0 +1,528 @@
+//! SQL of evaluations: providers, prices, suites, runs and their results.
+
+use domain::eval::{
+    AssertionResult, CaseResult, EvalRun, ModelPrice, Provider, ProviderKind, RunStatus, Suite, SuiteView, Tokens,
+};
+use sqlx::{FromRow, SqliteConnection, SqliteExecutor};
+
+use super::corrupt;
+use crate::error::Result;
+use crate::time::format_us;
+
+// ---------------------------------------------------------------- providers and prices
+
+#[derive(FromRow)]
+struct ProviderRow {
+    name: String,
+    kind: String,
+    base_url: String,
+    api_key_env: Option<String>,
+}
+
+impl ProviderRow {
+    fn into_provider(self) -> Result<Provider> {
+        let kind = match self.kind.as_str() {
+            "openai" => ProviderKind::Openai,
+            "anthropic" => ProviderKind::Anthropic,
+            _ => return Err(corrupt("provider kind")),
+        };
+        Ok(Provider { name: self.name, kind, base_url: self.base_url, api_key_env: self.api_key_env })
+    }
+}
+
+pub fn kind_str(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Openai => "openai",
+        ProviderKind::Anthropic => "anthropic",
+    }
+}
+
+pub async fn put_provider(conn: &mut SqliteConnection, p: &Provider, actor: &str, at: i64) -> Result<bool> {
+    let existed = provider(&mut *conn, &p.name).await?.is_some();
+    sqlx::query(
+        "INSERT INTO providers (name, kind, base_url, api_key_env, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url,
+           api_key_env = excluded.api_key_env, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+    )
+    .bind(&p.name)
+    .bind(kind_str(p.kind))
+    .bind(&p.base_url)
+    .bind(&p.api_key_env)
+    .bind(actor)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(!existed)
+}
+
+pub async fn provider(db: impl SqliteExecutor<'_>, name: &str) -> Result<Option<Provider>> {
+    let row: Option<ProviderRow> =
+        sqlx::query_as("SELECT name, kind, base_url, api_key_env FROM providers WHERE name = ?")
+            .bind(name)
+            .fetch_optional(db)
+            .await?;
+    row.map(ProviderRow::into_provider).transpose()
+}
+
+pub async fn providers(db: impl SqliteExecutor<'_>) -> Result<Vec<Provider>> {
+    let rows: Vec<ProviderRow> =
+        sqlx::query_as("SELECT name, kind, base_url, api_key_env FROM providers ORDER BY name").fetch_all(db).await?;
+    rows.into_iter().map(ProviderRow::into_provider).collect()
+}
+
+pub async fn put_price(
+    conn: &mut SqliteConnection,
+    provider: &str,
+    p: &ModelPrice,
+    actor: &str,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO model_prices (provider, model, input_per_mtok, output_per_mtok, updated_by, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (provider, model) DO UPDATE SET input_per_mtok = excluded.input_per_mtok,
+           output_per_mtok = excluded.output_per_mtok, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+    )
+    .bind(provider)
+    .bind(&p.model)
+    .bind(p.input_per_mtok)
+    .bind(p.output_per_mtok)
+    .bind(actor)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Prices of a provider's models.
+pub async fn prices(db: impl SqliteExecutor<'_>, provider: &str) -> Result<Vec<ModelPrice>> {
+    let rows: Vec<(String, f64, f64)> = sqlx::query_as(
+        "SELECT model, input_per_mtok, output_per_mtok FROM model_prices WHERE provider = ? ORDER BY model",
+    )
+    .bind(provider)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(model, i, o)| ModelPrice { model, input_per_mtok: i, output_per_mtok: o }).collect())
+}
+
+// ---------------------------------------------------------------- suites
+
+#[derive(FromRow)]
+struct SuiteRow {
+    name: String,
+    hash: String,
+    body: String,
+    updated_by: String,
+    updated_at: i64,
+}
+
+impl SuiteRow {
+    fn view(self, prompt: &str) -> Result<SuiteView> {
+        let suite: Suite = serde_json::from_str(&self.body).map_err(|_| corrupt("suite"))?;
+        Ok(SuiteView {
+            prompt: prompt.to_owned(),
+            name: self.name,
+            hash: self.hash,
+            threshold: suite.threshold,
+            cases: suite.cases,
+            updated_by: self.updated_by,
+            updated_at: format_us(self.updated_at),
+        })
+    }
+}
+
+/// Saves a suite; false when it was already exactly this.
+pub async fn put_suite(
+    conn: &mut SqliteConnection,
+    prompt_id: i64,
+    name: &str,
+    suite: &Suite,
+    actor: &str,
+    at: i64,
+) -> Result<bool> {
+    let hash = suite.hash();
+    let current: Option<(String,)> = sqlx::query_as("SELECT hash FROM eval_suites WHERE prompt_id = ? AND name = ?")
+        .bind(prompt_id)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if current.is_some_and(|(h,)| h == hash) {
+        return Ok(false);
+    }
+    let body = domain::canonical::to_canonical_json(&serde_json::to_value(suite).map_err(|_| corrupt("suite"))?);
+    sqlx::query(
+        "INSERT INTO eval_suites (prompt_id, name, hash, body, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (prompt_id, name) DO UPDATE SET hash = excluded.hash, body = excluded.body,
+           updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+    )
+    .bind(prompt_id)
+    .bind(name)
+    .bind(&hash)
+    .bind(body)
+    .bind(actor)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+pub async fn suite(db: impl SqliteExecutor<'_>, prompt_id: i64, prompt: &str, name: &str) -> Result<Option<SuiteView>> {
+    let row: Option<SuiteRow> = sqlx::query_as(
+        "SELECT name, hash, body, updated_by, updated_at FROM eval_suites WHERE prompt_id = ? AND name = ?",
+    )
+    .bind(prompt_id)
+    .bind(name)
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| r.view(prompt)).transpose()
+}
+
+pub async fn suites(db: impl SqliteExecutor<'_>, prompt_id: i64, prompt: &str) -> Result<Vec<SuiteView>> {
+    let rows: Vec<SuiteRow> = sqlx::query_as(
+        "SELECT name, hash, body, updated_by, updated_at FROM eval_suites WHERE prompt_id = ? ORDER BY name",
+    )
+    .bind(prompt_id)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(|r| r.view(prompt)).collect()
+}
+
+// ---------------------------------------------------------------- runs
+
+/// A run as inserted.
+pub struct NewRunRow<'a> {
+    pub id: &'a str,
+    pub prompt_id: i64,
+    pub version: i64,
+    pub hash: &'a str,
+    pub suite: &'a str,
+    pub suite_hash: &'a str,
+    pub suite_body: &'a str,
+    pub threshold: f64,
+    pub model: &'a str,
+    pub concurrency: u32,
+    pub batch: Option<&'a str>,
+    pub total: usize,
+    pub created_by: &'a str,
+    pub at: i64,
+}
+
+pub async fn insert_run(conn: &mut SqliteConnection, r: &NewRunRow<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO eval_runs (id, prompt_id, version, hash, suite, suite_hash, suite_body, threshold, model,
+           concurrency, batch, status, total, created_by, created_at, heartbeat_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+    )
+    .bind(r.id)
+    .bind(r.prompt_id)
+    .bind(r.version)
+    .bind(r.hash)
+    .bind(r.suite)
+    .bind(r.suite_hash)
+    .bind(r.suite_body)
+    .bind(r.threshold)
+    .bind(r.model)
+    .bind(r.concurrency)
+    .bind(r.batch)
+    .bind(r.total as i64)
+    .bind(r.created_by)
+    .bind(r.at)
+    .bind(r.at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(FromRow)]
+pub struct RunRow {
+    pub id: String,
+    pub prompt: String,
+    pub version: i64,
+    pub hash: String,
+    pub suite: String,
+    pub suite_hash: String,
+    pub threshold: f64,
+    pub model: String,
+    pub status: String,
+    pub total: i64,
+    pub done: i64,
+    pub passed: i64,
+    pub failed: i64,
+    pub errors: i64,
+    pub cost: f64,
+    pub latency_sum: i64,
+    pub latency_n: i64,
+    pub error: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl RunRow {
+    pub fn view(&self, results: Vec<CaseResult>) -> Result<EvalRun> {
+        let count = |n: i64| n.max(0) as u64;
+        Ok(EvalRun {
+            id: self.id.clone(),
+            prompt: self.prompt.clone(),
+            version: self.version,
+            hash: self.hash.clone(),
+            suite: self.suite.clone(),
+            suite_hash: self.suite_hash.clone(),
+            model: self.model.clone(),
+            status: RunStatus::parse(&self.status).ok_or_else(|| corrupt("run status"))?,
+            threshold: self.threshold,
+            total: count(self.total),
+            done: count(self.done),
+            passed: count(self.passed),
+            failed: count(self.failed),
+            errors: count(self.errors),
+            pass_rate: if self.total > 0 { self.passed as f64 / self.total as f64 } else { 0.0 },
+            cost: self.cost,
+            latency_ms: (self.latency_n > 0).then(|| self.latency_sum as f64 / self.latency_n as f64),
+            error: self.error.clone(),
+            created_by: self.created_by.clone(),
+            created_at: format_us(self.created_at),
+            started_at: self.started_at.map(format_us),
+            finished_at: self.finished_at.map(format_us),
+            results,
+        })
+    }
+}
+
+const RUN_COLUMNS: &str = "r.id, p.name AS prompt, r.version, r.hash, r.suite, r.suite_hash, r.threshold, r.model, r.status, r.total, r.done, r.passed, r.failed, r.errors, r.cost,
+    r.latency_sum, r.latency_n, r.error, r.created_by, r.created_at, r.started_at, r.finished_at";
+
+pub async fn run(db: impl SqliteExecutor<'_>, id: &str) -> Result<Option<RunRow>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id WHERE r.id = ?");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(db).await?)
+}
+
+/// A prompt's runs, newest first; `before` is a `created_at` cursor.
+pub async fn runs(db: impl SqliteExecutor<'_>, prompt_id: i64, before: Option<i64>, limit: i64) -> Result<Vec<RunRow>> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id
+         WHERE r.prompt_id = ? AND r.created_at < ? ORDER BY r.created_at DESC, r.id DESC LIMIT ?"
+    );
+    Ok(sqlx::query_as(&sql).bind(prompt_id).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(db).await?)
+}
+
+pub async fn mark_running(conn: &mut SqliteConnection, id: &str, at: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE eval_runs SET status = 'running', started_at = ?, heartbeat_at = ? WHERE id = ? AND status = 'queued'",
+    )
+    .bind(at)
+    .bind(at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records finished cases and the run's new counters; false when the run is no longer
+/// running (cancelled meanwhile, perhaps by another process).
+pub async fn record_results(conn: &mut SqliteConnection, id: &str, results: &[CaseResult], at: i64) -> Result<bool> {
+    for r in results {
+        sqlx::query(
+            "INSERT OR REPLACE INTO eval_results (run_id, case_index, description, input, output, passed, score,
+               latency_ms, input_tokens, output_tokens, cost, finish_reason, error, assertions)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(r.case as i64)
+        .bind(&r.description)
+        .bind(r.input.to_string())
+        .bind(&r.output)
+        .bind(r.passed)
+        .bind(r.score)
+        .bind(r.latency_ms.map(|v| v as i64))
+        .bind(r.tokens.map(|t| t.input as i64))
+        .bind(r.tokens.map(|t| t.output as i64))
+        .bind(r.cost)
+        .bind(&r.finish_reason)
+        .bind(&r.error)
+        .bind(serde_json::to_string(&r.assertions).map_err(|_| corrupt("assertions"))?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let passed = results.iter().filter(|r| r.passed).count() as i64;
+    let errors = results.iter().filter(|r| r.error.is_some()).count() as i64;
+    let cost: f64 = results.iter().filter_map(|r| r.cost).sum();
+    let latencies: Vec<i64> = results.iter().filter_map(|r| r.latency_ms.map(|v| v as i64)).collect();
+    let updated = sqlx::query(
+        "UPDATE eval_runs SET done = done + ?, passed = passed + ?, failed = failed + ?, errors = errors + ?,
+           cost = cost + ?, latency_sum = latency_sum + ?, latency_n = latency_n + ?, heartbeat_at = ?
+         WHERE id = ? AND status = 'running'",
+    )
+    .bind(results.len() as i64)
+    .bind(passed)
+    .bind(results.len() as i64 - passed)
+    .bind(errors)
+    .bind(cost)
+    .bind(latencies.iter().sum::<i64>())
+    .bind(latencies.len() as i64)
+    .bind(at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Ends a run that is still queued or running; false when it had already ended.
+pub async fn finish_run(
+    conn: &mut SqliteConnection,
+    id: &str,
+    status: RunStatus,
+    error: Option<&str>,
+    at: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE eval_runs SET status = ?, error = ?, finished_at = ?, heartbeat_at = ?
+         WHERE id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(status.as_str())
+    .bind(error)
+    .bind(at)
+    .bind(at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Runs whose process stopped: queued or running with a heartbeat older than `stale_before`.
+pub async fn interrupted_runs(db: impl SqliteExecutor<'_>, stale_before: i64) -> Result<Vec<(String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT r.id, p.name, r.created_by FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id
+         WHERE r.status IN ('queued', 'running') AND r.heartbeat_at < ?",
+    )
+    .bind(stale_before)
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn heartbeat(db: impl SqliteExecutor<'_>, id: &str, at: i64) -> Result<bool> {
+    let done = sqlx::query("UPDATE eval_runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'")
+        .bind(at)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[derive(FromRow)]
+struct ResultRow {
+    case_index: i64,
+    description: String,
+    input: String,
+    output: Option<String>,
+    passed: bool,
+    score: f64,
+    latency_ms: Option<i64>,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    cost: Option<f64>,
+    finish_reason: Option<String>,
+    error: Option<String>,
+    assertions: String,
+}
+
+pub async fn results(db: impl SqliteExecutor<'_>, id: &str) -> Result<Vec<CaseResult>> {
+    let rows: Vec<ResultRow> = sqlx::query_as(
+        "SELECT case_index, description, input, output, passed, score, latency_ms, input_tokens, output_tokens, cost,
+           finish_reason, error, assertions FROM eval_results WHERE run_id = ? ORDER BY case_index",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(CaseResult {
+                case: r.case_index.max(0) as usize,
+                description: r.description,
+                input: serde_json::from_str(&r.input).map_err(|_| corrupt("case input"))?,
+                output: r.output,
+                passed: r.passed,
+                score: r.score,
+                latency_ms: r.latency_ms.map(|v| v.max(0) as u64),
+                tokens: match (r.input_tokens, r.output_tokens) {
+                    (Some(i), Some(o)) => Some(Tokens { input: i.max(0) as u64, output: o.max(0) as u64 }),
+                    _ => None,
+                },
+                cost: r.cost,
+                finish_reason: r.finish_reason,
+                error: r.error,
+                assertions: serde_json::from_str::<Vec<AssertionResult>>(&r.assertions)
+                    .map_err(|_| corrupt("assertion results"))?,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- model migrations
+
+/// Every (prompt, suite) pair, by prompt name.
+pub async fn suite_names(db: impl SqliteExecutor<'_>) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT p.name, s.name FROM eval_suites s JOIN prompts p ON p.id = s.prompt_id ORDER BY p.name, s.name",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn insert_batch(
+    conn: &mut SqliteConnection,
+    id: &str,
+    model: &str,
+    folder: Option<&str>,
+    actor: &str,
+    at: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO eval_batches (id, model, folder, created_by, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(id)
+        .bind(model)
+        .bind(folder)
+        .bind(actor)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(FromRow)]
+pub struct BatchRow {
+    pub id: String,
+    pub model: String,
+    pub folder: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+pub async fn batch(db: impl SqliteExecutor<'_>, id: &str) -> Result<Option<BatchRow>> {
+    Ok(sqlx::query_as("SELECT id, model, folder, created_by, created_at FROM eval_batches WHERE id = ?")
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
+}
+
+pub async fn runs_in_batch(db: impl SqliteExecutor<'_>, id: &str) -> Result<Vec<RunRow>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id WHERE r.batch = ?");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_all(db).await?)
+}
+
+/// The latest finished run of `suite` on the version with `hash`, outside `batch`.
+pub async fn baseline(
+    db: impl SqliteExecutor<'_>,
+    prompt: &str,
+    hash: &str,
+    suite: &str,
+    batch: &str,
+) -> Result<Option<RunRow>> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id
+         WHERE p.name = ? AND r.hash = ? AND r.suite = ? AND r.status IN ('passed', 'failed')
+           AND (r.batch IS NULL OR r.batch != ?)
+         ORDER BY r.created_at DESC LIMIT 1"
+    );
+    Ok(sqlx::query_as(&sql).bind(prompt).bind(hash).bind(suite).bind(batch).fetch_optional(db).await?)
+}
