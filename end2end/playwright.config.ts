@@ -12,6 +12,9 @@ const port = Number(process.env.E2E_PORT ?? 3457);
 process.env.E2E_BASE = `http://127.0.0.1:${port}`;
 const bin = process.env.PROMPTLEDGER_BIN ?? path.resolve(__dirname, '../target/debug/promptledger');
 process.env.PROMPTLEDGER_BIN = bin;
+const providerPort = Number(process.env.MOCK_PROVIDER_PORT ?? 4017);
+process.env.MOCK_PROVIDER_PORT = String(providerPort);
+process.env.MOCK_PROVIDER_BASE = `http://127.0.0.1:${providerPort}/v1`;
 const siteRoot = process.env.PROMPTLEDGER_SITE_ROOT ?? path.resolve(__dirname, '../target/site');
 
 export default defineConfig({
@@ -33,12 +36,21 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: `"${bin}" --db "${process.env.E2E_DB}" serve --addr 127.0.0.1:${port} --site-root "${siteRoot}"`,
-    url: `${process.env.E2E_BASE}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: 'pipe',
-    stderr: 'pipe',
-  },
+  webServer: [
+    {
+      command: `"${bin}" --db "${process.env.E2E_DB}" serve --addr 127.0.0.1:${port} --site-root "${siteRoot}"`,
+      url: `${process.env.E2E_BASE}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'pipe',
+      stderr: 'pipe',
+    },
+    {
+      // A local model provider speaking the OpenAI protocol, for the evaluation journey.
+      command: 'node mock-provider.mjs',
+      url: `http://127.0.0.1:${providerPort}/health`,
+      reuseExistingServer: false,
+      timeout: 20_000,
+    },
+  ],
 });

@@ -1,16 +1,22 @@
-//! The audit log as a download for the console: `GET /export/audit.csv` and
-//! `GET /export/audit.json`, with the audit page's filters (`prompt`, `actor`, `action`,
-//! `since`, `until`; times in RFC 3339 or as a date picker writes them, read as UTC).
-//! Authenticated by the console's session cookie, so the page's plain links work; every
-//! matching event is read through the service, a page of 1,000 at a time, newest first.
+//! Files for the console, authenticated by its session cookie so plain links and forms
+//! work without JavaScript:
+//! - the audit log as `GET /export/audit.csv` and `GET /export/audit.json`, with the audit
+//!   page's filters (`prompt`, `actor`, `action`, `since`, `until`; times in RFC 3339 or as
+//!   a date picker writes them, read as UTC); every matching event is read through the
+//!   service, a page of 1,000 at a time, newest first;
+//! - a suite's cases as `GET /export/suite.csv` / `.jsonl` (`prompt`, `suite`), and
+//!   `POST /import/suite` (a multipart form: `prompt`, `suite`, `file`, `append`), which
+//!   goes back to the prompt's evaluations page with the outcome.
 
 use axum::Router;
+use axum::extract::Multipart;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use domain::model::AuditEvent;
 use serde::{Deserialize, Serialize};
+use service::eval::io::Format;
 use service::{AuditFilter, Registry, ServiceError};
 
 use crate::AppState;
@@ -21,7 +27,102 @@ use crate::api::extract::Query;
 const CHUNK: i64 = 1000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/export/audit.csv", get(csv)).route("/export/audit.json", get(json))
+    Router::new()
+        .route("/export/audit.csv", get(csv))
+        .route("/export/audit.json", get(json))
+        .route("/export/suite.csv", get(|s, h, q| suite_file(s, h, q, Format::Csv)))
+        .route("/export/suite.jsonl", get(|s, h, q| suite_file(s, h, q, Format::Jsonl)))
+        .route("/import/suite", post(import_suite))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteParams {
+    prompt: String,
+    suite: String,
+}
+
+async fn suite_file(
+    State(r): State<Registry>,
+    headers: HeaderMap,
+    Query(p): Query<SuiteParams>,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let who = session(&r, &headers).await?;
+    let body = r.export_cases(&who, &p.prompt, &p.suite, format).await?;
+    let file = match format {
+        Format::Csv => format!("{}.csv", p.suite),
+        Format::Jsonl => format!("{}.jsonl", p.suite),
+    };
+    Ok(download(format.content_type(), &file, body))
+}
+
+/// Reads the import form, imports through the service, and sends the person back to the
+/// prompt's evaluations page with the number imported or what went wrong, in words.
+async fn import_suite(
+    State(r): State<Registry>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    let who = session(&r, &headers).await?;
+    let (mut prompt, mut suite, mut file, mut file_name, mut append) = (None, None, None, String::new(), false);
+    while let Some(field) =
+        form.next_field().await.map_err(|e| ApiError::bad_request(format!("the form could not be read: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            file_name = field.file_name().unwrap_or_default().to_owned();
+        }
+        let text = field.text().await.map_err(|e| ApiError::bad_request(format!("the form could not be read: {e}")))?;
+        match name.as_str() {
+            "prompt" => prompt = Some(text),
+            "suite" => suite = Some(text.trim().to_owned()),
+            "file" => file = Some(text),
+            "append" => append = true,
+            other => return Err(ApiError::bad_request(format!("the form has an unknown field '{other}'"))),
+        }
+    }
+    let (Some(prompt), Some(suite), Some(file)) = (prompt, suite, file) else {
+        return Err(ApiError::bad_request("the form needs prompt, suite and file"));
+    };
+    let format =
+        if file_name.ends_with(".jsonl") || file_name.ends_with(".ndjson") { Format::Jsonl } else { Format::Csv };
+    let back = |query: String| {
+        let location = format!("/evals/{prompt}?{query}");
+        (axum::http::StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+    };
+    let imported = service::eval::io::read(format, &file);
+    let outcome = match imported {
+        Ok(cases) => r.import_cases(&who, &prompt, &suite, format, append, &file).await.map(|_| cases.len()),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(count) => Ok(back(format!("imported={count}"))),
+        Err(e @ (ServiceError::Rule { .. } | ServiceError::InvalidName(_) | ServiceError::BadRequest(_))) => {
+            Ok(back(format!("import_error={}", percent_encode(&e.to_string()))))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The person behind the console's session cookie.
+async fn session(r: &Registry, headers: &HeaderMap) -> Result<std::sync::Arc<service::Principal>, ApiError> {
+    let Some(token) = app::auth::ssr::token(headers) else {
+        return Err(ServiceError::Unauthenticated("sign in to the console first".into()).into());
+    };
+    Ok(r.authenticate_session(&token).await?)
 }
 
 /// The audit page's filters; anything else is a 400, as on `/api/v1/audit`.
@@ -77,7 +178,7 @@ async fn json(
     Ok(download("application/json", "promptledger-audit.json", body))
 }
 
-fn download(content_type: &'static str, filename: &'static str, body: String) -> Response {
+fn download(content_type: &'static str, filename: &str, body: String) -> Response {
     let disposition = format!("attachment; filename=\"{filename}\"");
     (
         [
@@ -92,10 +193,7 @@ fn download(content_type: &'static str, filename: &'static str, body: String) ->
 
 /// Every event the filters match, newest first, for the person behind the session cookie.
 async fn matching_events(r: &Registry, headers: &HeaderMap, p: ExportParams) -> Result<Vec<AuditEvent>, ApiError> {
-    let Some(token) = app::auth::ssr::token(headers) else {
-        return Err(ServiceError::Unauthenticated("sign in to the console to export the audit log".into()).into());
-    };
-    let who = r.authenticate_session(&token).await?;
+    let who = session(r, headers).await?;
     let text = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let filter = AuditFilter {
         prompt: text(p.prompt),

@@ -137,9 +137,21 @@ pub fn EvalsPage() -> impl IntoView {
     let overview = Resource::new(move || name.get(), eval_overview);
     let query = use_query_map();
     let edit = move || query.with(|q| q.get("edit"));
-    let notice = move || query.with(|q| q.get("imported").map(|n| format!("Imported {n} cases.")));
+    let notice = move || {
+        query.with(|q| {
+            q.get("imported")
+                .map(|n| format!("Imported {n} cases."))
+                .or_else(|| q.get("saved").map(|s| format!("Suite {s} saved.")))
+        })
+    };
+    let import_error = move || {
+        query.with(|q| {
+            q.get("import_error").map(|e| format!("The file was not imported: {e}. Fix the file and import it again."))
+        })
+    };
     view! {
         {move || notice().map(|text| view! { <p class="success notice" role="status">{text}</p> })}
+        {move || import_error().map(|text| view! { <p class="error notice" role="alert">{text}</p> })}
         <Transition fallback=|| loading("the evaluations")>
             {move || Suspend::new(async move {
                 match overview.await {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::me;
 use crate::error::AppError;
+use crate::pages::evals::RunBadge;
 use crate::widgets::{ErrorNote, LabelBadge, SideBySide, Time, loading};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +22,8 @@ pub struct History {
     pub versions: Vec<VersionView>,
     pub labels: BTreeMap<String, i64>,
     pub moves: Vec<LabelMove>,
+    /// The latest finished evaluation run of each version.
+    pub results: BTreeMap<i64, domain::eval::EvalRun>,
 }
 
 /// What a label move would change, for the confirmation.
@@ -39,7 +42,8 @@ pub async fn get_history(name: String) -> Result<History, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let versions = registry.list_versions(&who, &name, Some(TIMELINE), None).await?.items;
     let labels = registry.labels(&who, &name).await?;
-    Ok(History { versions, labels: labels.labels, moves: labels.history })
+    let results = registry.latest_results(&who, &name).await?;
+    Ok(History { versions, labels: labels.labels, moves: labels.history, results })
 }
 
 #[server(endpoint = "console/compare_versions")]
@@ -134,7 +138,7 @@ fn HistoryView(name: String, history: History, review: Option<(String, i64)>) ->
                 <caption class="visually-hidden">"Every version, newest first"</caption>
                 <thead><tr>
                     <th scope="col">"Version"</th><th scope="col">"Author"</th><th scope="col">"When"</th>
-                    <th scope="col">"Message"</th><th scope="col">"Labels"</th>
+                    <th scope="col">"Message"</th><th scope="col">"Labels"</th><th scope="col">"Latest evaluation"</th>
                 </tr></thead>
                 <tbody>
                     {history.versions.into_iter().map(|v| view! {
@@ -144,6 +148,11 @@ fn HistoryView(name: String, history: History, review: Option<(String, i64)>) ->
                             <td><Time at=v.created_at.clone()/></td>
                             <td>{if v.message.is_empty() { "—".to_string() } else { v.message.clone() }}</td>
                             <td>{v.labels.iter().map(|l| view! { <LabelBadge label=l.clone()/> }).collect_view()}</td>
+                            <td>{history.results.get(&v.version).map(|r| view! {
+                                <a href=format!("/runs/{}", r.id) title=format!("{} · {}", r.suite, r.model)>
+                                    <RunBadge status=r.status pass_rate=r.pass_rate/>
+                                </a>
+                            })}</td>
                         </tr>
                     }).collect_view()}
                 </tbody>

@@ -9,6 +9,10 @@
 //! column is a variable, its cell the value (text). Assertions CSV cannot write (weights,
 //! `word-count` bounds, a judge's `provider`) need JSONL.
 //!
+//! A cell that starts with `=`, `+`, `-`, `@`, a tab or CR is written with a leading `'`,
+//! so a spreadsheet shows it as text instead of running it as a formula; reading removes
+//! that `'` again, so a file survives the round trip.
+//!
 //! JSONL: one case per line, as JSON: `{"description", "vars", "assert"}`.
 
 use domain::eval::{Assertion, Case};
@@ -89,7 +93,7 @@ fn from_csv(text: &str) -> Result<Vec<Case>> {
         let row = i + 2;
         let record = record.map_err(|e| invalid(format!("row {row}: {e}")))?;
         let mut case = Case { description: String::new(), vars: Map::new(), asserts: Vec::new() };
-        for (column, cell) in headers.iter().zip(record.iter()) {
+        for (column, cell) in headers.iter().zip(record.iter().map(unquote_formula)) {
             if column == "__description" {
                 case.description = cell.to_owned();
             } else if is_expected(column) {
@@ -190,9 +194,22 @@ fn to_csv(cases: &[Case]) -> Result<String> {
             })?);
         }
         row.resize(header.len(), String::new());
-        writer.write_record(&row).map_err(ServiceError::internal)?;
+        writer.write_record(row.iter().map(|c| quote_formula(c))).map_err(ServiceError::internal)?;
     }
     String::from_utf8(writer.into_inner().map_err(ServiceError::internal)?).map_err(ServiceError::internal)
+}
+
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+fn quote_formula(cell: &str) -> String {
+    if cell.starts_with(FORMULA_STARTS) { format!("'{cell}") } else { cell.to_owned() }
+}
+
+fn unquote_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
+    }
 }
 
 fn shorthand(a: &Assertion) -> Option<String> {
@@ -245,6 +262,17 @@ mod tests {
         let again = read(Format::Csv, &write(Format::Csv, &cases).unwrap()).unwrap();
         assert_eq!(cases, again);
         assert_eq!(read(Format::Jsonl, &write(Format::Jsonl, &cases).unwrap()).unwrap(), cases);
+    }
+
+    #[test]
+    fn formulas_are_quoted_on_the_way_out_and_unquoted_on_the_way_in() {
+        let cases: Vec<Case> = serde_json::from_value(serde_json::json!([
+            {"description": "=HYPERLINK(\"http://x\")", "vars": {"n": "-5"}, "assert": [{"type": "equals", "value": "@me"}]}
+        ]))
+        .unwrap();
+        let text = write(Format::Csv, &cases).unwrap();
+        assert!(text.contains("'=HYPERLINK") && text.contains("'-5"), "{text}");
+        assert_eq!(read(Format::Csv, &text).unwrap(), cases);
     }
 
     #[test]
