@@ -26,8 +26,12 @@ const CLIENTS: usize = 4;
 async fn resolve_load(base: String, key: String, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<Duration> {
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
-        let (http, url, key, stop) =
-            (reqwest::Client::new(), format!("{base}/api/v1/prompts/bench%2Fprompt"), key.to_owned(), stop.clone());
+        let (http, url, key, stop) = (
+            reqwest::Client::new(),
+            format!("{base}/api/v1/prompts/bench%2Fprompt?label=latest"),
+            key.to_owned(),
+            stop.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut times = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

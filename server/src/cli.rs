@@ -400,7 +400,20 @@ async fn serve(db: &Path, args: ServeArgs) -> CliResult<i32> {
     tracing::info!(%addr, db = %db.display(), "promptledger listening");
     println!("listening on http://{addr}");
     let app = crate::router(registry.clone(), site_root);
+    // Runs of processes that died (a crash of an `eval run`, say) are ended while serving.
+    let sweeper = registry.clone();
+    let sweeping = tokio::spawn(async move {
+        let mut every = tokio::time::interval(service::eval::EvalSettings::default().stale_after);
+        loop {
+            every.tick().await;
+            if let Err(e) = sweeper.sweep_interrupted_runs().await {
+                tracing::error!(error = %e, "could not check for interrupted evaluation runs");
+            }
+        }
+    });
     crate::serve(listener, app, shutdown_signal()).await.map_err(|e| CliError(format!("server failed: {e}")))?;
+    sweeping.abort();
+    registry.interrupt_runs().await?;
     registry.close().await;
     Ok(0)
 }

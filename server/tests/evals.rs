@@ -142,7 +142,10 @@ async fn a_run_checks_every_kind_of_assertion_and_accounts_cost() {
                     {"type": "levenshtein", "value": "Thank you, Ada! Your order ships today!", "threshold": 2}]},
         {"description": "json", "vars": {"message": "SAY:{\"refund\": true, \"amount\": 12}"},
          "assert": [{"type": "is-json"}, {"type": "json-schema", "value": {"type": "object", "required": ["refund"]}},
-                    {"type": "equals", "value": {"refund": true, "amount": 12}}]},
+                    {"type": "equals", "value": {"refund": true, "amount": 12}}, {"type": "contains", "value": "refund"},
+                    {"type": "contains-json", "value": {"type": "object"}}, {"type": "contains-any", "value": ["amount", "total"]},
+                    {"type": "contains-all", "value": ["refund", "amount"]}, {"type": "icontains-any", "value": ["REFUND"]},
+                    {"type": "not-starts-with", "value": "Sorry"}]},
         {"description": "rude", "vars": {"message": "SAY:Sorry, no. [length]"},
          "assert": [{"type": "not-icontains", "value": "sorry"}, {"type": "llm-rubric", "value": "The reply is grateful to the customer"},
                     {"type": "finish-reason", "value": "stop"}]}
@@ -625,4 +628,80 @@ async fn a_model_migration_reports_which_prompts_regress_and_runs_compare_case_b
     assert_eq!(r.code(), "unknown_provider");
     assert_eq!(server.get("/api/v1/eval-migrations/mig_nope", &server.admin).await.status, StatusCode::NOT_FOUND);
     server.stop().await;
+}
+
+/// A server that stops (SIGTERM) in the middle of a run ends the run as interrupted on
+/// its way out, so nothing is left "running".
+#[tokio::test]
+async fn a_server_stopping_mid_run_ends_the_run_as_interrupted() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stop.db");
+    let mock = MockProvider::start().await;
+    let registry = service::Registry::open(&db, service::Durability::Normal).await.unwrap();
+    let operator = service::Principal::operator();
+    let provider = domain::eval::Provider {
+        name: "local".into(),
+        kind: domain::eval::ProviderKind::Openai,
+        base_url: format!("{}/v1", mock.base),
+        api_key_env: None,
+    };
+    registry.put_provider(&operator, provider).await.unwrap();
+    let prompt: domain::model::NewPrompt =
+        serde_json::from_value(json!({"name": "ops/stop", "template": "{{ m }}"})).unwrap();
+    registry.create_prompt(&operator, prompt).await.unwrap();
+    let cases: Vec<Value> = (0..40).map(|i| json!({"vars": {"m": format!("SAY:{i} [sleep:150]")}})).collect();
+    let suite = serde_json::from_value(json!({"cases": cases})).unwrap();
+    registry.put_suite(&operator, "ops/stop", "slow", suite).await.unwrap();
+    let key = registry.create_key(&operator, "stopper", Scope::Write, None).await.unwrap().key;
+    registry.close().await;
+
+    let mut serve = tokio::process::Command::new(EXE)
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    tokio::io::BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let run: Value = http
+        .post(format!("{base}/api/v1/prompts/ops%2Fstop/eval-runs"))
+        .bearer_auth(&key)
+        .json(&json!({"suite": "slow", "model": "local/m", "concurrency": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_owned();
+    loop {
+        let r: Value = http
+            .get(format!("{base}/api/v1/eval-runs/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["done"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = serve.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(serve.wait().await.unwrap().success(), "a graceful stop");
+
+    let registry = service::Registry::open(&db, service::Durability::Normal).await.unwrap();
+    let run = registry.eval_run(&operator, &id).await.unwrap();
+    assert_eq!(run.status, domain::eval::RunStatus::Error);
+    assert!(run.error.as_deref().unwrap().contains("server stopped"), "{:?}", run.error);
+    assert!(run.done >= 1 && run.done < 40);
+    registry.close().await;
 }

@@ -573,9 +573,43 @@ impl Registry {
         .await
     }
 
+    /// Ends the runs this process is executing, as interrupted: called when the server
+    /// shuts down, so none of them is left "running".
+    pub async fn interrupt_runs(&self) -> Result<()> {
+        let active: Vec<(String, CancellationToken)> = self.evals().active.lock().drain().collect();
+        if active.is_empty() {
+            return Ok(());
+        }
+        for (_, token) in &active {
+            token.cancel();
+        }
+        let mut w = self.store().write().await?;
+        let at = time::now_us();
+        for (id, _) in &active {
+            let message = "interrupted: the server stopped while it was running; start the run again";
+            let prompt = sql::run(&mut *w.tx, id).await?.map(|r| r.prompt);
+            if sql::finish_run(&mut w.tx, id, RunStatus::Error, Some(message), at).await? {
+                let detail = json!({"run": id, "reason": "shutdown"});
+                let e = NewEvent {
+                    actor: "system",
+                    action: "eval.run.interrupted",
+                    prompt: prompt.as_deref(),
+                    version: None,
+                    label: None,
+                    detail,
+                };
+                store::append_event(&mut w.tx, at, e).await?;
+            }
+        }
+        w.tx.commit().await?;
+        tracing::warn!(runs = active.len(), "interrupted evaluation runs at shutdown");
+        Ok(())
+    }
+
     /// Marks runs whose process stopped (a restart, a crash) as ended with an error, so
     /// no run stays "running" forever. Runs of live processes keep their heartbeat fresh.
-    pub(crate) async fn sweep_interrupted_runs(&self) -> Result<()> {
+    /// Called when the database is opened, and by `serve` every `stale_after`.
+    pub async fn sweep_interrupted_runs(&self) -> Result<()> {
         let stale_before = time::now_us() - self.eval_settings().stale_after.as_micros() as i64;
         let stale = sql::interrupted_runs(&self.store().reader, stale_before).await?;
         if stale.is_empty() {
