@@ -42,6 +42,23 @@ test('an admin adds a person, changes their role, disables them, and creates and
   await keyRow.getByRole('button', { name: 'Confirm revoke' }).click();
   await expect(keyRow).toContainText('revoked');
   expect((await request.get('/api/v1/prompts', { headers: { authorization: `Bearer ${secret}` } })).status()).toBe(401);
+
+  // A model provider for evaluations, and a price; the key is only a variable's name.
+  const prov = unique('prov');
+  await page.getByLabel('Provider name').fill(prov);
+  await page.getByLabel('Address').fill('http://127.0.0.1:9/v1');
+  await page.getByLabel('Environment variable with the API key').fill('SOME_KEY');
+  await page.getByRole('button', { name: 'Save the provider' }).click();
+  await expect(page.locator('.providers .success')).toContainText(`Saved ${prov}`);
+  await page.getByLabel('Provider', { exact: true }).fill(prov);
+  await page.getByLabel('Model', { exact: true }).fill('m-1');
+  await page.getByLabel('Input, $ per million tokens').fill('0.5');
+  await page.getByLabel('Output, $ per million tokens').fill('1.5');
+  await page.getByRole('button', { name: 'Save the price' }).click();
+  const providerRow = page.locator('.providers tr').filter({ hasText: prov });
+  await expect(providerRow).toContainText('m-1: 0.5 / 1.5');
+  await expect(providerRow).toContainText('$SOME_KEY');
+  await expectAccessible(page);
   expect(errors).toEqual([]);
 
   // A non-admin sees no admin page (and the server refuses its calls regardless).

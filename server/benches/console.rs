@@ -34,7 +34,9 @@ const PAGES: &[(&str, &[&str])] = &[
     ("prompt (editor)", &["editor_"]),
     ("history and releases", &["compare_", "release_form_"]),
     ("audit", &["verify_panel_", "live_at_panel_"]),
-    ("users and keys", &["admin_panels_"]),
+    ("users and keys", &["admin_panels_", "providers_panel_"]),
+    ("evaluations (editing)", &["suite_editor_", "run_form_"]),
+    ("a run in progress", &["run_progress_"]),
 ];
 
 fn compressed(bytes: &[u8]) -> (usize, usize) {

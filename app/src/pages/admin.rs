@@ -69,6 +69,68 @@ pub async fn revoke_key(name: String) -> Result<KeyInfo, AppError> {
     Ok(registry.revoke_key(&who, &name).await?)
 }
 
+/// A provider with its prices, for the admin page.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProviderPrices {
+    pub provider: domain::eval::Provider,
+    pub prices: Vec<domain::eval::ModelPrice>,
+}
+
+#[server(endpoint = "console/list_providers")]
+pub async fn list_providers() -> Result<Vec<ProviderPrices>, AppError> {
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    let mut out = Vec::new();
+    for provider in registry.providers(&who).await? {
+        let prices = registry.prices(&who, &provider.name).await?;
+        out.push(ProviderPrices { provider, prices });
+    }
+    Ok(out)
+}
+
+#[server(endpoint = "console/save_provider")]
+pub async fn save_provider(
+    name: String,
+    kind: String,
+    base_url: String,
+    api_key_env: Option<String>,
+) -> Result<domain::eval::Provider, AppError> {
+    use domain::eval::ProviderKind;
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    let kind = match kind.as_str() {
+        "openai" => ProviderKind::Openai,
+        "anthropic" => ProviderKind::Anthropic,
+        _ => return Err(AppError::invalid("Pick the kind of provider from the list.")),
+    };
+    let provider = domain::eval::Provider {
+        name: name.trim().to_owned(),
+        kind,
+        base_url: base_url.trim().to_owned(),
+        api_key_env: given(api_key_env),
+    };
+    Ok(registry.put_provider(&who, provider).await?)
+}
+
+#[server(endpoint = "console/save_price")]
+pub async fn save_price(
+    provider: String,
+    model: String,
+    input: String,
+    output: String,
+) -> Result<domain::eval::ModelPrice, AppError> {
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    let dollars = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .map_err(|_| AppError::invalid("Prices are numbers of dollars per million tokens, like 0.15."))
+    };
+    let price = domain::eval::ModelPrice {
+        model: model.trim().to_owned(),
+        input_per_mtok: dollars(&input)?,
+        output_per_mtok: dollars(&output)?,
+    };
+    Ok(registry.put_price(&who, &provider, price).await?)
+}
+
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let me = crate::auth::me();
@@ -86,6 +148,7 @@ pub fn AdminPage() -> impl IntoView {
         <section class="admin">
             <h1>"Users and keys"</h1>
             <AdminPanels me=me.username.clone()/>
+            <ProvidersPanel/>
         </section>
     }
     .into_any()
@@ -430,5 +493,105 @@ fn revoke_button(name: String, revoke: ServerAction<RevokeKey>) -> impl IntoView
         {move || confirming.get().then(|| view! {
             <button type="button" on:click=move |_| confirming.set(false)>"Cancel"</button>
         })}
+    }
+}
+
+/// Model providers for evaluations and the price of their models. The API key of a
+/// provider is never entered here: only the name of the environment variable that holds
+/// it where promptledger runs.
+#[island(lazy)]
+fn ProvidersPanel() -> impl IntoView {
+    crate::mark_hydrated();
+    let save = ServerAction::<SaveProvider>::new();
+    let price = ServerAction::<SavePrice>::new();
+    let providers = Resource::new(move || (save.version().get(), price.version().get()), |_| list_providers());
+    view! {
+        <section class="panel providers" aria-labelledby="providers-title">
+            <h2 id="providers-title">"Model providers and prices"</h2>
+            <Transition fallback=|| loading("providers")>
+                {move || Suspend::new(async move {
+                    match providers.await {
+                        Ok(list) if list.is_empty() => view! {
+                            <p class="empty">"No provider yet. Add one below so people can run evaluations."</p>
+                        }.into_any(),
+                        Ok(list) => view! {
+                            <table>
+                                <caption class="visually-hidden">"Model providers, their models' prices"</caption>
+                                <thead><tr><th scope="col">"Provider"</th><th scope="col">"Kind"</th><th scope="col">"Address"</th>
+                                    <th scope="col">"Key from"</th><th scope="col">"Prices ($ per million tokens in / out)"</th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|p| view! {
+                                        <tr>
+                                            <th scope="row">{p.provider.name.clone()}</th>
+                                            <td>{format!("{:?}", p.provider.kind).to_lowercase()}</td>
+                                            <td><code>{p.provider.base_url.clone()}</code></td>
+                                            <td>{p.provider.api_key_env.clone().map(|v| format!("${v}")).unwrap_or_else(|| "no key".into())}</td>
+                                            <td>{p.prices.iter().map(|m| format!("{}: {} / {}", m.model, m.input_per_mtok, m.output_per_mtok)).collect::<Vec<_>>().join(", ")}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(error) => view! { <ErrorNote error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <h3 id="add-provider-title">"Add or change a provider"</h3>
+            <ActionForm action=save attr:class="add-provider" attr:aria-labelledby="add-provider-title">
+                <div class="field">
+                    <label for="provider-name">"Provider name"</label>
+                    <input id="provider-name" name="name" required maxlength="36" placeholder="openai"/>
+                </div>
+                <div class="field">
+                    <label for="provider-kind">"Kind"</label>
+                    <select id="provider-kind" name="kind">
+                        <option value="openai">"OpenAI-compatible (OpenAI, vLLM, Ollama, LiteLLM…)"</option>
+                        <option value="anthropic">"Anthropic"</option>
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="provider-url">"Address"</label>
+                    <input id="provider-url" name="base_url" required placeholder="https://api.openai.com/v1"/>
+                </div>
+                <div class="field">
+                    <label for="provider-key">"Environment variable with the API key"</label>
+                    <input id="provider-key" name="api_key_env" placeholder="OPENAI_API_KEY" aria-describedby="provider-key-hint"/>
+                    <p id="provider-key-hint" class="hint">"The name of the variable only; never paste the key itself."</p>
+                </div>
+                <button type="submit" class="primary" disabled=move || save.pending().get()>"Save the provider"</button>
+            </ActionForm>
+            <div class="notice" aria-live="polite">
+                {move || save.value().get().map(|result| match result {
+                    Ok(p) => view! { <p class="success">{format!("Saved {}: its models are named {}/MODEL.", p.name, p.name)}</p> }.into_any(),
+                    Err(error) => view! { <ErrorNote error/> }.into_any(),
+                })}
+            </div>
+            <h3 id="price-title">"Set a model's price"</h3>
+            <ActionForm action=price attr:class="set-price" attr:aria-labelledby="price-title">
+                <div class="field">
+                    <label for="price-provider">"Provider"</label>
+                    <input id="price-provider" name="provider" required placeholder="openai"/>
+                </div>
+                <div class="field">
+                    <label for="price-model">"Model"</label>
+                    <input id="price-model" name="model" required placeholder="gpt-4o-mini"/>
+                </div>
+                <div class="field">
+                    <label for="price-input">"Input, $ per million tokens"</label>
+                    <input id="price-input" name="input" required inputmode="decimal" placeholder="0.15"/>
+                </div>
+                <div class="field">
+                    <label for="price-output">"Output, $ per million tokens"</label>
+                    <input id="price-output" name="output" required inputmode="decimal" placeholder="0.60"/>
+                </div>
+                <button type="submit" class="primary" disabled=move || price.pending().get()>"Save the price"</button>
+            </ActionForm>
+            <div class="notice" aria-live="polite">
+                {move || price.value().get().map(|result| match result {
+                    Ok(p) => view! { <p class="success">{format!("Saved the price of {}.", p.model)}</p> }.into_any(),
+                    Err(error) => view! { <ErrorNote error/> }.into_any(),
+                })}
+            </div>
+        </section>
     }
 }

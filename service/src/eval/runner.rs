@@ -50,7 +50,7 @@ impl RunSpec {
         let mut endpoints = HashMap::new();
         let mut prices = HashMap::new();
         for m in &models {
-            let (provider, name) = split_model(m)?;
+            let (provider, _) = split_model(m)?;
             if !endpoints.contains_key(provider) {
                 let Some(p) = sql::provider(reader, provider).await? else {
                     let known: Vec<String> = sql::providers(reader).await?.into_iter().map(|p| p.name).collect();
@@ -76,7 +76,6 @@ impl RunSpec {
                     prices.insert(format!("{provider}/{}", price.model), price);
                 }
             }
-            let _ = name;
         }
         Ok(RunSpec { suite, content, config, model: model.to_owned(), endpoints, prices })
     }
