@@ -85,9 +85,11 @@ impl From<service::ServiceError> for AppError {
             E::Forbidden(m) => AppError::NotAllowed(capitalise(&m) + "."),
             E::NotFound(m) => AppError::NotFound(capitalise(&m) + "."),
             E::NameTaken(m) | E::BadRequest(m) => AppError::Invalid(capitalise(&m) + "."),
-            e @ E::Stale { .. } => AppError::Conflict(capitalise(&e.to_string()) + "."),
+            e @ (E::Stale { .. } | E::Closed(_)) => AppError::Conflict(capitalise(&e.to_string()) + "."),
             e @ E::RateLimited { .. } => AppError::RateLimited(capitalise(&e.to_string()) + "."),
-            e @ (E::InvalidName(_) | E::Template(_) | E::Rule { .. }) => AppError::Invalid(capitalise(&e.to_string())),
+            e @ (E::InvalidName(_) | E::Template(_) | E::Rule { .. } | E::EvalGate { .. }) => {
+                AppError::Invalid(capitalise(&e.to_string()))
+            }
             E::Internal(m) => {
                 tracing::error!(detail = %m, "console: internal error");
                 AppError::Internal

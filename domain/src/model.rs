@@ -237,3 +237,85 @@ pub struct CreatedKey {
     pub scope: crate::access::Scope,
     pub user: Option<String>,
 }
+
+/// The rules for moving a label on every prompt (`PUT /api/v1/labels/{label}/policy`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelPolicy {
+    /// Only a publisher, an admin or an admin-scope key may move it.
+    #[serde(default)]
+    pub protected: bool,
+    /// A move needs a run of this suite on the exact version hash with this pass rate.
+    #[serde(default)]
+    pub require_eval: Option<EvalGate>,
+    /// A move becomes a request that another publisher or admin decides.
+    #[serde(default)]
+    pub require_approval: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalGate {
+    pub suite: String,
+    pub min_pass_rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Withdrawn,
+    Expired,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Rejected => "rejected",
+            RequestStatus::Withdrawn => "withdrawn",
+            RequestStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Approved, Self::Rejected, Self::Withdrawn, Self::Expired]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// A label move waiting for (or given) another person's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelRequest {
+    pub id: String,
+    pub prompt: String,
+    pub label: String,
+    pub version: i64,
+    pub reason: String,
+    pub requested_by: String,
+    pub status: RequestStatus,
+    pub decided_by: Option<String>,
+    pub comment: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+}
+
+/// What a label move did: moved at once, or opened a request for approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LabelOutcome {
+    Moved(MovedLabel),
+    Requested(LabelRequest),
+}
+
+/// `POST /api/v1/label-requests/{id}/approve|reject|withdraw`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    #[serde(default)]
+    pub comment: String,
+}

@@ -34,6 +34,18 @@ pub enum ServiceError {
     /// Valid JSON that breaks another rule; `code` is machine-readable. HTTP 422.
     #[error("{message}")]
     Rule { code: &'static str, message: String },
+    /// A label move refused by its eval gate. HTTP 422 `eval_gate`.
+    #[error("{message}")]
+    EvalGate {
+        suite: String,
+        min_pass_rate: f64,
+        best_pass_rate: Option<f64>,
+        best_run: Option<String>,
+        message: String,
+    },
+    /// A label request that is no longer pending (decided, withdrawn or expired). HTTP 409.
+    #[error("{0}")]
+    Closed(String),
     /// Too many failed sign-ins; try again after `retry_after` seconds. HTTP 429.
     #[error("too many failed sign-ins; wait {retry_after} seconds and try again")]
     RateLimited { retry_after: u64 },

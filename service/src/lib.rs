@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 pub mod error;
 pub mod eval;
+mod governance;
 mod index;
 mod labels;
 mod prompts;

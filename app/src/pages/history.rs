@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use domain::access::Action;
-use domain::model::{Comparison, LabelMove, MovedLabel, VersionView};
+use domain::model::{Comparison, LabelMove, LabelOutcome, VersionView};
 use domain::names::{LATEST, STABLE};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -69,7 +69,7 @@ pub async fn review_move(name: String, label: String, version: i64) -> Result<Mo
 }
 
 #[server(endpoint = "console/move_label")]
-pub async fn move_label(name: String, label: String, version: i64, reason: String) -> Result<MovedLabel, AppError> {
+pub async fn move_label(name: String, label: String, version: i64, reason: String) -> Result<LabelOutcome, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let req = domain::model::MoveLabel { version, reason };
     Ok(registry.move_label(&who, &name, &label, req).await?)
@@ -84,7 +84,16 @@ pub fn HistoryPage() -> impl IntoView {
     // and a roll-back link asks for a review (`?review=stable&version=1`).
     let query = use_query_map();
     let notice = move || {
-        query.with(|q| Some(format!("{} now serves version {}.", q.get("moved")?, q.get("to")?.parse::<i64>().ok()?)))
+        query.with(|q| {
+            let to = q.get("to")?.parse::<i64>().ok()?;
+            match (q.get("moved"), q.get("requested")) {
+                (Some(label), _) => Some(format!("{label} now serves version {to}.")),
+                (None, Some(label)) => Some(format!(
+                    "Moving {label} to version {to} needs approval: another publisher or admin will find your request in their approvals."
+                )),
+                _ => None,
+            }
+        })
     };
     let review = move || query.with(|q| Some((q.get("review")?, q.get("version")?.parse::<i64>().ok()?)));
     view! {
@@ -285,10 +294,14 @@ fn ReleaseForm(
     });
     // Moved: load the page again, so the badges, timeline and label history are current.
     let moved_name = name.clone();
-    Effect::new(move |_| {
-        if let Some(Ok(m)) = apply.value().get() {
-            crate::auth::reload_to(&format!("/history/{moved_name}?moved={}&to={}", m.label, m.version));
+    Effect::new(move |_| match apply.value().get() {
+        Some(Ok(LabelOutcome::Moved(m))) => {
+            crate::auth::reload_to(&format!("/history/{moved_name}?moved={}&to={}", m.label, m.version))
         }
+        Some(Ok(LabelOutcome::Requested(r))) => {
+            crate::auth::reload_to(&format!("/history/{moved_name}?requested={}&to={}", r.label, r.version))
+        }
+        _ => {}
     });
     let version_options =
         numbers.iter().map(|&n| view! { <option value=n.to_string()>{format!("v{n}")}</option> }).collect_view();

@@ -63,6 +63,14 @@ impl From<ServiceError> for ApiError {
                 TemplateError::Render(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, "render_failed", message),
             },
             ServiceError::Rule { code, .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, code, message),
+            ServiceError::EvalGate { suite, min_pass_rate, best_pass_rate, best_run, .. } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "eval_gate", message)
+                    .with("suite", suite)
+                    .with("min_pass_rate", min_pass_rate)
+                    .with("best_pass_rate", best_pass_rate)
+                    .with("best_run", best_run)
+            }
+            ServiceError::Closed(_) => ApiError::new(S::CONFLICT, "request_closed", message),
             ServiceError::RateLimited { retry_after } => {
                 ApiError::new(S::TOO_MANY_REQUESTS, "rate_limited", message).with("retry_after", retry_after)
             }

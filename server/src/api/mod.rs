@@ -6,6 +6,7 @@ mod admin;
 pub mod error;
 mod evals;
 pub(crate) mod extract;
+mod governance;
 mod prompts;
 
 use axum::Router;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .merge(prompts::router())
         .merge(admin::router())
         .merge(evals::router())
+        .merge(governance::router())
         .route("/api/v1/openapi.yaml", axum::routing::get(openapi))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use domain::model::{MoveLabel, NewPrompt, NewVersion, RenderRequest, Selector};
+use domain::model::{LabelOutcome, MoveLabel, NewPrompt, NewVersion, RenderRequest, Selector};
 use serde::Deserialize;
 use service::{PromptQuery, Registry};
 
@@ -185,5 +185,8 @@ async fn move_label(
     Path((name, label)): Path<(String, String)>,
     Json(req): Json<MoveLabel>,
 ) -> ApiResult {
-    Ok(axum::Json(r.move_label(&who, &name, &label, req).await?).into_response())
+    Ok(match r.move_label(&who, &name, &label, req).await? {
+        LabelOutcome::Moved(moved) => axum::Json(moved).into_response(),
+        LabelOutcome::Requested(request) => (StatusCode::ACCEPTED, axum::Json(request)).into_response(),
+    })
 }

@@ -526,3 +526,23 @@ pub async fn baseline(
     );
     Ok(sqlx::query_as(&sql).bind(prompt).bind(hash).bind(suite).bind(batch).fetch_optional(db).await?)
 }
+
+/// The finished run of `suite` on the version with `hash` with the best pass rate:
+/// (run id, pass rate).
+pub async fn best_run(
+    ex: impl SqliteExecutor<'_>,
+    prompt_id: i64,
+    hash: &str,
+    suite: &str,
+) -> Result<Option<(String, f64)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, CAST(passed AS REAL) / total AS rate FROM eval_runs
+         WHERE prompt_id = ? AND hash = ? AND suite = ? AND status IN ('passed', 'failed') AND total > 0
+         ORDER BY rate DESC, created_at DESC LIMIT 1",
+    )
+    .bind(prompt_id)
+    .bind(hash)
+    .bind(suite)
+    .fetch_optional(ex)
+    .await?)
+}

@@ -1,9 +1,10 @@
-//! All SQL lives here (and in `evals`). SQLite in WAL mode: one writer connection, taken with
+//! All SQL lives here (and in `evals` and `governance`). SQLite in WAL mode: one writer connection, taken with
 //! `BEGIN IMMEDIATE` behind a lock, and a pool of read-only connections. Functions take
 //! any executor so they run inside the caller's transaction; they speak rows and domain
 //! values, never HTTP.
 
 pub mod evals;
+pub mod governance;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,0 +1,82 @@
+//! Label policies and label requests (API.md "Labels").
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use domain::model::{Decision, LabelPolicy, RequestStatus};
+use serde::Deserialize;
+use service::Registry;
+
+use super::error::ApiError;
+use super::extract::{Caller, Json, Path, Query};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/labels/{label}/policy", get(policy).put(set_policy))
+        .route("/api/v1/label-requests", get(requests))
+        .route("/api/v1/label-requests/{id}", get(request))
+        .route("/api/v1/label-requests/{id}/approve", post(approve))
+        .route("/api/v1/label-requests/{id}/reject", post(reject))
+        .route("/api/v1/label-requests/{id}/withdraw", post(withdraw))
+}
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+async fn policy(State(r): State<Registry>, Caller(who): Caller, Path(label): Path<String>) -> ApiResult {
+    Ok(axum::Json(r.label_policy(&who, &label).await?).into_response())
+}
+
+async fn set_policy(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(label): Path<String>,
+    Json(body): Json<LabelPolicy>,
+) -> ApiResult {
+    Ok(axum::Json(r.set_label_policy(&who, &label, body).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestsParams {
+    status: Option<String>,
+}
+
+async fn requests(State(r): State<Registry>, Caller(who): Caller, Query(p): Query<RequestsParams>) -> ApiResult {
+    let status = match p.status.as_deref() {
+        None => None,
+        Some(s) => Some(RequestStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status must be pending, approved, rejected, withdrawn or expired (got '{s}')"
+            ))
+        })?),
+    };
+    Ok(axum::Json(serde_json::json!({ "items": r.label_requests(&who, status).await? })).into_response())
+}
+
+async fn request(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>) -> ApiResult {
+    Ok(axum::Json(r.label_request(&who, &id).await?).into_response())
+}
+
+/// The body is optional: nothing, or `{"comment": "..."}`.
+fn decision(body: &[u8]) -> Result<Decision, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Decision::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be {{\"comment\": \"...\"}} or empty: {e}")))
+}
+
+async fn approve(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    Ok(axum::Json(r.approve_request(&who, &id, decision(&body)?).await?).into_response())
+}
+
+async fn reject(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    Ok(axum::Json(r.reject_request(&who, &id, decision(&body)?).await?).into_response())
+}
+
+async fn withdraw(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    Ok(axum::Json(r.withdraw_request(&who, &id, decision(&body)?).await?).into_response())
+}

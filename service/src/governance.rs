@@ -1,0 +1,282 @@
+//! Governance: label policies (protected, eval gate, approval), and label requests that
+//! another publisher or admin approves or rejects. API keys are held to the same rules as
+//! people: a key acting for a person cannot approve that person's request.
+
+use std::time::Duration;
+
+use domain::access::Action;
+use domain::model::{Decision, EvalGate, LabelPolicy, LabelRequest, MoveLabel, RequestStatus};
+use domain::names::{self, LATEST};
+use serde_json::json;
+
+use crate::store::{self, NewEvent, evals as eval_sql, governance as sql};
+use crate::{Principal, Registry, Result, ServiceError, check_len, time};
+
+/// How long a request waits for a decision.
+pub const REQUEST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const REQUESTS_PAGE: i64 = 500;
+
+impl Registry {
+    pub async fn label_policy(&self, who: &Principal, label: &str) -> Result<LabelPolicy> {
+        who.require(Action::Read)?;
+        names::validate_label(label)?;
+        sql::policy(&self.store().reader, label).await
+    }
+
+    /// Sets the rules for moving `label` on every prompt (admins).
+    pub async fn set_label_policy(&self, who: &Principal, label: &str, policy: LabelPolicy) -> Result<LabelPolicy> {
+        who.require(Action::Administer)?;
+        names::validate_label(label)?;
+        if label == LATEST {
+            return Err(ServiceError::rule("latest_is_automatic", "`latest` moves by itself: it has no policy"));
+        }
+        if let Some(gate) = &policy.require_eval {
+            if !(0.0..=1.0).contains(&gate.min_pass_rate) {
+                return Err(ServiceError::rule(
+                    "invalid_policy",
+                    "min_pass_rate is a fraction from 0 to 1 (0.9 is 90%)",
+                ));
+            }
+            if gate.suite.is_empty() || gate.suite.len() > 64 {
+                return Err(ServiceError::rule("invalid_policy", "require_eval needs the name of a suite"));
+            }
+        }
+        let mut w = self.store().write().await?;
+        sql::set_policy(&mut w.tx, label, &policy).await?;
+        let detail = json!({"protected": policy.protected, "require_approval": policy.require_approval,
+                            "require_eval": policy.require_eval.as_ref().map(|g| json!({"suite": g.suite, "min_pass_rate": g.min_pass_rate}))});
+        let e = NewEvent {
+            actor: &who.actor,
+            action: "label.policy.set",
+            prompt: None,
+            version: None,
+            label: Some(label),
+            detail,
+        };
+        store::append_event(&mut w.tx, time::now_us(), e).await?;
+        w.tx.commit().await?;
+        Ok(policy)
+    }
+
+    /// Refuses a move unless a finished run of the gate's suite on exactly this version
+    /// reached the pass rate; a prompt without the suite is refused too.
+    pub(crate) async fn check_gate(
+        &self,
+        prompt_id: i64,
+        name: &str,
+        version: i64,
+        hash: &str,
+        gate: &EvalGate,
+    ) -> Result<()> {
+        let reader = &self.store().reader;
+        let refuse = |best: Option<(String, f64)>, why: String| ServiceError::EvalGate {
+            suite: gate.suite.clone(),
+            min_pass_rate: gate.min_pass_rate,
+            best_pass_rate: best.as_ref().map(|b| b.1),
+            best_run: best.map(|b| b.0),
+            message: why,
+        };
+        if eval_sql::suite(reader, prompt_id, name, &gate.suite).await?.is_none() {
+            return Err(refuse(
+                None,
+                format!(
+                    "this label needs the suite '{}' to pass at {:.0}% on the version, and '{name}' has no such suite: add it, run it on version {version}, then move the label",
+                    gate.suite,
+                    gate.min_pass_rate * 100.0
+                ),
+            ));
+        }
+        match eval_sql::best_run(reader, prompt_id, hash, &gate.suite).await? {
+            Some((_, rate)) if rate + 1e-9 >= gate.min_pass_rate => Ok(()),
+            best => {
+                let found = match &best {
+                    Some((run, rate)) => {
+                        format!("the best run of it on version {version} ({run}) passed {:.0}%", rate * 100.0)
+                    }
+                    None => format!("it has not been run on version {version}"),
+                };
+                Err(refuse(
+                    best,
+                    format!(
+                        "this label needs the suite '{}' to pass at {:.0}% or more on the version; {found}: run the suite on version {version} (and fix what fails) first",
+                        gate.suite,
+                        gate.min_pass_rate * 100.0
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Opens a request for another publisher or admin to decide.
+    pub(crate) async fn open_request(
+        &self,
+        who: &Principal,
+        name: &str,
+        label: &str,
+        req: &MoveLabel,
+    ) -> Result<LabelRequest> {
+        let entry = self.entry(name)?;
+        let mut bytes = [0u8; 12];
+        getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
+        let id = format!("req_{}", hex::encode(bytes));
+        let at = time::now_us();
+        let mut w = self.store().write().await?;
+        let row = sql::NewRequest {
+            id: &id,
+            prompt_id: entry.id,
+            label,
+            version: req.version,
+            reason: &req.reason,
+            requested_by: &who.actor,
+            requester_user_id: who.user_id,
+            at,
+            expires_at: at + REQUEST_TTL.as_micros() as i64,
+        };
+        sql::insert_request(&mut w.tx, &row).await?;
+        let detail = json!({"request": id, "reason": req.reason, "previous_version": entry.summary.labels.get(label)});
+        let e = NewEvent {
+            actor: &who.actor,
+            action: "label.request.opened",
+            prompt: Some(name),
+            version: Some(req.version),
+            label: Some(label),
+            detail,
+        };
+        store::append_event(&mut w.tx, at, e).await?;
+        let view =
+            sql::request(&mut *w.tx, &id).await?.ok_or_else(|| ServiceError::internal("request vanished"))?.view()?;
+        w.tx.commit().await?;
+        Ok(view)
+    }
+
+    /// Requests, newest first (`status` to filter); expired ones are closed first.
+    pub async fn label_requests(&self, who: &Principal, status: Option<RequestStatus>) -> Result<Vec<LabelRequest>> {
+        who.require(Action::Read)?;
+        self.expire_requests().await?;
+        sql::requests(&self.store().reader, status, REQUESTS_PAGE).await?.iter().map(|r| r.view()).collect()
+    }
+
+    pub async fn label_request(&self, who: &Principal, id: &str) -> Result<LabelRequest> {
+        who.require(Action::Read)?;
+        self.expire_requests().await?;
+        self.request_row(id).await?.view()
+    }
+
+    async fn request_row(&self, id: &str) -> Result<sql::RequestRow> {
+        sql::request(&self.store().reader, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("there is no label request '{id}'")))
+    }
+
+    /// Approves a request: the gate is checked again now, then the label moves. The
+    /// requester cannot approve (nor can any key acting for them).
+    pub async fn approve_request(&self, who: &Principal, id: &str, decision: Decision) -> Result<LabelRequest> {
+        let row = self.decidable(who, id, &decision).await?;
+        let entry = self.entry(&row.prompt)?;
+        let policy = sql::policy(&self.store().reader, &row.label).await?;
+        if let Some(gate) = &policy.require_eval {
+            let version = store::version(&self.store().reader, entry.id, row.version)
+                .await?
+                .ok_or_else(|| ServiceError::internal("requested version vanished"))?;
+            self.check_gate(entry.id, &row.prompt, row.version, &version.hash, gate).await?;
+        }
+        let reason = format!("{} (requested by {}, approved by {})", row.reason, row.requested_by, who.actor);
+        let req = MoveLabel { version: row.version, reason };
+        self.apply_move(who, &row.prompt, &row.label, req, Some((id.to_owned(), decision.comment))).await?;
+        self.request_row(id).await?.view()
+    }
+
+    pub async fn reject_request(&self, who: &Principal, id: &str, decision: Decision) -> Result<LabelRequest> {
+        let row = self.decidable(who, id, &decision).await?;
+        self.close_request(who, &row, RequestStatus::Rejected, "label.request.rejected", &decision.comment).await
+    }
+
+    /// The requester (or an admin) takes a pending request back.
+    pub async fn withdraw_request(&self, who: &Principal, id: &str, decision: Decision) -> Result<LabelRequest> {
+        who.require(Action::Write)?;
+        check_len("comment", &decision.comment, 2000)?;
+        self.expire_requests().await?;
+        let row = self.request_row(id).await?;
+        if !same_person(who, &row) && !who.grant.allows(Action::Administer) {
+            return Err(ServiceError::Forbidden(format!(
+                "only {} (or an admin) can withdraw this request",
+                row.requested_by
+            )));
+        }
+        self.close_request(who, &row, RequestStatus::Withdrawn, "label.request.withdrawn", &decision.comment).await
+    }
+
+    /// The request, if `who` may decide it now: a publisher or admin who did not ask.
+    async fn decidable(&self, who: &Principal, id: &str, decision: &Decision) -> Result<sql::RequestRow> {
+        who.require(Action::MoveProtectedLabel)?;
+        check_len("comment", &decision.comment, 2000)?;
+        self.expire_requests().await?;
+        let row = self.request_row(id).await?;
+        if same_person(who, &row) {
+            return Err(ServiceError::Forbidden(
+                "you asked for this move: another publisher or admin must approve or reject it".into(),
+            ));
+        }
+        if row.status != RequestStatus::Pending.as_str() {
+            return Err(ServiceError::Closed(format!("request {id} is {} already", row.status)));
+        }
+        Ok(row)
+    }
+
+    async fn close_request(
+        &self,
+        who: &Principal,
+        row: &sql::RequestRow,
+        status: RequestStatus,
+        action: &str,
+        comment: &str,
+    ) -> Result<LabelRequest> {
+        let mut w = self.store().write().await?;
+        let at = time::now_us();
+        let comment = Some(comment).filter(|c| !c.is_empty());
+        if !sql::decide(&mut w.tx, &row.id, status, &who.actor, comment, at).await? {
+            return Err(ServiceError::Closed(format!("request {} is no longer pending", row.id)));
+        }
+        let detail = json!({"request": row.id, "comment": comment});
+        let e = NewEvent {
+            actor: &who.actor,
+            action,
+            prompt: Some(&row.prompt),
+            version: Some(row.version),
+            label: Some(&row.label),
+            detail,
+        };
+        store::append_event(&mut w.tx, at, e).await?;
+        w.tx.commit().await?;
+        self.request_row(&row.id).await?.view()
+    }
+
+    /// Closes pending requests past their expiry, each with an audit event.
+    async fn expire_requests(&self) -> Result<()> {
+        let now = time::now_us();
+        if sql::due(&self.store().reader, now).await?.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.store().write().await?;
+        for row in sql::due(&mut *w.tx, now).await? {
+            if sql::decide(&mut w.tx, &row.id, RequestStatus::Expired, "system", None, now).await? {
+                let e = NewEvent {
+                    actor: "system",
+                    action: "label.request.expired",
+                    prompt: Some(&row.prompt),
+                    version: Some(row.version),
+                    label: Some(&row.label),
+                    detail: json!({"request": row.id}),
+                };
+                store::append_event(&mut w.tx, now, e).await?;
+            }
+        }
+        w.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Whether `who` is the requester: the same actor, or any key acting for the same person.
+fn same_person(who: &Principal, row: &sql::RequestRow) -> bool {
+    who.actor == row.requested_by || (who.user_id.is_some() && who.user_id == row.requester_user_id)
+}
