@@ -319,3 +319,46 @@ pub struct Decision {
     #[serde(default)]
     pub comment: String,
 }
+
+/// A webhook endpoint (an extension: `POST /api/v1/webhooks`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub active: bool,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    pub url: String,
+    pub events: Vec<String>,
+}
+
+/// A webhook just created, with its signing secret (shown once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    pub secret: String,
+}
+
+/// One delivery of one event to one webhook, with its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub webhook: String,
+    pub event: String,
+    pub audit_seq: i64,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub response_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub next_attempt_at: Option<String>,
+    pub delivered_at: Option<String>,
+}

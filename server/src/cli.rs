@@ -411,8 +411,11 @@ async fn serve(db: &Path, args: ServeArgs) -> CliResult<i32> {
             }
         }
     });
+    // Webhook deliveries queued by any process (the CLI's changes too) are sent from here.
+    let delivering = tokio::spawn(registry.clone().deliver_webhooks());
     crate::serve(listener, app, shutdown_signal()).await.map_err(|e| CliError(format!("server failed: {e}")))?;
     sweeping.abort();
+    delivering.abort();
     registry.interrupt_runs().await?;
     registry.close().await;
     Ok(0)

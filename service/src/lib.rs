@@ -14,6 +14,7 @@ mod prompts;
 mod sessions;
 mod store;
 pub mod time;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -99,6 +100,9 @@ struct Inner {
     keys: RwLock<KeyCache>,
     logins: sessions::LoginLimiter,
     evals: eval::Evals,
+    /// Derives secrets that are never stored (webhook signing keys).
+    server_key: [u8; 32],
+    webhook_settings: RwLock<webhooks::WebhookSettings>,
 }
 
 impl Registry {
@@ -106,6 +110,7 @@ impl Registry {
     /// resolve index from it.
     pub async fn open(path: &Path, durability: Durability) -> Result<Registry> {
         let store = Store::open(path, durability).await?;
+        let server_key = server_key(path)?;
         let registry = Registry {
             inner: Arc::new(Inner {
                 store,
@@ -113,6 +118,8 @@ impl Registry {
                 keys: RwLock::default(),
                 logins: Default::default(),
                 evals: Default::default(),
+                server_key,
+                webhook_settings: RwLock::default(),
             }),
         };
         registry.rebuild_index().await?;
@@ -214,6 +221,42 @@ impl Registry {
     pub async fn has_no_users(&self) -> Result<bool> {
         Ok(store::count_users(&self.store().reader).await? == 0)
     }
+}
+
+/// The server's key: from `PROMPTLEDGER_SECRET` when set, else from the file beside the
+/// database (`<db>.key`, created with mode 0600 on first use). Never in the database.
+fn server_key(db: &Path) -> Result<[u8; 32]> {
+    if let Ok(secret) = std::env::var("PROMPTLEDGER_SECRET")
+        && !secret.is_empty()
+    {
+        return Ok(Sha256::digest(secret.as_bytes()).into());
+    }
+    let mut file = db.as_os_str().to_owned();
+    file.push(".key");
+    let file = std::path::PathBuf::from(file);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
+            let text = hex::encode(bytes);
+            let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file);
+            match created {
+                Ok(mut f) => f
+                    .write_all(text.as_bytes())
+                    .map_err(|e| ServiceError::internal(format!("writing {}: {e}", file.display())))?,
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(ServiceError::internal(format!("creating {}: {e}", file.display()))),
+            }
+            std::fs::read_to_string(&file)
+                .map_err(|e| ServiceError::internal(format!("reading {}: {e}", file.display())))?
+        }
+        Err(e) => return Err(ServiceError::internal(format!("reading {}: {e}", file.display()))),
+    };
+    Ok(Sha256::digest(text.trim().as_bytes()).into())
 }
 
 /// Runs a change to completion even if the request that asked for it goes away, so a

@@ -1,11 +1,12 @@
-//! Label policies and label requests (API.md "Labels").
+//! Label policies and label requests (API.md "Labels"), and webhooks (an extension).
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use domain::model::{Decision, LabelPolicy, RequestStatus};
+use domain::model::{Decision, LabelPolicy, NewWebhook, RequestStatus};
 use serde::Deserialize;
 use service::Registry;
 
@@ -21,6 +22,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/label-requests/{id}/approve", post(approve))
         .route("/api/v1/label-requests/{id}/reject", post(reject))
         .route("/api/v1/label-requests/{id}/withdraw", post(withdraw))
+        .route("/api/v1/webhooks", get(webhooks).post(create_webhook))
+        .route("/api/v1/webhooks/{id}", axum::routing::delete(delete_webhook))
+        .route("/api/v1/webhooks/{id}/deliveries", get(deliveries))
 }
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -79,4 +83,20 @@ async fn reject(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<S
 
 async fn withdraw(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>, body: Bytes) -> ApiResult {
     Ok(axum::Json(r.withdraw_request(&who, &id, decision(&body)?).await?).into_response())
+}
+
+async fn webhooks(State(r): State<Registry>, Caller(who): Caller) -> ApiResult {
+    Ok(axum::Json(serde_json::json!({ "items": r.webhooks(&who).await? })).into_response())
+}
+
+async fn create_webhook(State(r): State<Registry>, Caller(who): Caller, Json(req): Json<NewWebhook>) -> ApiResult {
+    Ok((StatusCode::CREATED, axum::Json(r.create_webhook(&who, req).await?)).into_response())
+}
+
+async fn delete_webhook(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>) -> ApiResult {
+    Ok(axum::Json(r.delete_webhook(&who, &id).await?).into_response())
+}
+
+async fn deliveries(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>) -> ApiResult {
+    Ok(axum::Json(serde_json::json!({ "items": r.webhook_deliveries(&who, &id).await? })).into_response())
 }

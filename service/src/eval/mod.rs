@@ -154,6 +154,11 @@ impl Registry {
         &self.inner.evals
     }
 
+    /// The one HTTP client for model providers and webhooks.
+    pub(crate) fn evals_http(&self) -> &reqwest::Client {
+        &self.evals().http
+    }
+
     /// Replaces the evaluation settings (timeouts, retries, heartbeat).
     pub fn configure_evals(&self, settings: EvalSettings) {
         *self.evals().settings.write() = settings;

@@ -1,10 +1,11 @@
-//! All SQL lives here (and in `evals` and `governance`). SQLite in WAL mode: one writer connection, taken with
+//! All SQL lives here (and in `evals`, `governance` and `webhooks`). SQLite in WAL mode: one writer connection, taken with
 //! `BEGIN IMMEDIATE` behind a lock, and a pool of read-only connections. Functions take
 //! any executor so they run inside the caller's transaction; they speak rows and domain
 //! values, never HTTP.
 
 pub mod evals;
 pub mod governance;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -522,8 +523,11 @@ pub async fn append_event(conn: &mut SqliteConnection, at: i64, e: NewEvent<'_>)
     .bind(&row.detail)
     .bind(&row.prev_hash)
     .bind(&hash)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if let Some(event) = webhooks::event_of(e.action) {
+        webhooks::enqueue(conn, event, seq, at).await?;
+    }
     Ok(seq)
 }
 
