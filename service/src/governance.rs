@@ -23,6 +23,34 @@ impl Registry {
         sql::policy(&self.store().reader, label).await
     }
 
+    /// Every label with a policy, and its policy.
+    pub async fn label_policies(&self, who: &Principal) -> Result<Vec<(String, LabelPolicy)>> {
+        who.require(Action::Read)?;
+        let reader = &self.store().reader;
+        let mut out = Vec::new();
+        for label in sql::policies(reader).await? {
+            let policy = sql::policy(reader, &label).await?;
+            out.push((label, policy));
+        }
+        Ok(out)
+    }
+
+    /// Why moving `label` of `name` to `version` would be refused by its eval gate, in
+    /// words, or `None` when it would pass (for the console's review before a move).
+    pub async fn gate_refusal(&self, who: &Principal, name: &str, label: &str, version: i64) -> Result<Option<String>> {
+        who.require(Action::Read)?;
+        let Some(gate) = sql::policy(&self.store().reader, label).await?.require_eval else { return Ok(None) };
+        let entry = self.entry(name)?;
+        let row = store::version(&self.store().reader, entry.id, version)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {version}")))?;
+        match self.check_gate(entry.id, name, version, &row.hash, &gate).await {
+            Ok(()) => Ok(None),
+            Err(ServiceError::EvalGate { message, .. }) => Ok(Some(message)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sets the rules for moving `label` on every prompt (admins).
     pub async fn set_label_policy(&self, who: &Principal, label: &str, policy: LabelPolicy) -> Result<LabelPolicy> {
         who.require(Action::Administer)?;

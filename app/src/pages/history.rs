@@ -33,6 +33,9 @@ pub struct MoveReview {
     pub current: Option<i64>,
     pub target: i64,
     pub comparison: Option<Comparison>,
+    /// The label's rules, and why its eval gate would refuse this version (if it would).
+    pub policy: domain::model::LabelPolicy,
+    pub gate_refusal: Option<String>,
 }
 
 #[server(endpoint = "console/get_history")]
@@ -65,7 +68,9 @@ pub async fn review_move(name: String, label: String, version: i64) -> Result<Mo
     // A version that does not exist is refused here (404), before anything is shown.
     let exact = domain::model::Selector { version: Some(version), ..Default::default() };
     registry.resolve(&who, &name, &exact).await?;
-    Ok(MoveReview { label, current, target: version, comparison })
+    let policy = registry.label_policy(&who, &label).await?;
+    let gate_refusal = registry.gate_refusal(&who, &name, &label, version).await?;
+    Ok(MoveReview { label, current, target: version, comparison, policy, gate_refusal })
 }
 
 #[server(endpoint = "console/move_label")]
@@ -73,6 +78,25 @@ pub async fn move_label(name: String, label: String, version: i64, reason: Strin
     let (who, registry) = crate::auth::ssr::caller().await?;
     let req = domain::model::MoveLabel { version, reason };
     Ok(registry.move_label(&who, &name, &label, req).await?)
+}
+
+/// A label's rules in words, for the review before a move.
+fn policy_words(label: &str, p: &domain::model::LabelPolicy) -> String {
+    let mut rules = Vec::new();
+    if p.protected {
+        rules.push("only publishers and admins may move it".to_owned());
+    }
+    if let Some(g) = &p.require_eval {
+        rules.push(format!(
+            "the suite {} must pass at {:.0}% or more on the version first",
+            g.suite,
+            g.min_pass_rate * 100.0
+        ));
+    }
+    if p.require_approval {
+        rules.push("another publisher or admin must approve the move (you will send a request)".to_owned());
+    }
+    if rules.is_empty() { String::new() } else { format!("Rules for {label}: {}.", rules.join("; ")) }
 }
 
 #[component]
@@ -335,16 +359,28 @@ fn ReleaseForm(
                         None => format!("{} is a new label; it will serve version {}.", r.label, r.target),
                     };
                     let same = r.current == Some(r.target);
+                    let blocked = r.gate_refusal.is_some();
                     let (label, target) = (r.label.clone(), r.target);
-                    let button = format!("{verb} {label} to v{target}");
+                    let button = if r.policy.require_approval {
+                        format!("Ask for approval to {} {label} to v{target}", verb.to_lowercase())
+                    } else {
+                        format!("{verb} {label} to v{target}")
+                    };
+                    let evals_href = format!("/evals/{}", apply_name.get_value());
+                    let rules = policy_words(&r.label, &r.policy);
                     view! {
                         <div class="review" role="region" aria-label="Review the label move">
                             <p class="review-headline">{headline}</p>
+                            {(!rules.is_empty()).then(|| view! { <p class="hint policy-rules">{rules}</p> })}
+                            {r.gate_refusal.clone().map(|why| view! {
+                                <p class="error gate" role="alert">"This move is blocked: " {why} ". "
+                                    <a href=evals_href.clone()>"Open the evaluations"</a> " to run the suite."</p>
+                            })}
                             {r.comparison.map(|c| view! {
                                 <SideBySide rows=c.rows old_title=format!("Now: version {}", c.from)
                                     new_title=format!("After: version {}", c.to) config_changed=c.config_changed/>
                             })}
-                            {(!same).then(|| view! {
+                            {(!same && !blocked).then(|| view! {
                                 <form class="confirm" on:submit=move |ev: leptos::ev::SubmitEvent| {
                                     ev.prevent_default();
                                     apply.dispatch(MoveLabel { name: apply_name.get_value(), label: label.clone(), version: target, reason: reason.get_untracked() });

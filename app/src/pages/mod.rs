@@ -1,6 +1,7 @@
 //! One module per page of the console.
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod evals;
 pub mod history;

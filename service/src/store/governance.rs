@@ -156,3 +156,8 @@ pub async fn due(ex: impl SqliteExecutor<'_>, now: i64) -> Result<Vec<RequestRow
     );
     Ok(sqlx::query_as(&sql).bind(now).fetch_all(ex).await?)
 }
+
+/// Every label that has a policy row, by label.
+pub async fn policies(ex: impl SqliteExecutor<'_>) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT label FROM label_policies ORDER BY label").fetch_all(ex).await?)
+}
