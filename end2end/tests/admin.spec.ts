@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { hydrated, PASSWORD, addUser, expectAccessible, screenshot, signIn, unique, watchErrors, visit } from './helpers';
+import { hydrated, PASSWORD, addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique, watchErrors, visit } from './helpers';
 
 test('an admin adds a person, changes their role, disables them, and creates and revokes an API key', async ({ page, request }, testInfo) => {
   const admin = addUser('admin');
@@ -46,7 +46,7 @@ test('an admin adds a person, changes their role, disables them, and creates and
   // A model provider for evaluations, and a price; the key is only a variable's name.
   const prov = unique('prov');
   await page.getByLabel('Provider name').fill(prov);
-  await page.getByLabel('Address').fill('http://127.0.0.1:9/v1');
+  await page.getByLabel('Address', { exact: true }).fill('http://127.0.0.1:9/v1');
   await page.getByLabel('Environment variable with the API key').fill('SOME_KEY');
   await page.getByRole('button', { name: 'Save the provider' }).click();
   await expect(page.locator('.providers .success')).toContainText(`Saved ${prov}`);
@@ -58,6 +58,22 @@ test('an admin adds a person, changes their role, disables them, and creates and
   const providerRow = page.locator('.providers tr').filter({ hasText: prov });
   await expect(providerRow).toContainText('m-1: 0.5 / 1.5');
   await expect(providerRow).toContainText('$SOME_KEY');
+  await expectAccessible(page);
+
+  // A webhook: its secret is shown once, and its delivery log shows each attempt.
+  const hook = `http://127.0.0.1:9/${unique('hook')}`;
+  await page.getByLabel('Address that receives the events').fill(hook);
+  await page.getByLabel('a version is saved').check();
+  await page.getByLabel('a label moves').check();
+  await page.getByRole('button', { name: 'Add the webhook' }).click();
+  await expect(page.locator('code.new-secret')).toHaveText(/^whsec_[0-9a-f]{64}$/);
+  const hookCard = page.locator('.webhook').filter({ hasText: hook });
+  await expect(hookCard).toContainText('label.moved, version.created');
+  await createPrompt(request, adminKey(), { name: `hooks/${unique('p')}`, template: 'Hi' });
+  await expect(async () => {
+    await visit(page, '/admin');
+    await expect(page.locator('.webhook').filter({ hasText: hook })).toContainText('could not be reached', { timeout: 1000 });
+  }).toPass({ timeout: 15_000 });
   await expectAccessible(page);
   expect(errors).toEqual([]);
 

@@ -131,6 +131,41 @@ pub async fn save_price(
     Ok(registry.put_price(&who, &provider, price).await?)
 }
 
+/// A webhook with its latest deliveries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WebhookLog {
+    pub webhook: domain::model::Webhook,
+    pub deliveries: Vec<domain::model::WebhookDelivery>,
+}
+
+#[server(endpoint = "console/list_webhooks")]
+pub async fn list_webhooks() -> Result<Vec<WebhookLog>, AppError> {
+    /// Deliveries shown per webhook.
+    const SHOWN: usize = 10;
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    let mut out = Vec::new();
+    for webhook in registry.webhooks(&who).await? {
+        let mut deliveries = registry.webhook_deliveries(&who, &webhook.id).await?;
+        deliveries.truncate(SHOWN);
+        out.push(WebhookLog { webhook, deliveries });
+    }
+    Ok(out)
+}
+
+/// `events` arrives as one form field per ticked box.
+#[server(endpoint = "console/add_webhook")]
+pub async fn add_webhook(url: String, events: Option<Vec<String>>) -> Result<domain::model::CreatedWebhook, AppError> {
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    let req = domain::model::NewWebhook { url: url.trim().to_owned(), events: events.unwrap_or_default() };
+    Ok(registry.create_webhook(&who, req).await?)
+}
+
+#[server(endpoint = "console/remove_webhook")]
+pub async fn remove_webhook(id: String) -> Result<domain::model::Webhook, AppError> {
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    Ok(registry.delete_webhook(&who, &id).await?)
+}
+
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let me = crate::auth::me();
@@ -149,6 +184,7 @@ pub fn AdminPage() -> impl IntoView {
             <h1>"Users and keys"</h1>
             <AdminPanels me=me.username.clone()/>
             <ProvidersPanel/>
+            <WebhooksPanel/>
         </section>
     }
     .into_any()
@@ -589,6 +625,92 @@ fn ProvidersPanel() -> impl IntoView {
             <div class="notice" aria-live="polite">
                 {move || price.value().get().map(|result| match result {
                     Ok(p) => view! { <p class="success">{format!("Saved the price of {}.", p.model)}</p> }.into_any(),
+                    Err(error) => view! { <ErrorNote error/> }.into_any(),
+                })}
+            </div>
+        </section>
+    }
+}
+
+const WEBHOOK_EVENTS: [(&str, &str); 5] = [
+    ("version.created", "a version is saved"),
+    ("label.moved", "a label moves"),
+    ("request.opened", "a label move is requested"),
+    ("request.decided", "a request is approved, rejected, withdrawn or expires"),
+    ("eval.run.finished", "an evaluation run finishes"),
+];
+
+/// Webhooks: endpoints that get signed events, and the log of what was delivered.
+#[island(lazy)]
+fn WebhooksPanel() -> impl IntoView {
+    crate::mark_hydrated();
+    let add = ServerAction::<AddWebhook>::new();
+    let remove = ServerAction::<RemoveWebhook>::new();
+    let hooks = Resource::new(move || (add.version().get(), remove.version().get()), |_| list_webhooks());
+    view! {
+        <section class="panel webhooks" aria-labelledby="webhooks-title">
+            <h2 id="webhooks-title">"Webhooks"</h2>
+            <Transition fallback=|| loading("webhooks")>
+                {move || Suspend::new(async move {
+                    match hooks.await {
+                        Ok(list) if list.is_empty() => view! { <p class="empty">"No webhook yet. Add one below to tell other systems about changes."</p> }.into_any(),
+                        Ok(list) => list.into_iter().map(|h| {
+                            let id = h.webhook.id.clone();
+                            view! {
+                                <div class="webhook">
+                                    <h3><code>{h.webhook.url.clone()}</code> {(!h.webhook.active).then_some(" (removed)")}</h3>
+                                    <p class="meta">{h.webhook.events.join(", ")}</p>
+                                    {h.webhook.active.then(|| view! {
+                                        <button type="button" on:click=move |_| { remove.dispatch(RemoveWebhook { id: id.clone() }); }>"Remove"</button>
+                                    })}
+                                    {if h.deliveries.is_empty() {
+                                        view! { <p class="hint">"Nothing delivered yet."</p> }.into_any()
+                                    } else {
+                                        view! {
+                                            <table class="deliveries">
+                                                <caption class="visually-hidden">{format!("Deliveries to {}", h.webhook.url)}</caption>
+                                                <thead><tr><th scope="col">"Event"</th><th scope="col">"Status"</th><th scope="col" class="num">"Attempts"</th><th scope="col">"Answer"</th><th scope="col">"When"</th></tr></thead>
+                                                <tbody>
+                                                    {h.deliveries.into_iter().map(|d| view! {
+                                                        <tr>
+                                                            <td>{d.event}</td>
+                                                            <td>{d.status}</td>
+                                                            <td class="num">{d.attempts}</td>
+                                                            <td>{d.response_code.map(|c| c.to_string()).or(d.last_error).unwrap_or_default()}</td>
+                                                            <td><Time at=d.created_at/></td>
+                                                        </tr>
+                                                    }).collect_view()}
+                                                </tbody>
+                                            </table>
+                                        }.into_any()
+                                    }}
+                                </div>
+                            }
+                        }).collect_view().into_any(),
+                        Err(error) => view! { <ErrorNote error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <h3 id="add-webhook-title">"Add a webhook"</h3>
+            <ActionForm action=add attr:class="add-webhook" attr:aria-labelledby="add-webhook-title">
+                <div class="field">
+                    <label for="webhook-url">"Address that receives the events"</label>
+                    <input id="webhook-url" name="url" required placeholder="https://ci.example.com/promptledger"/>
+                </div>
+                <fieldset>
+                    <legend>"Send when"</legend>
+                    {WEBHOOK_EVENTS.iter().map(|(event, words)| view! {
+                        <label class="inline"><input type="checkbox" name="events[]" value=*event/> " " {*words}</label>
+                    }).collect_view()}
+                </fieldset>
+                <button type="submit" class="primary" disabled=move || add.pending().get()>"Add the webhook"</button>
+            </ActionForm>
+            <div class="notice" aria-live="polite">
+                {move || add.value().get().map(|result| match result {
+                    Ok(created) => view! {
+                        <p class="success">"Added. Its signing secret, shown only now: " <code class="new-secret">{created.secret}</code>
+                            ". The receiver checks the X-Promptledger-Signature header with it."</p>
+                    }.into_any(),
                     Err(error) => view! { <ErrorNote error/> }.into_any(),
                 })}
             </div>
