@@ -67,3 +67,25 @@ test('a product manager asks to promote a version, a second one approves it from
   expect(labels.history[0].reason).toContain(`requested by ${first}`);
   expect(errors).toEqual([]);
 });
+
+test('the release review says why a move is blocked by an eval gate and what unblocks it', async ({ page, request }) => {
+  const key = adminKey();
+  const auth = { authorization: `Bearer ${key}` };
+  const name = `billing/${unique('gated')}`;
+  await createPrompt(request, key, { name, template: 'Terms apply.' });
+  const label = unique('gated');
+  const policy = await request.put(`/api/v1/labels/${label}/policy`, { headers: auth, data: { require_eval: { suite: 'smoke', min_pass_rate: 0.9 } } });
+  expect(policy.status()).toBe(200);
+  const pm = addUser('publisher');
+  await signIn(page, pm);
+  await visit(page, `/history/${name}`);
+  await page.getByLabel('or a new label').fill(label);
+  await page.getByRole('button', { name: 'Review the change' }).click();
+  const review = page.getByRole('region', { name: 'Review the label move' });
+  await expect(review.locator('.policy-rules')).toContainText('the suite smoke must pass at 90% or more');
+  await expect(review.getByRole('alert')).toContainText('This move is blocked');
+  await expect(review.getByRole('alert')).toContainText('has no such suite');
+  await expect(review.getByRole('link', { name: 'Open the evaluations' })).toBeVisible();
+  await expect(review.getByRole('button', { name: /Promote/ })).toHaveCount(0);
+  await expectAccessible(page);
+});
