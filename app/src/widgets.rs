@@ -52,7 +52,7 @@ pub fn SideBySide(
         (1, _) => "1 changed line.".to_string(),
         (n, _) => format!("{n} changed lines."),
     };
-    let config = config_changed.then(|| " The model config changed too (see [config]).");
+    let config = config_changed.then_some(" The model config changed too (see [config]).");
     view! {
         <p class="diff-summary">{summary}{config}</p>
         <table class="side-by-side">

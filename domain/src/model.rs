@@ -309,7 +309,7 @@ pub struct LabelRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LabelOutcome {
     Moved(MovedLabel),
-    Requested(LabelRequest),
+    Requested(Box<LabelRequest>),
 }
 
 /// `POST /api/v1/label-requests/{id}/approve|reject|withdraw`.

@@ -83,7 +83,7 @@ async fn wait(server: &TestServer, id: &str) -> Value {
     }
 }
 
-fn case<'a>(run: &'a Value, i: usize) -> &'a Value {
+fn case(run: &Value, i: usize) -> &Value {
     &run["results"][i]
 }
 
@@ -258,7 +258,7 @@ async fn a_cancelled_run_stops_calling_the_model_and_keeps_what_it_recorded() {
     let run = server.get(&format!("/api/v1/eval-runs/{id}"), &server.admin).await.body;
     assert_eq!(run["status"], "cancelled");
     let done = run["done"].as_u64().unwrap();
-    assert!(done >= 1 && done < 30, "{run}");
+    assert!((1..30).contains(&done), "{run}");
     assert_eq!(run["results"].as_array().unwrap().len() as u64, done);
     // Cancelling again changes nothing; an unknown run is 404.
     let again = server.post(&format!("/api/v1/eval-runs/{id}/cancel"), &server.admin, json!({})).await;

@@ -41,7 +41,7 @@ impl Registry {
             self.check_gate(entry.id, name, req.version, &row.hash, gate).await?;
         }
         if policy.require_approval && entry.summary.labels.get(label) != Some(&req.version) {
-            return Ok(LabelOutcome::Requested(self.open_request(who, name, label, &req).await?));
+            return Ok(LabelOutcome::Requested(Box::new(self.open_request(who, name, label, &req).await?)));
         }
         Ok(LabelOutcome::Moved(self.apply_move(who, name, label, req, None).await?))
     }

@@ -1012,9 +1012,9 @@ fn ComparisonView(c: RunComparison) -> impl IntoView {
         <section class="card" aria-labelledby="delta-title">
             <h2 id="delta-title">"What changed"</h2>
             <p class="delta">
-                {format!("{} newly failing, {} fixed. Pass rate {} → {} ({} points). Cost {}. ",
+                {format!("{} newly failing, {} fixed. Pass rate {} → {} ({:+.0} points). Cost {}. ",
                     c.regressions, c.fixes, percent(c.a.pass_rate), percent(c.b.pass_rate),
-                    format!("{:+.0}", c.pass_rate_delta * 100.0), signed(c.cost_delta, " $"))}
+                    c.pass_rate_delta * 100.0, signed(c.cost_delta, " $"))}
                 {c.latency_delta_ms.map(|d| format!("Mean latency {d:+.0} ms."))}
             </p>
             {(!c.same_suite).then(|| view! { <p class="hint">"The suite changed between the two runs: cases are matched by their position."</p> })}
