@@ -144,9 +144,7 @@ impl Registry {
         req: &MoveLabel,
     ) -> Result<LabelRequest> {
         let entry = self.entry(name)?;
-        let mut bytes = [0u8; 12];
-        getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
-        let id = format!("req_{}", hex::encode(bytes));
+        let id = crate::random_id("req")?;
         let at = time::now_us();
         let mut w = self.store().write().await?;
         let row = sql::NewRequest {

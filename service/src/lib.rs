@@ -274,6 +274,28 @@ fn version_base(name: &str, row: &store::VersionRow) -> Result<VersionBase> {
     Ok(VersionBase { view: row.view(name, &content), content })
 }
 
+/// A random id, `<prefix>_` and 24 hex digits.
+fn random_id(prefix: &str) -> Result<String> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
+    Ok(format!("{prefix}_{}", hex::encode(bytes)))
+}
+
+/// Whether `url` is an absolute http(s) URL with a host, of a sane length.
+fn is_http_url(url: &str) -> bool {
+    url.len() <= 2000 && reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+}
+
+/// Exponential backoff before retry `attempt` (1 for the first retry): `base` doubled per
+/// attempt up to `max`, of which the part above `floor` (a fraction) is random (jitter).
+fn backoff(base: std::time::Duration, max: std::time::Duration, attempt: u32, floor: f64) -> std::time::Duration {
+    let ceiling = base.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(max);
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    let fraction = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64;
+    ceiling.mul_f64(floor + (1.0 - floor) * fraction)
+}
+
 /// Checks a free-text field's length.
 fn check_len(field: &'static str, value: &str, max: usize) -> Result<()> {
     if value.chars().count() > max {

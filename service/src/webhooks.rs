@@ -72,8 +72,7 @@ impl Registry {
     /// shown this once.
     pub async fn create_webhook(&self, who: &Principal, req: NewWebhook) -> Result<CreatedWebhook> {
         who.require(Action::Administer)?;
-        let url = reqwest::Url::parse(&req.url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-        if url.is_none() || req.url.len() > 2000 {
+        if !crate::is_http_url(&req.url) {
             return Err(ServiceError::rule("invalid_url", format!("'{}' is not an http(s) URL", req.url)));
         }
         let mut events = req.events.clone();
@@ -85,9 +84,7 @@ impl Registry {
                 format!("events must be one or more of: {}", sql::EVENTS.join(", ")),
             ));
         }
-        let mut bytes = [0u8; 12];
-        getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
-        let id = format!("wh_{}", hex::encode(bytes));
+        let id = crate::random_id("wh")?;
         let at = time::now_us();
         let mut w = self.store().write().await?;
         sql::insert(&mut w.tx, &id, &req.url, &events, &who.actor, at).await?;
@@ -209,11 +206,8 @@ impl Registry {
             None => ("delivered", at),
             Some(_) if attempts >= settings.max_attempts => ("failed", at),
             Some(_) => {
-                let ceiling = settings.base_delay.saturating_mul(1 << (attempts - 1).min(20)).min(settings.max_delay);
-                let mut b = [0u8; 2];
-                let _ = getrandom::fill(&mut b);
-                // Half the delay fixed, half random: spreads retries, keeps the order.
-                let delay = ceiling.mul_f64(0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 2.0);
+                // Half the delay fixed, half random: spreads retries, keeps their order.
+                let delay = crate::backoff(settings.base_delay, settings.max_delay, attempts as u32, 0.5);
                 ("pending", at + delay.as_micros() as i64)
             }
         };

@@ -109,8 +109,7 @@ fn validate_provider(p: &Provider) -> Result<()> {
             format!("'{}' is not a valid provider name: 1 to 36 characters of a-z 0-9 _ . - (no /)", p.name),
         )
     })?;
-    let url = reqwest::Url::parse(&p.base_url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-    if url.is_none() || p.base_url.len() > 2000 {
+    if !crate::is_http_url(&p.base_url) {
         return Err(ServiceError::rule(
             "invalid_base_url",
             format!("'{}' is not an http(s) URL, like https://api.openai.com/v1", p.base_url),
@@ -130,12 +129,6 @@ fn validate_provider(p: &Provider) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn random_id(prefix: &str) -> Result<String> {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
-    Ok(format!("{prefix}_{}", hex::encode(bytes)))
 }
 
 /// A run, checked and ready to start.
@@ -360,7 +353,7 @@ impl Registry {
         batch: Option<&str>,
     ) -> Result<EvalRun> {
         let Plan { prompt, prompt_id, version, hash, suite, model, spec } = plan;
-        let id = random_id("run")?;
+        let id = crate::random_id("run")?;
         let suite_body =
             domain::canonical::to_canonical_json(&serde_json::to_value(&spec.suite).map_err(ServiceError::internal)?);
         let at = time::now_us();
@@ -395,7 +388,8 @@ impl Registry {
         let run_id = id.clone();
         let actor = who.actor.clone();
         tokio::spawn(async move {
-            runner::execute(&this, &run_id, &actor, permits, spec, cancel).await;
+            let launch = runner::Launch { id: run_id.clone(), actor, permits, spec, cancel };
+            runner::execute(&this, launch).await;
             this.evals().active.lock().remove(&run_id);
         });
         self.eval_run_summary(&id).await
@@ -440,7 +434,7 @@ impl Registry {
                 ),
             ));
         }
-        let id = random_id("mig")?;
+        let id = crate::random_id("mig")?;
         let at = time::now_us();
         {
             let mut w = self.store().write().await?;

@@ -268,13 +268,10 @@ impl Endpoint {
     }
 }
 
-/// The delay before attempt `attempt + 1`: a random duration up to base × 2^(attempt-1).
+/// The delay before attempt `attempt + 1`: a random duration up to base × 2^(attempt-1)
+/// (full jitter).
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let ceiling = policy.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(policy.max_delay);
-    let mut bytes = [0u8; 8];
-    let _ = getrandom::fill(&mut bytes);
-    let fraction = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64;
-    ceiling.mul_f64(fraction)
+    crate::backoff(policy.base_delay, policy.max_delay, attempt, 0.0)
 }
 
 /// `Retry-After` in seconds (or OpenAI's `retry-after-ms`). An HTTP date is not honoured

@@ -98,34 +98,33 @@ struct Context {
     cancel: CancellationToken,
 }
 
-/// Runs every case, records the results and ends the run.
-pub(crate) async fn execute(
-    registry: &Registry,
-    id: &str,
-    actor: &str,
-    permits: Arc<Semaphore>,
-    spec: RunSpec,
-    cancel: CancellationToken,
-) {
-    if let Err(e) = try_execute(registry, id, actor, permits, spec, cancel).await {
+/// A run ready to execute.
+pub(crate) struct Launch {
+    pub id: String,
+    /// Who started it (the audit names them when it ends).
+    pub actor: String,
+    /// Bounds its model calls (shared by the runs of a migration).
+    pub permits: Arc<Semaphore>,
+    pub spec: RunSpec,
+    pub cancel: CancellationToken,
+}
+
+/// Runs every case, records the results and ends the run; an internal failure ends it as
+/// `error`, with its audit event like any other end.
+pub(crate) async fn execute(registry: &Registry, launch: Launch) {
+    let (id, actor) = (launch.id.clone(), launch.actor.clone());
+    if let Err(e) = try_execute(registry, launch).await {
         tracing::error!(run = id, error = %e, "evaluation run failed");
         let message = "the run stopped on an internal error; it has been logged";
-        if let Ok(mut w) = registry.store().write().await
-            && sql::finish_run(&mut w.tx, id, RunStatus::Error, Some(message), time::now_us()).await.unwrap_or(false)
-        {
-            let _ = w.tx.commit().await;
+        if let Err(e) = finish(registry, &id, &actor, Some(message)).await {
+            tracing::error!(run = id, error = %e, "could not end a failed evaluation run");
         }
     }
 }
 
-async fn try_execute(
-    registry: &Registry,
-    id: &str,
-    actor: &str,
-    permits: Arc<Semaphore>,
-    spec: RunSpec,
-    cancel: CancellationToken,
-) -> Result<()> {
+async fn try_execute(registry: &Registry, launch: Launch) -> Result<()> {
+    let Launch { id, actor, permits, spec, cancel } = launch;
+    let (id, actor) = (id.as_str(), actor.as_str());
     {
         let mut w = registry.store().write().await?;
         let running = sql::mark_running(&mut w.tx, id, time::now_us()).await?;
@@ -160,15 +159,18 @@ async fn try_execute(
     if cancel.is_cancelled() {
         return Ok(());
     }
-    finish(registry, id, actor).await
+    finish(registry, id, actor, None).await
 }
 
-/// Decides the run's outcome from its recorded counters and ends it.
-async fn finish(registry: &Registry, id: &str, actor: &str) -> Result<()> {
+/// Ends the run, with its audit event in the same transaction: as `error` with `failure`
+/// when given, otherwise with the outcome its recorded counters decide.
+async fn finish(registry: &Registry, id: &str, actor: &str, failure: Option<&str>) -> Result<()> {
     let mut w = registry.store().write().await?;
     let Some(row) = sql::run(&mut *w.tx, id).await? else { return Ok(()) };
     let run = row.view(Vec::new())?;
-    let (status, error) = if run.total > 0 && run.errors == run.total {
+    let (status, error) = if let Some(failure) = failure {
+        (RunStatus::Error, Some(failure.to_owned()))
+    } else if run.total > 0 && run.errors == run.total {
         let first = sql::results(&mut *w.tx, id).await?.into_iter().find_map(|r| r.error).unwrap_or_default();
         (RunStatus::Error, Some(format!("no case got an answer from the model; the first error: {first}")))
     } else if run.pass_rate + 1e-9 >= run.threshold {
