@@ -322,6 +322,31 @@ pub async fn mark_running(conn: &mut SqliteConnection, id: &str, at: i64) -> Res
 /// Records finished cases and the run's new counters; false when the run is no longer
 /// running (cancelled meanwhile, perhaps by another process).
 pub async fn record_results(conn: &mut SqliteConnection, id: &str, results: &[CaseResult], at: i64) -> Result<bool> {
+    let passed = results.iter().filter(|r| r.passed).count() as i64;
+    let errors = results.iter().filter(|r| r.error.is_some()).count() as i64;
+    let cost: f64 = results.iter().filter_map(|r| r.cost).sum();
+    let latencies: Vec<i64> = results.iter().filter_map(|r| r.latency_ms.map(|v| v as i64)).collect();
+    let updated = sqlx::query(
+        "UPDATE eval_runs SET done = done + ?, passed = passed + ?, failed = failed + ?, errors = errors + ?,
+           cost = cost + ?, latency_sum = latency_sum + ?, latency_n = latency_n + ?, heartbeat_at = ?
+         WHERE id = ? AND status = 'running'",
+    )
+    .bind(results.len() as i64)
+    .bind(passed)
+    .bind(results.len() as i64 - passed)
+    .bind(errors)
+    .bind(cost)
+    .bind(latencies.iter().sum::<i64>())
+    .bind(latencies.len() as i64)
+    .bind(at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    // Counters first: a run cancelled meanwhile takes no more results, so the results
+    // stored always match `done`.
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
     for r in results {
         sqlx::query(
             "INSERT OR REPLACE INTO eval_results (run_id, case_index, description, input, output, passed, score,
@@ -345,27 +370,7 @@ pub async fn record_results(conn: &mut SqliteConnection, id: &str, results: &[Ca
         .execute(&mut *conn)
         .await?;
     }
-    let passed = results.iter().filter(|r| r.passed).count() as i64;
-    let errors = results.iter().filter(|r| r.error.is_some()).count() as i64;
-    let cost: f64 = results.iter().filter_map(|r| r.cost).sum();
-    let latencies: Vec<i64> = results.iter().filter_map(|r| r.latency_ms.map(|v| v as i64)).collect();
-    let updated = sqlx::query(
-        "UPDATE eval_runs SET done = done + ?, passed = passed + ?, failed = failed + ?, errors = errors + ?,
-           cost = cost + ?, latency_sum = latency_sum + ?, latency_n = latency_n + ?, heartbeat_at = ?
-         WHERE id = ? AND status = 'running'",
-    )
-    .bind(results.len() as i64)
-    .bind(passed)
-    .bind(results.len() as i64 - passed)
-    .bind(errors)
-    .bind(cost)
-    .bind(latencies.iter().sum::<i64>())
-    .bind(latencies.len() as i64)
-    .bind(at)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(updated.rows_affected() == 1)
+    Ok(true)
 }
 
 /// Ends a run that is still queued or running; false when it had already ended.
