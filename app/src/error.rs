@@ -86,8 +86,14 @@ impl From<service::ServiceError> for AppError {
             E::NotFound(m) => AppError::NotFound(capitalise(&m) + "."),
             E::NameTaken(m) | E::BadRequest(m) => AppError::Invalid(capitalise(&m) + "."),
             e @ (E::Stale { .. } | E::Closed(_)) => AppError::Conflict(capitalise(&e.to_string()) + "."),
-            e @ E::RateLimited { .. } => AppError::RateLimited(capitalise(&e.to_string()) + "."),
-            e @ (E::InvalidName(_) | E::Template(_) | E::Rule { .. } | E::EvalGate { .. }) => {
+            e @ (E::RateLimited { .. } | E::BudgetExceeded { .. }) => {
+                AppError::RateLimited(capitalise(&e.to_string()) + ".")
+            }
+            e @ (E::InvalidName(_)
+            | E::Template(_)
+            | E::Rule { .. }
+            | E::EvalGate { .. }
+            | E::InvalidItem { .. }) => {
                 AppError::Invalid(capitalise(&e.to_string()))
             }
             E::Internal(m) => {

@@ -59,6 +59,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/") view=|| view! { <Gate><pages::prompts::PromptsPage/></Gate> }/>
                         <Route path=path!("/prompts/*name") view=|| view! { <Gate><pages::prompt::PromptPage/></Gate> }/>
                         <Route path=path!("/history/*name") view=|| view! { <Gate><pages::history::HistoryPage/></Gate> }/>
+                        <Route path=path!("/production/*name") view=|| view! { <Gate><pages::production::ProductionPage/></Gate> }/>
+                        <Route path=path!("/calls") view=|| view! { <Gate><pages::calls::CallPage/></Gate> }/>
                         <Route path=path!("/evals/*name") view=|| view! { <Gate><pages::evals::EvalsPage/></Gate> }/>
                         <Route path=path!("/runs/:id") view=|| view! { <Gate><pages::evals::RunPage/></Gate> }/>
                         <Route path=path!("/compare-runs") view=|| view! { <Gate><pages::evals::CompareRunsPage/></Gate> }/>
@@ -113,6 +115,7 @@ fn TopBar() -> impl IntoView {
                                 <A href="/audit">"Audit"</A>
                                 {admin.then(|| view! { <A href="/rules">"Label rules"</A> <A href="/admin">"Users and keys"</A> })}
                             </nav>
+                            <pages::calls::LookupBox/>
                             <div class="who">
                                 <span>{me.username.clone()} " · " <span class="role">{me.role.as_str()}</span></span>
                                 <LogoutButton/>

@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Resolve, render, list, history, diff, audit.
+    /// What a running application needs: resolve, render, the event stream, lock.
+    Serve,
+    /// Send generations and scores (production telemetry).
+    Ingest,
+    /// List, history, diff, audit, generations, metrics.
     Read,
     /// Create prompts and versions, move labels that are not protected.
     Write,
@@ -29,6 +33,8 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
+    /// A running application: serve and ingest, nothing else.
+    App,
     Read,
     Write,
     Admin,
@@ -39,7 +45,7 @@ impl Role {
 
     pub fn allows(self, action: Action) -> bool {
         match action {
-            Action::Read => true,
+            Action::Serve | Action::Ingest | Action::Read => true,
             Action::Write => self >= Role::Editor,
             Action::MoveProtectedLabel => self >= Role::Publisher,
             Action::Administer => self == Role::Admin,
@@ -61,11 +67,12 @@ impl Role {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::App, Scope::Read, Scope::Write, Scope::Admin];
 
     pub fn allows(self, action: Action) -> bool {
         match action {
-            Action::Read => true,
+            Action::Serve | Action::Ingest => true,
+            Action::Read => self >= Scope::Read,
             Action::Write => self >= Scope::Write,
             Action::MoveProtectedLabel | Action::Administer => self == Scope::Admin,
         }
@@ -73,6 +80,7 @@ impl Scope {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Scope::App => "app",
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Admin => "admin",
@@ -122,6 +130,7 @@ mod tests {
     #[test]
     fn scopes() {
         let table = [
+            (Scope::App, [false, false, false, false]),
             (Scope::Read, [true, false, false, false]),
             (Scope::Write, [true, true, false, false]),
             (Scope::Admin, [true, true, true, true]),
@@ -129,6 +138,7 @@ mod tests {
         for (scope, expected) in table {
             let got = [Read, Write, MoveProtectedLabel, Administer].map(|a| scope.allows(a));
             assert_eq!(got, expected, "{scope:?}");
+            assert!(scope.allows(Serve) && scope.allows(Ingest), "{scope:?}");
         }
     }
 

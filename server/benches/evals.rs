@@ -94,7 +94,8 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = server::router(registry.clone(), None);
-    tokio::spawn(async move { server::serve(listener, app, std::future::pending()).await.unwrap() });
+    let serving = registry.clone();
+    tokio::spawn(async move { server::serve(listener, serving, app, std::future::pending()).await.unwrap() });
 
     // Resolve with nothing else going on, for the same length of time as the run.
     let idle_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -35,7 +35,7 @@ async fn start(db: &std::path::Path, durability: Durability) -> (Server, Duratio
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = server::router(registry.clone(), None);
-    tokio::spawn(server::serve(listener, app, async move {
+    tokio::spawn(server::serve(listener, registry.clone(), app, async move {
         let _ = stopped.await;
     }));
     (Server { base, key, registry, stop }, open_time)

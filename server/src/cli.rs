@@ -107,6 +107,9 @@ pub struct ServeArgs {
     /// (survives a crash of the process, faster).
     #[arg(long, env = "PROMPTLEDGER_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
     pub durability: DurabilityArg,
+    /// Days raw generations and scores are kept (metrics rollups are kept for good).
+    #[arg(long, env = "PROMPTLEDGER_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub retention_days: u32,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -159,7 +162,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    Scope::parse(s).ok_or_else(|| "expected read, write or admin".into())
+    Scope::parse(s).ok_or_else(|| "expected app, read, write or admin".into())
 }
 
 /// Runs a command; the result is the process exit code.
@@ -399,23 +402,14 @@ async fn serve(db: &Path, args: ServeArgs) -> CliResult<i32> {
     let addr = listener.local_addr().map_err(|e| CliError(e.to_string()))?;
     tracing::info!(%addr, db = %db.display(), "promptledger listening");
     println!("listening on http://{addr}");
-    let app = crate::router(registry.clone(), site_root);
-    // Runs of processes that died (a crash of an `eval run`, say) are ended while serving.
-    let sweeper = registry.clone();
-    let sweeping = tokio::spawn(async move {
-        let mut every = tokio::time::interval(service::eval::EvalSettings::default().stale_after);
-        loop {
-            every.tick().await;
-            if let Err(e) = sweeper.sweep_interrupted_runs().await {
-                tracing::error!(error = %e, "could not check for interrupted evaluation runs");
-            }
-        }
+    registry.configure_telemetry(service::TelemetrySettings {
+        retention: std::time::Duration::from_secs(u64::from(args.retention_days) * 86_400),
+        ..Default::default()
     });
-    // Webhook deliveries queued by any process (the CLI's changes too) are sent from here.
-    let delivering = tokio::spawn(registry.clone().deliver_webhooks());
-    crate::serve(listener, app, shutdown_signal()).await.map_err(|e| CliError(format!("server failed: {e}")))?;
-    sweeping.abort();
-    delivering.abort();
+    let app = crate::router(registry.clone(), site_root);
+    crate::serve(listener, registry.clone(), app, shutdown_signal())
+        .await
+        .map_err(|e| CliError(format!("server failed: {e}")))?;
     registry.interrupt_runs().await?;
     registry.close().await;
     Ok(0)

@@ -45,13 +45,32 @@ pub fn router(registry: Registry, site_root: Option<PathBuf>) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in
-/// flight.
+/// flight. The registry's background work runs meanwhile: webhook deliveries, the sweep
+/// of evaluation runs whose process died, and telemetry retention.
 pub async fn serve(
     listener: TcpListener,
+    registry: Registry,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let sweeper = registry.clone();
+    let workers = [
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(service::eval::EvalSettings::default().stale_after);
+            loop {
+                every.tick().await;
+                if let Err(e) = sweeper.sweep_interrupted_runs().await {
+                    tracing::error!(error = %e, "could not check for interrupted evaluation runs");
+                }
+            }
+        }),
+        // Deliveries queued by any process (the CLI's changes too) are sent from here.
+        tokio::spawn(registry.clone().deliver_webhooks()),
+        tokio::spawn(registry.clone().run_retention()),
+    ];
     // The peer address feeds the sign-in rate limit.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    workers.iter().for_each(tokio::task::JoinHandle::abort);
+    served
 }

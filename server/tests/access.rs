@@ -46,6 +46,7 @@ async fn scopes_and_roles_allow_exactly_what_the_spec_says() {
     }
     let mut cases = Vec::new();
     // Service keys: the scope alone.
+    cases.push(("app-key", s.key("svc-app", Scope::App, None).await, [false, false, false, false]));
     cases.push(("read-key", s.key("svc-read", Scope::Read, None).await, [true, false, false, false]));
     cases.push(("write-key", s.key("svc-write", Scope::Write, None).await, [true, true, false, false]));
     cases.push(("admin-key", s.key("svc-admin", Scope::Admin, None).await, [true, true, true, true]));
@@ -60,6 +61,7 @@ async fn scopes_and_roles_allow_exactly_what_the_spec_says() {
         for scope in Scope::ALL {
             let key = s.key(&format!("{}-{}", role.as_str(), scope.as_str()), scope, Some(role.as_str())).await;
             let by_scope = match scope {
+                Scope::App => [false, false, false, false],
                 Scope::Read => [true, false, false, false],
                 Scope::Write => [true, true, false, false],
                 Scope::Admin => [true, true, true, true],

@@ -153,3 +153,136 @@ async fn malformed_inputs_get_4xx_json_and_change_nothing() {
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_telemetry_gets_4xx_json_and_stores_nothing() {
+    let s = TestServer::start().await;
+    s.create_text("ok", "Hello {{ x }}").await;
+    let before = s.get("/api/v1/audit/verify", &s.admin).await.body["events"].as_i64().unwrap();
+    let good = json!({"id": "r-1", "prompt": "ok", "version": 1, "status": "ok", "started_at": "2026-12-01T09:14:03Z"});
+    let with = |field: &str, value: serde_json::Value| {
+        let mut g = good.clone();
+        g[field] = value;
+        json!({"items": [good.clone(), g]}).to_string()
+    };
+    let without = |field: &str| {
+        let mut g = good.clone();
+        g.as_object_mut().unwrap().remove(field);
+        json!({"items": [g]}).to_string()
+    };
+    let too_many: Vec<_> = (0..1001).map(|i| json!({"id": format!("x{i}"), "prompt": "ok", "version": 1,
+        "status": "ok", "started_at": "2026-12-01T09:14:03Z"})).collect();
+    let batches: Vec<String> = vec![
+        "".into(),
+        "{".into(),
+        "[]".into(),
+        "null".into(),
+        json!({}).to_string(),
+        json!({"items": {}}).to_string(),
+        json!({"items": []}).to_string(),
+        json!({"items": [1]}).to_string(),
+        json!({"items": [good.clone()], "extra": 1}).to_string(),
+        json!({"items": too_many}).to_string(),
+        without("id"),
+        without("prompt"),
+        without("status"),
+        without("started_at"),
+        without("version"),
+        with("id", json!("")),
+        with("id", json!("a".repeat(129))),
+        with("id", json!("line\nbreak")),
+        with("id", json!(7)),
+        with("prompt", json!("No Such Name")),
+        with("prompt", json!("unknown")),
+        with("version", json!(0)),
+        with("version", json!(2)),
+        with("version", json!("1")),
+        with("hash", json!("sha256:xyz")),
+        with("label", json!("Stable!")),
+        with("arm", json!("candidate")),
+        with("status", json!("fine")),
+        with("started_at", json!("yesterday")),
+        with("started_at", json!("2999-01-01T00:00:00Z")),
+        with("latency_ms", json!(-1)),
+        with("latency_ms", json!("fast")),
+        with("ttft_ms", json!(1e12)),
+        with("input_tokens", json!(-3)),
+        with("output_tokens", json!(1.5)),
+        with("cost", json!(-0.01)),
+        with("variables", json!([1, 2])),
+        with("metadata", json!("x")),
+        with("metadata", json!({"big": "m".repeat(20_000)})),
+        with("output", json!({"text": "structured"})),
+        with("user", json!("")),
+        with("model", json!("m".repeat(201))),
+        with("finish_reason", json!(5)),
+        with("surprise", json!(true)),
+    ];
+    let mut count = 0;
+    for body in &batches {
+        let r = s.raw(Method::POST, "/api/v1/generations", Some(&s.admin), Some(body.clone()), &[]).await;
+        assert!(r.status.is_client_error(), "{body:.100} -> {} {}", r.status, r.text);
+        r.code();
+        count += 1;
+    }
+    let scores = [
+        "{".to_owned(),
+        json!({}).to_string(),
+        json!({"name": "x"}).to_string(),
+        json!({"value": 1}).to_string(),
+        json!({"name": "", "value": 1}).to_string(),
+        json!({"name": "has space", "value": 1}).to_string(),
+        json!({"name": "x", "value": "1"}).to_string(),
+        json!({"name": "x", "value": null}).to_string(),
+        json!({"name": "x", "value": 1e300}).to_string(),
+        json!({"name": "x", "value": 1, "comment": "c".repeat(2001)}).to_string(),
+        json!({"name": "x", "value": 1, "extra": 1}).to_string(),
+    ];
+    for body in &scores {
+        let r = s.raw(Method::POST, "/api/v1/generations/r-1/scores", Some(&s.admin), Some(body.clone()), &[]).await;
+        assert!(r.status.is_client_error(), "{body:.100} -> {} {}", r.status, r.text);
+        r.code();
+        count += 1;
+    }
+    let otlp = [
+        ("application/x-protobuf", "\u{ff}\u{ff}\u{ff}".to_owned()),
+        ("application/json", "{".to_owned()),
+        ("application/json", json!({"resourceSpans": "x"}).to_string()),
+        ("application/json", json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}).to_string()),
+        ("application/json", json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": -1}]}]}]}).to_string()),
+        ("text/csv", "a,b".to_owned()),
+    ];
+    for (content_type, body) in &otlp {
+        let headers = [("content-type", *content_type)];
+        let r = s.raw(Method::POST, "/api/v1/otel/v1/traces", Some(&s.admin), Some(body.clone()), &headers).await;
+        assert!(r.status.is_client_error(), "{content_type} {body:.100} -> {} {}", r.status, r.text);
+        r.code();
+        count += 1;
+    }
+    let queries = [
+        "/api/v1/generations?limit=0",
+        "/api/v1/generations?cursor=abc",
+        "/api/v1/generations?since=noon",
+        "/api/v1/generations?status=meh",
+        "/api/v1/generations?drift=some",
+        "/api/v1/generations?version=x",
+        "/api/v1/generations?surprise=1",
+        "/api/v1/prompts/ok/metrics?interval=2h",
+        "/api/v1/prompts/ok/metrics?since=2026-12-02T00:00:00Z&until=2026-12-01T00:00:00Z",
+        "/api/v1/prompts/ok/metrics?since=2020-01-01T00:00:00Z&interval=5m",
+        "/api/v1/prompts/nope/metrics",
+    ];
+    for path in queries {
+        let r = s.raw(Method::GET, path, Some(&s.admin), None, &[]).await;
+        assert!(r.status.is_client_error(), "{path} -> {} {}", r.status, r.text);
+        r.code();
+        count += 1;
+    }
+    assert!(count >= 60, "{count} malformed inputs");
+    assert!(s.healthy().await);
+    let listed = s.get("/api/v1/generations", &s.admin).await;
+    assert_eq!(listed.body["items"], json!([]), "nothing of any bad batch was stored");
+    let after = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!(after.body["events"].as_i64().unwrap(), before);
+    s.stop().await;
+}

@@ -4,51 +4,15 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use common::hooks::{eventually, receiver};
 use common::{TestServer, enc};
 use domain::access::Scope;
-use parking_lot::Mutex;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use service::webhooks::WebhookSettings;
 use sha2::{Digest, Sha256};
-
-#[derive(Default)]
-struct Receiver {
-    /// Answer 500 to this many requests first.
-    fail_first: AtomicUsize,
-    /// Never answer.
-    hang: bool,
-    /// Every request received: (headers, body).
-    got: Mutex<Vec<(HeaderMap, String)>>,
-}
-
-async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: String) -> AxumStatus {
-    r.got.lock().push((headers, body));
-    if r.hang {
-        std::future::pending::<()>().await;
-    }
-    let failing = r.fail_first.load(Ordering::SeqCst);
-    if failing > 0 {
-        r.fail_first.store(failing - 1, Ordering::SeqCst);
-        return AxumStatus::INTERNAL_SERVER_ERROR;
-    }
-    AxumStatus::NO_CONTENT
-}
-
-async fn receiver(fail_first: usize, hang: bool) -> (String, Arc<Receiver>) {
-    let state = Arc::new(Receiver { fail_first: AtomicUsize::new(fail_first), hang, ..Default::default() });
-    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, state)
-}
 
 /// HMAC-SHA256 (RFC 2104), written out here so the check does not trust the server's code.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
@@ -66,13 +30,6 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
     hex::encode(Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize())
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test]
 async fn deliveries_are_signed_retried_logged_and_never_hold_up_a_change() {
@@ -84,7 +41,6 @@ async fn deliveries_are_signed_retried_logged_and_never_hold_up_a_change() {
         max_delay: Duration::from_millis(200),
         max_attempts: 4,
     });
-    tokio::spawn(server.registry.clone().deliver_webhooks());
     let (flaky_url, flaky) = receiver(2, false).await;
     let (dead_url, _dead) = receiver(usize::MAX, false).await;
     let (hung_url, hung) = receiver(0, true).await;

@@ -46,6 +46,12 @@ pub enum ServiceError {
     /// A label request that is no longer pending (decided, withdrawn or expired). HTTP 409.
     #[error("{0}")]
     Closed(String),
+    /// One item of a batch breaks a rule; nothing of the batch was stored. HTTP 422.
+    #[error("item {index}: {message}")]
+    InvalidItem { index: usize, field: &'static str, message: String },
+    /// The prompt's budget is spent and set to block until the window ends. HTTP 429.
+    #[error("{message}")]
+    BudgetExceeded { message: String, retry_after: u64 },
     /// Too many failed sign-ins; try again after `retry_after` seconds. HTTP 429.
     #[error("too many failed sign-ins; wait {retry_after} seconds and try again")]
     RateLimited { retry_after: u64 },

@@ -13,6 +13,7 @@ mod labels;
 mod prompts;
 mod sessions;
 mod store;
+pub mod telemetry;
 pub mod time;
 pub mod webhooks;
 
@@ -33,6 +34,7 @@ pub use index::ServedVersion;
 pub use prompts::PromptQuery;
 pub use sessions::{NewSession, SESSION_ABSOLUTE, SESSION_IDLE};
 pub use store::{AuditFilter, Durability};
+pub use telemetry::TelemetrySettings;
 
 use index::{Index, PromptEntry, VersionBase};
 use store::Store;
@@ -59,7 +61,9 @@ impl Principal {
             return Ok(());
         }
         let what = match action {
-            Action::Read => "read the registry",
+            Action::Serve => "resolve or render prompts",
+            Action::Ingest => "send generations or scores",
+            Action::Read => "read the registry (history, audit, generations, metrics: it needs a read-scope key or more)",
             Action::Write => "create prompts, save versions or move labels",
             Action::MoveProtectedLabel => {
                 "move a protected label (it needs a publisher, an admin or an admin-scope key)"
@@ -103,6 +107,9 @@ struct Inner {
     /// Derives secrets that are never stored (webhook signing keys).
     server_key: [u8; 32],
     webhook_settings: RwLock<webhooks::WebhookSettings>,
+    /// Generations, scores and rollups: a database file of its own (`<db>.telemetry`).
+    telemetry_store: Store,
+    telemetry: telemetry::Telemetry,
 }
 
 impl Registry {
@@ -110,6 +117,7 @@ impl Registry {
     /// resolve index from it.
     pub async fn open(path: &Path, durability: Durability) -> Result<Registry> {
         let store = Store::open(path, durability).await?;
+        let telemetry_store = Store::open_telemetry(&telemetry_path(path), durability).await?;
         let server_key = server_key(path)?;
         let registry = Registry {
             inner: Arc::new(Inner {
@@ -120,15 +128,19 @@ impl Registry {
                 evals: Default::default(),
                 server_key,
                 webhook_settings: RwLock::default(),
+                telemetry_store,
+                telemetry: Default::default(),
             }),
         };
         registry.rebuild_index().await?;
+        registry.load_telemetry().await?;
         registry.sweep_interrupted_runs().await?;
         Ok(registry)
     }
 
     pub async fn close(&self) {
         self.inner.store.close().await;
+        self.inner.telemetry_store.close().await;
     }
 
     fn store(&self) -> &Store {
@@ -221,6 +233,13 @@ impl Registry {
     pub async fn has_no_users(&self) -> Result<bool> {
         Ok(store::count_users(&self.store().reader).await? == 0)
     }
+}
+
+/// The telemetry database beside the registry's: `<db>.telemetry`.
+pub fn telemetry_path(db: &Path) -> std::path::PathBuf {
+    let mut file = db.as_os_str().to_owned();
+    file.push(".telemetry");
+    file.into()
 }
 
 /// The server's key: from `PROMPTLEDGER_SECRET` when set, else from the file beside the

@@ -261,9 +261,21 @@ impl Registry {
         Ok(self.index().folders())
     }
 
+    /// Resolve for applications (the delivery API): like [`Registry::resolve`], for the
+    /// `app` scope too, and refused while the prompt's budget blocks.
+    pub async fn serve(&self, who: &Principal, name: &str, sel: &Selector) -> Result<Arc<ServedVersion>> {
+        who.require(Action::Serve)?;
+        self.check_budget(name)?;
+        self.select(name, sel).await
+    }
+
     /// Chooses one version: by number, by label now, by label at an instant, or `stable`.
     pub async fn resolve(&self, who: &Principal, name: &str, sel: &Selector) -> Result<Arc<ServedVersion>> {
         who.require(Action::Read)?;
+        self.select(name, sel).await
+    }
+
+    async fn select(&self, name: &str, sel: &Selector) -> Result<Arc<ServedVersion>> {
         let entry = self.entry(name)?;
         if sel.version.is_some() && (sel.label.is_some() || sel.at.is_some()) {
             return Err(ServiceError::BadRequest(
@@ -300,7 +312,7 @@ impl Registry {
     }
 
     /// One version, from the index if a label points at it, else from storage.
-    async fn version_of(&self, entry: &PromptEntry, version: i64) -> Result<Arc<ServedVersion>> {
+    pub(crate) async fn version_of(&self, entry: &PromptEntry, version: i64) -> Result<Arc<ServedVersion>> {
         if let Some(served) = entry.served.get(&version) {
             return Ok(served.clone());
         }
@@ -342,7 +354,7 @@ impl Registry {
     /// Renders a version strictly with the given variables.
     pub async fn render(&self, who: &Principal, name: &str, req: RenderRequest) -> Result<RenderView> {
         let sel = Selector { version: req.version, label: req.label, at: req.at };
-        let served = self.resolve(who, name, &sel).await?;
+        let served = self.serve(who, name, &sel).await?;
         let view = &served.base.view;
         let rendered = served.base.content.render(&req.variables, req.allow_unknown, RenderLimits::default())?;
         let (text, messages) = match rendered {

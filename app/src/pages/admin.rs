@@ -57,7 +57,7 @@ pub async fn list_keys() -> Result<Vec<KeyInfo>, AppError> {
 pub async fn create_key(name: String, scope: String, user: Option<String>) -> Result<CreatedKey, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let scope = Scope::parse(scope.trim()).ok_or_else(|| {
-        AppError::invalid(format!("'{scope}' is not a scope. Pick read, write or admin from the list."))
+        AppError::invalid(format!("'{scope}' is not a scope. Pick app, read, write or admin from the list."))
     })?;
     let user = given(user);
     Ok(registry.create_key(&who, name.trim(), scope, user.as_deref()).await?)
@@ -458,7 +458,8 @@ fn KeysPanel(
 
 fn scope_text(scope: Scope) -> &'static str {
     match scope {
-        Scope::Read => "read: resolve, render and read",
+        Scope::App => "app: what a running application needs (resolve, render, send generations and scores)",
+        Scope::Read => "read: resolve, render and read everything (history, audit, production figures)",
         Scope::Write => "write: also save versions and move unprotected labels",
         Scope::Admin => "admin: everything, protected labels, people and keys included",
     }
@@ -632,12 +633,14 @@ fn ProvidersPanel() -> impl IntoView {
     }
 }
 
-const WEBHOOK_EVENTS: [(&str, &str); 5] = [
+const WEBHOOK_EVENTS: [(&str, &str); 7] = [
     ("version.created", "a version is saved"),
     ("label.moved", "a label moves"),
     ("request.opened", "a label move is requested"),
     ("request.decided", "a request is approved, rejected, withdrawn or expires"),
     ("eval.run.finished", "an evaluation run finishes"),
+    ("drift.detected", "production runs something the registry did not say (at most hourly per prompt)"),
+    ("budget.threshold", "a prompt's spending reaches an alert threshold of its budget"),
 ];
 
 /// Webhooks: endpoints that get signed events, and the log of what was delivered.

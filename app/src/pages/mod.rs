@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod approvals;
 pub mod audit;
+pub mod calls;
 pub mod evals;
 pub mod history;
+pub mod production;
 pub mod prompt;
 pub mod prompts;

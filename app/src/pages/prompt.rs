@@ -167,6 +167,7 @@ fn PromptView(detail: PromptDetail) -> impl IntoView {
                 <p class="description">{detail.description.clone()}</p>
             </div>
             <div class="head-actions">
+                <A href=format!("/production/{}", detail.name) attr:class="button">"Production"</A>
                 <A href=format!("/evals/{}", detail.name) attr:class="button">"Evaluations"</A>
                 <A href=history attr:class="button">"History and releases"</A>
             </div>

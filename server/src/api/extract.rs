@@ -4,7 +4,7 @@
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use std::sync::Arc;
 
-use axum::http::header::{AUTHORIZATION, IF_NONE_MATCH};
+use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, IF_NONE_MATCH};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
@@ -13,43 +13,79 @@ use service::{Principal, Registry};
 use super::BODY_LIMIT;
 use super::error::ApiError;
 
+/// A request body of at most `LIMIT` bytes (after gzip, when the client compressed it):
+/// over the limit is 413, a body that cannot be read or unzipped 400.
+pub struct Body<const LIMIT: usize = BODY_LIMIT>(pub bytes::Bytes);
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than {} KiB", limit / 1024),
+    )
+}
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for Body<LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let gzip = match req.headers().get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
+            None => false,
+            Some(e) if e == "gzip" => true,
+            Some(e) if e == "identity" => false,
+            Some(e) => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_encoding",
+                    format!("Content-Encoding '{e}' is not supported (send gzip or nothing)"),
+                ));
+            }
+        };
+        // The limit is applied here rather than by a layer, so requests without a body
+        // (resolve) pay nothing for it.
+        let bytes = axum::body::to_bytes(req.into_body(), LIMIT).await.map_err(|e| {
+            let over = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if over { too_large(LIMIT) } else { ApiError::bad_request(format!("the request body could not be read: {e}")) }
+        })?;
+        if !gzip {
+            return Ok(Body(bytes));
+        }
+        // Read one byte past the limit to tell a body that fits from a zip bomb.
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(flate2::read::GzDecoder::new(&bytes[..]), LIMIT as u64 + 1), &mut out)
+            .map_err(|_| ApiError::bad_request("the body is not valid gzip"))?;
+        if out.len() > LIMIT {
+            return Err(too_large(LIMIT));
+        }
+        Ok(Body(out.into()))
+    }
+}
+
 /// A JSON body. Malformed JSON is 400, JSON of the wrong shape 422, over the limit 413.
 pub struct Json<T>(pub T);
+
+/// Parses JSON: malformed is 400 `invalid_json`, the wrong shape 422 `invalid_body`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("the request body does not have the expected fields: {e}"),
+            ),
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the request body is not valid JSON: {e}")),
+        }
+    })
+}
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        // The limit is applied here rather than by a layer, so requests without a body
-        // (resolve) pay nothing for it.
-        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT).await.map_err(|e| {
-            let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-                .any(|e| e.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is larger than 1 MiB",
-                )
-            } else {
-                ApiError::bad_request(format!("the request body could not be read: {e}"))
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(Json).map_err(|e| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data => ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
-                    format!("the request body does not have the expected fields: {e}"),
-                ),
-                _ => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!("the request body is not valid JSON: {e}"),
-                ),
-            }
-        })
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Body(bytes) = Body::<BODY_LIMIT>::from_request(req, state).await?;
+        parse_json(&bytes).map(Json)
     }
 }
 

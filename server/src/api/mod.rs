@@ -7,7 +7,9 @@ pub mod error;
 mod evals;
 pub(crate) mod extract;
 mod governance;
+mod otlp;
 mod prompts;
+mod telemetry;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -25,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .merge(admin::router())
         .merge(evals::router())
         .merge(governance::router())
+        .merge(telemetry::router())
         .route("/api/v1/openapi.yaml", axum::routing::get(openapi))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
 }

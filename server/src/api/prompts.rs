@@ -91,7 +91,7 @@ async fn resolve(
     Query(p): Query<ResolveParams>,
     IfNoneMatch(inm): IfNoneMatch,
 ) -> ApiResult {
-    let served = r.resolve(&who, &name, &p.selector()?).await?;
+    let served = r.serve(&who, &name, &p.selector()?).await?;
     let etag = HeaderValue::from_str(&served.etag).map_err(|_| ApiError::bad_request("bad etag"))?;
     let cache = HeaderValue::from_static("no-cache");
     if let Some(inm) = inm.as_ref().and_then(|v| v.to_str().ok())

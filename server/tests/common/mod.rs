@@ -1,6 +1,7 @@
 //! A real server on a loopback port with a temporary SQLite file, and a small client.
 #![allow(dead_code)]
 
+pub mod hooks;
 pub mod provider;
 
 use std::path::PathBuf;
@@ -49,8 +50,9 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let app = server::router(registry.clone(), None);
+        let serving = registry.clone();
         let task = tokio::spawn(async move {
-            server::serve(listener, app, async move {
+            server::serve(listener, serving, app, async move {
                 let _ = stopped.await;
             })
             .await
@@ -100,7 +102,10 @@ impl TestServer {
             req = req.bearer_auth(key);
         }
         if let Some(body) = body {
-            req = req.header("content-type", "application/json").body(body);
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                req = req.header("content-type", "application/json");
+            }
+            req = req.body(body);
         }
         for (k, v) in headers {
             req = req.header(*k, *v);

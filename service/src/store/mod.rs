@@ -5,6 +5,7 @@
 
 pub mod evals;
 pub mod governance;
+pub mod telemetry;
 pub mod webhooks;
 
 use std::path::Path;
@@ -45,7 +46,17 @@ pub struct WriteGuard<'a> {
 }
 
 impl Store {
+    /// The registry's database.
     pub async fn open(path: &Path, durability: Durability) -> Result<Store> {
+        Self::connect(path, durability, &sqlx::migrate!("./migrations")).await
+    }
+
+    /// The telemetry database, a file of its own with its own writer.
+    pub async fn open_telemetry(path: &Path, durability: Durability) -> Result<Store> {
+        Self::connect(path, durability, &sqlx::migrate!("./migrations_telemetry")).await
+    }
+
+    async fn connect(path: &Path, durability: Durability, migrator: &sqlx::migrate::Migrator) -> Result<Store> {
         let base = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -62,7 +73,7 @@ impl Store {
             .max_lifetime(None)
             .connect_with(base.clone().create_if_missing(true))
             .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
+        migrator.run(&writer).await?;
         let reader =
             SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(base.read_only(true)).await?;
         Ok(Store { reader, writer, write_lock: tokio::sync::Mutex::new(()) })

@@ -17,12 +17,21 @@ pub fn event_of(action: &str) -> Option<&'static str> {
             "request.decided"
         }
         "eval.run.finished" => "eval.run.finished",
+        "drift.detected" => "drift.detected",
+        "budget.alert" => "budget.threshold",
         _ => return None,
     })
 }
 
-pub const EVENTS: [&str; 5] =
-    ["version.created", "label.moved", "request.opened", "request.decided", "eval.run.finished"];
+pub const EVENTS: [&str; 7] = [
+    "version.created",
+    "label.moved",
+    "request.opened",
+    "request.decided",
+    "eval.run.finished",
+    "drift.detected",
+    "budget.threshold",
+];
 
 /// Queues a delivery of audit event `seq` to every active webhook that wants `event`,
 /// inside the change's own transaction.

@@ -1,0 +1,629 @@
+//! SQL of production telemetry. Generations, scores and rollups live in their own SQLite
+//! file (`<db>.telemetry`, opened with [`Store::open_telemetry`](super::Store)) with its own
+//! writer, so heavy ingest never waits for, or delays, a change to the registry. Budgets
+//! and their alerts are registry changes (audited) and live in the registry's file.
+
+use domain::telemetry::{
+    Arm, Budget, BudgetWindow, Drift, Generation, GenerationFilter, Histogram, OnExceed, Score, Status,
+};
+use serde_json::{Value, json};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
+
+use super::corrupt;
+use crate::error::Result;
+use crate::time::format_us;
+
+/// A generation ready to store: checked, costed, cut and judged for drift.
+#[derive(Debug, Clone, FromRow)]
+pub struct GenerationRow {
+    pub seq: i64,
+    pub id: String,
+    pub prompt: String,
+    pub version: i64,
+    pub hash: Option<String>,
+    pub label: Option<String>,
+    pub rollout: Option<String>,
+    pub arm: Option<String>,
+    pub model: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost: Option<f64>,
+    pub cost_source: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub status: String,
+    pub error: Option<String>,
+    pub finish_reason: Option<String>,
+    pub variables: Option<String>,
+    pub output: Option<String>,
+    pub user: Option<String>,
+    pub session: Option<String>,
+    pub metadata: Option<String>,
+    pub drift: Option<String>,
+    pub truncated: Option<String>,
+    pub started_at: i64,
+    pub received_at: i64,
+}
+
+const COLUMNS: &str = "seq, id, prompt, version, hash, label, rollout, arm, model, input_tokens, output_tokens, cost,
+    cost_source, latency_ms, ttft_ms, status, error, finish_reason, variables, output, user, session, metadata, drift,
+    truncated, started_at, received_at";
+
+impl GenerationRow {
+    pub fn view(&self) -> Result<Generation> {
+        fn object<T: serde::de::DeserializeOwned>(text: &Option<String>, what: &str) -> Result<Option<T>> {
+            text.as_deref().map(|t| serde_json::from_str(t).map_err(|_| corrupt(what))).transpose()
+        }
+        Ok(Generation {
+            id: self.id.clone(),
+            prompt: self.prompt.clone(),
+            version: self.version,
+            hash: self.hash.clone(),
+            label: self.label.clone(),
+            rollout: self.rollout.clone(),
+            arm: self.arm.as_deref().and_then(Arm::parse),
+            model: self.model.clone(),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost: self.cost,
+            cost_source: self.cost_source.clone(),
+            latency_ms: self.latency_ms,
+            ttft_ms: self.ttft_ms,
+            status: Status::parse(&self.status).ok_or_else(|| corrupt("generation status"))?,
+            error: self.error.clone(),
+            finish_reason: self.finish_reason.clone(),
+            variables: object(&self.variables, "generation variables")?,
+            output: self.output.clone(),
+            user: self.user.clone(),
+            session: self.session.clone(),
+            metadata: object(&self.metadata, "generation metadata")?,
+            started_at: format_us(self.started_at),
+            received_at: format_us(self.received_at),
+            drift: self.drift.as_deref().and_then(Drift::parse),
+            truncated: object(&self.truncated, "generation truncation")?.unwrap_or_default(),
+        })
+    }
+
+    /// One row as a JSON array in column order (after `seq`), for the batch insert.
+    fn as_json(&self) -> Value {
+        json!([
+            self.id, self.prompt, self.version, self.hash, self.label, self.rollout, self.arm, self.model,
+            self.input_tokens, self.output_tokens, self.cost, self.cost_source, self.latency_ms, self.ttft_ms,
+            self.status, self.error, self.finish_reason, self.variables, self.output, self.user, self.session,
+            self.metadata, self.drift, self.truncated, self.started_at, self.received_at
+        ])
+    }
+}
+
+/// Of `ids`, those already stored.
+pub async fn existing_ids(ex: impl SqliteExecutor<'_>, ids: &[&str]) -> Result<Vec<String>> {
+    let list = serde_json::to_string(ids).map_err(|_| corrupt("id list"))?;
+    Ok(sqlx::query_scalar("SELECT id FROM generations WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(list)
+        .fetch_all(ex)
+        .await?)
+}
+
+/// Stores a batch in one statement: the rows travel as one JSON array, unpacked by
+/// SQLite itself (a statement per row would cost more than the rows do).
+pub async fn insert_generations(conn: &mut SqliteConnection, rows: &[GenerationRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let batch = Value::Array(rows.iter().map(GenerationRow::as_json).collect()).to_string();
+    let columns = COLUMNS.trim_start_matches("seq, ");
+    let values: Vec<String> = (0..26).map(|i| format!("value->>{i}")).collect();
+    sqlx::query(&format!("INSERT INTO generations ({columns}) SELECT {} FROM json_each(?)", values.join(", ")))
+        .bind(batch)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn generation(ex: impl SqliteExecutor<'_>, id: &str) -> Result<Option<GenerationRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE id = ?")).bind(id).fetch_optional(ex).await?)
+}
+
+/// Where a page of generations starts: strictly older than (`started_at`, `seq`).
+pub type GenerationCursor = (i64, i64);
+
+/// Newest first, filtered; `since`/`until` are parsed times.
+pub async fn generations_page(
+    ex: impl SqliteExecutor<'_>,
+    f: &GenerationFilter,
+    since: Option<i64>,
+    until: Option<i64>,
+    before: Option<GenerationCursor>,
+    limit: i64,
+) -> Result<Vec<GenerationRow>> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM generations WHERE 1 = 1"));
+    if let Some(p) = &f.prompt {
+        q.push(" AND prompt = ").push_bind(p.clone());
+    }
+    if let Some(v) = f.version {
+        q.push(" AND version = ").push_bind(v);
+    }
+    if let Some(l) = &f.label {
+        q.push(" AND label = ").push_bind(l.clone());
+    }
+    if let Some(s) = f.status {
+        q.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(u) = &f.user {
+        q.push(" AND user = ").push_bind(u.clone());
+    }
+    if let Some(s) = &f.session {
+        q.push(" AND session = ").push_bind(s.clone());
+    }
+    if let Some(d) = f.drift {
+        q.push(" AND drift = ").push_bind(d.as_str());
+    }
+    if let Some(t) = since {
+        q.push(" AND started_at >= ").push_bind(t);
+    }
+    if let Some(t) = until {
+        q.push(" AND started_at < ").push_bind(t);
+    }
+    if let Some((at, seq)) = before {
+        q.push(" AND (started_at, seq) < (").push_bind(at).push(", ").push_bind(seq).push(")");
+    }
+    q.push(" ORDER BY started_at DESC, seq DESC LIMIT ").push_bind(limit);
+    Ok(q.build_query_as().fetch_all(ex).await?)
+}
+
+/// Deletes up to `limit` generations that started before `before`; how many went.
+pub async fn prune_generations(conn: &mut SqliteConnection, before: i64, limit: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM generations WHERE seq IN (SELECT seq FROM generations WHERE started_at < ? ORDER BY started_at LIMIT ?)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes up to `limit` scores received before `before`; how many went.
+pub async fn prune_scores(conn: &mut SqliteConnection, before: i64, limit: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM scores WHERE seq IN (SELECT seq FROM scores WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+// ---------------------------------------------------------------- scores
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ScoreRow {
+    pub seq: i64,
+    pub generation: String,
+    pub name: String,
+    pub value: f64,
+    pub comment: Option<String>,
+    pub created_at: i64,
+}
+
+impl ScoreRow {
+    pub fn view(&self) -> Score {
+        Score {
+            name: self.name.clone(),
+            value: self.value,
+            comment: self.comment.clone(),
+            created_at: format_us(self.created_at),
+        }
+    }
+}
+
+pub async fn insert_score(
+    conn: &mut SqliteConnection,
+    generation: &str,
+    name: &str,
+    value: f64,
+    comment: Option<&str>,
+    at: i64,
+    rolled_up: bool,
+) -> Result<()> {
+    sqlx::query("INSERT INTO scores (generation, name, value, comment, created_at, rolled_up) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(generation)
+        .bind(name)
+        .bind(value)
+        .bind(comment)
+        .bind(at)
+        .bind(rolled_up)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn scores_of(ex: impl SqliteExecutor<'_>, generation: &str) -> Result<Vec<ScoreRow>> {
+    Ok(sqlx::query_as(
+        "SELECT seq, generation, name, value, comment, created_at FROM scores WHERE generation = ? ORDER BY seq",
+    )
+    .bind(generation)
+    .fetch_all(ex)
+    .await?)
+}
+
+/// Scores whose generation had not arrived when they did.
+pub async fn pending_scores(ex: impl SqliteExecutor<'_>) -> Result<Vec<ScoreRow>> {
+    Ok(sqlx::query_as(
+        "SELECT seq, generation, name, value, comment, created_at FROM scores WHERE rolled_up = 0 ORDER BY seq",
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+pub async fn count_pending_scores(ex: impl SqliteExecutor<'_>) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM scores WHERE rolled_up = 0").fetch_one(ex).await?)
+}
+
+pub async fn mark_rolled_up(conn: &mut SqliteConnection, seqs: &[i64]) -> Result<()> {
+    let list = serde_json::to_string(seqs).map_err(|_| corrupt("score list"))?;
+    sqlx::query("UPDATE scores SET rolled_up = 1 WHERE seq IN (SELECT value FROM json_each(?))")
+        .bind(list)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- rollups
+
+/// Which rollup row a generation counts in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollupKey {
+    pub prompt: String,
+    pub bucket: i64,
+    pub version: i64,
+    pub rollout: String,
+    pub arm: String,
+}
+
+/// The additive figures of one rollup row.
+#[derive(Debug, Clone, Default)]
+pub struct Rollup {
+    pub count: i64,
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub priced: i64,
+    pub unpriced: i64,
+    pub cost: f64,
+    pub cost_sq: f64,
+    pub latency_n: i64,
+    pub latency_sum: f64,
+    pub latency_sq: f64,
+    pub drift_hash: i64,
+    pub drift_stale: i64,
+    pub latency: Histogram,
+    pub ttft: Histogram,
+}
+
+impl Rollup {
+    pub fn add(&mut self, g: &GenerationRow) {
+        self.count += 1;
+        self.errors += i64::from(g.status == Status::Error.as_str());
+        self.input_tokens += g.input_tokens.unwrap_or(0);
+        self.output_tokens += g.output_tokens.unwrap_or(0);
+        match g.cost {
+            Some(c) => {
+                self.priced += 1;
+                self.cost += c;
+                self.cost_sq += c * c;
+            }
+            None => self.unpriced += 1,
+        }
+        if let Some(l) = g.latency_ms {
+            self.latency_n += 1;
+            self.latency_sum += l;
+            self.latency_sq += l * l;
+            self.latency.record(l);
+        }
+        if let Some(t) = g.ttft_ms {
+            self.ttft.record(t);
+        }
+        match g.drift.as_deref().and_then(Drift::parse) {
+            Some(Drift::HashMismatch) => self.drift_hash += 1,
+            Some(Drift::StaleLabel) => self.drift_stale += 1,
+            None => {}
+        }
+    }
+
+    pub fn merge(&mut self, o: &Rollup) {
+        self.count += o.count;
+        self.errors += o.errors;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.priced += o.priced;
+        self.unpriced += o.unpriced;
+        self.cost += o.cost;
+        self.cost_sq += o.cost_sq;
+        self.latency_n += o.latency_n;
+        self.latency_sum += o.latency_sum;
+        self.latency_sq += o.latency_sq;
+        self.drift_hash += o.drift_hash;
+        self.drift_stale += o.drift_stale;
+        self.latency.merge(&o.latency);
+        self.ttft.merge(&o.ttft);
+    }
+}
+
+#[derive(FromRow)]
+struct RollupRow {
+    version: i64,
+    bucket: i64,
+    count: i64,
+    errors: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    priced: i64,
+    unpriced: i64,
+    cost: f64,
+    cost_sq: f64,
+    latency_n: i64,
+    latency_sum: f64,
+    latency_sq: f64,
+    drift_hash: i64,
+    drift_stale: i64,
+    latency: Vec<u8>,
+    ttft: Vec<u8>,
+}
+
+impl RollupRow {
+    fn rollup(&self) -> Rollup {
+        Rollup {
+            count: self.count,
+            errors: self.errors,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            priced: self.priced,
+            unpriced: self.unpriced,
+            cost: self.cost,
+            cost_sq: self.cost_sq,
+            latency_n: self.latency_n,
+            latency_sum: self.latency_sum,
+            latency_sq: self.latency_sq,
+            drift_hash: self.drift_hash,
+            drift_stale: self.drift_stale,
+            latency: Histogram::from_bytes(&self.latency),
+            ttft: Histogram::from_bytes(&self.ttft),
+        }
+    }
+}
+
+const ROLLUP_COLUMNS: &str = "version, bucket, count, errors, input_tokens, output_tokens, priced, unpriced, cost, cost_sq,
+    latency_n, latency_sum, latency_sq, drift_hash, drift_stale, latency, ttft";
+
+/// Adds `add` to the row of `key` (creating it), inside the ingest transaction.
+pub async fn add_to_rollup(conn: &mut SqliteConnection, key: &RollupKey, add: &Rollup) -> Result<()> {
+    let existing: Option<RollupRow> = sqlx::query_as(&format!(
+        "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE prompt = ? AND bucket = ? AND version = ? AND rollout = ? AND arm = ?"
+    ))
+    .bind(&key.prompt)
+    .bind(key.bucket)
+    .bind(key.version)
+    .bind(&key.rollout)
+    .bind(&key.arm)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut total = existing.map(|r| r.rollup()).unwrap_or_default();
+    total.merge(add);
+    sqlx::query(
+        "INSERT OR REPLACE INTO rollups (prompt, bucket, version, rollout, arm, count, errors, input_tokens,
+             output_tokens, priced, unpriced, cost, cost_sq, latency_n, latency_sum, latency_sq, drift_hash,
+             drift_stale, latency, ttft)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.prompt)
+    .bind(key.bucket)
+    .bind(key.version)
+    .bind(&key.rollout)
+    .bind(&key.arm)
+    .bind(total.count)
+    .bind(total.errors)
+    .bind(total.input_tokens)
+    .bind(total.output_tokens)
+    .bind(total.priced)
+    .bind(total.unpriced)
+    .bind(total.cost)
+    .bind(total.cost_sq)
+    .bind(total.latency_n)
+    .bind(total.latency_sum)
+    .bind(total.latency_sq)
+    .bind(total.drift_hash)
+    .bind(total.drift_stale)
+    .bind(total.latency.to_bytes())
+    .bind(total.ttft.to_bytes())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A prompt's rollup rows in `[since, until)`: (version, bucket, figures).
+pub async fn rollups(
+    ex: impl SqliteExecutor<'_>,
+    prompt: &str,
+    since: i64,
+    until: i64,
+) -> Result<Vec<(i64, i64, Rollup)>> {
+    let rows: Vec<RollupRow> = sqlx::query_as(&format!(
+        "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE prompt = ? AND bucket >= ? AND bucket < ? ORDER BY bucket"
+    ))
+    .bind(prompt)
+    .bind(since)
+    .bind(until)
+    .fetch_all(ex)
+    .await?;
+    Ok(rows.iter().map(|r| (r.version, r.bucket, r.rollup())).collect())
+}
+
+/// Dollars spent on a prompt by calls that started in `[since, until)`.
+pub async fn spent(ex: impl SqliteExecutor<'_>, prompt: &str, since: i64, until: i64) -> Result<f64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(SUM(cost), 0.0) FROM rollups WHERE prompt = ? AND bucket >= ? AND bucket < ?",
+    )
+    .bind(prompt)
+    .bind(since)
+    .bind(until)
+    .fetch_one(ex)
+    .await?)
+}
+
+pub async fn add_score_to_rollup(conn: &mut SqliteConnection, key: &RollupKey, name: &str, value: f64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO score_rollups (prompt, bucket, version, rollout, arm, name, count, sum, sum_sq)
+         VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
+         ON CONFLICT (prompt, bucket, version, rollout, arm, name)
+         DO UPDATE SET count = count + 1, sum = sum + excluded.sum, sum_sq = sum_sq + excluded.sum_sq",
+    )
+    .bind(&key.prompt)
+    .bind(key.bucket)
+    .bind(key.version)
+    .bind(&key.rollout)
+    .bind(&key.arm)
+    .bind(name)
+    .bind(value)
+    .bind(value * value)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Score count and sum per version and name over `[since, until)`.
+pub async fn score_totals(
+    ex: impl SqliteExecutor<'_>,
+    prompt: &str,
+    since: i64,
+    until: i64,
+) -> Result<Vec<(i64, String, i64, f64)>> {
+    Ok(sqlx::query_as(
+        "SELECT version, name, SUM(count), SUM(sum) FROM score_rollups
+         WHERE prompt = ? AND bucket >= ? AND bucket < ? GROUP BY version, name ORDER BY version, name",
+    )
+    .bind(prompt)
+    .bind(since)
+    .bind(until)
+    .fetch_all(ex)
+    .await?)
+}
+
+// ---------------------------------------------------------------- budgets (registry file)
+
+#[derive(FromRow)]
+pub struct BudgetRow {
+    pub prompt: String,
+    pub window: String,
+    pub limit_usd: f64,
+    pub alerts: String,
+    pub on_exceed: String,
+}
+
+impl BudgetRow {
+    pub fn budget(&self) -> Result<Budget> {
+        Ok(Budget {
+            window: BudgetWindow::parse(&self.window).ok_or_else(|| corrupt("budget window"))?,
+            limit: self.limit_usd,
+            alerts: serde_json::from_str(&self.alerts).map_err(|_| corrupt("budget alerts"))?,
+            on_exceed: OnExceed::parse(&self.on_exceed).ok_or_else(|| corrupt("budget mode"))?,
+        })
+    }
+}
+
+pub async fn budgets(ex: impl SqliteExecutor<'_>) -> Result<Vec<BudgetRow>> {
+    Ok(sqlx::query_as(
+        "SELECT p.name AS prompt, b.window, b.limit_usd, b.alerts, b.on_exceed FROM budgets b JOIN prompts p ON p.id = b.prompt_id",
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+pub async fn put_budget(conn: &mut SqliteConnection, prompt_id: i64, b: &Budget, actor: &str, at: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO budgets (prompt_id, window, limit_usd, alerts, on_exceed, updated_by, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(prompt_id)
+    .bind(b.window.as_str())
+    .bind(b.limit)
+    .bind(serde_json::to_string(&b.alerts).map_err(|_| corrupt("budget alerts"))?)
+    .bind(b.on_exceed.as_str())
+    .bind(actor)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_budget(conn: &mut SqliteConnection, prompt_id: i64) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM budgets WHERE prompt_id = ?").bind(prompt_id).execute(conn).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The alert fractions already fired in the window starting at `window_start`.
+pub async fn fired_alerts(ex: impl SqliteExecutor<'_>, prompt_id: i64, window_start: i64) -> Result<Vec<f64>> {
+    Ok(sqlx::query_scalar("SELECT fraction FROM budget_alerts WHERE prompt_id = ? AND window_start = ?")
+        .bind(prompt_id)
+        .bind(window_start)
+        .fetch_all(ex)
+        .await?)
+}
+
+/// Records that `fraction` fired in the window; false when it already had.
+pub async fn insert_alert(
+    conn: &mut SqliteConnection,
+    prompt_id: i64,
+    window_start: i64,
+    fraction: f64,
+    at: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT OR IGNORE INTO budget_alerts (prompt_id, window_start, fraction, at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(prompt_id)
+    .bind(window_start)
+    .bind(fraction)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// When drift of `kind` was last reported for a prompt (the audit log is the record).
+pub async fn last_drift_report(ex: impl SqliteExecutor<'_>, prompt: &str, kind: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MAX(at) FROM audit_events WHERE action = 'drift.detected' AND prompt = ? AND detail ->> '$.kind' = ?",
+    )
+    .bind(prompt)
+    .bind(kind)
+    .fetch_one(ex)
+    .await?)
+}
+
+// ---------------------------------------------------------------- registry facts ingest needs
+
+/// Every move of one label of a prompt, oldest first: (version, at).
+pub async fn label_moves(ex: impl SqliteExecutor<'_>, prompt_id: i64, label: &str) -> Result<Vec<(i64, i64)>> {
+    Ok(sqlx::query_as("SELECT version, at FROM label_moves WHERE prompt_id = ? AND label = ? ORDER BY at, id")
+        .bind(prompt_id)
+        .bind(label)
+        .fetch_all(ex)
+        .await?)
+}
+
+/// Each version of a prompt with its hash and creation time, oldest first.
+pub async fn version_hashes(ex: impl SqliteExecutor<'_>, prompt_id: i64) -> Result<Vec<(i64, String, i64)>> {
+    Ok(sqlx::query_as("SELECT version, hash, created_at FROM versions WHERE prompt_id = ? ORDER BY version")
+        .bind(prompt_id)
+        .fetch_all(ex)
+        .await?)
+}
+
+/// Every price: (provider, model, input $/Mtok, output $/Mtok).
+pub async fn all_prices(ex: impl SqliteExecutor<'_>) -> Result<Vec<(String, String, f64, f64)>> {
+    Ok(sqlx::query_as("SELECT provider, model, input_per_mtok, output_per_mtok FROM model_prices")
+        .fetch_all(ex)
+        .await?)
+}
