@@ -725,6 +725,30 @@ impl BudgetWindow {
     }
 }
 
+/// Microseconds since the epoch of a time as the server writes it
+/// (`2026-03-15T14:47:00.123456Z`, UTC, fixed width); `None` for anything else. Lets the
+/// console place points in time without a date library.
+pub fn utc_micros(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || !s.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let days = days_from_civil(num(0..4)?, num(5..7)?, num(8..10)?);
+    let seconds = days * 86_400 + num(11..13)? * 3600 + num(14..16)? * 60 + num(17..19)?;
+    let fraction = match s.get(19..s.len() - 1)? {
+        "" => 0,
+        f => {
+            let digits = f.strip_prefix('.')?;
+            if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse::<i64>().ok()? * 10_i64.pow(6 - digits.len() as u32)
+        }
+    };
+    Some(seconds * 1_000_000 + fraction)
+}
+
 /// Spent so far extrapolated to the end of the window at the same pace.
 pub fn forecast(spent: f64, start: i64, end: i64, now: i64) -> f64 {
     let elapsed = (now - start).max(1) as f64;
@@ -765,6 +789,15 @@ mod tests {
         assert_eq!((s, e), (1_796_083_200_000_000, 1_798_761_600_000_000));
         let (s, e) = BudgetWindow::Month.bounds(1_798_761_600_000_000 - 1);
         assert_eq!((s, e), (1_796_083_200_000_000, 1_798_761_600_000_000));
+    }
+
+    #[test]
+    fn server_times_parse() {
+        assert_eq!(utc_micros("2026-12-01T09:14:03.000000Z"), Some(1_796_116_443_000_000));
+        assert_eq!(utc_micros("2026-12-01T09:14:03.5Z"), Some(1_796_116_443_500_000));
+        assert_eq!(utc_micros("2026-12-01T09:14:03Z"), Some(1_796_116_443_000_000));
+        assert_eq!(utc_micros("2026-12-01 09:14:03Z"), None);
+        assert_eq!(utc_micros("2026-12-01T09:14:03+01:00"), None);
     }
 
     #[test]

@@ -20,9 +20,10 @@ test('a support lead pastes a request id from a complaint and sees exactly what 
   await createPrompt(request, key, { name, template: 'You are kind. The customer {{ customer }} asks about {{ topic }}.' });
   const stable = await request.put(`/api/v1/prompts/${path}/labels/stable`, { headers: { authorization: `Bearer ${key}` }, data: { version: 1 } });
   expect(stable.status()).toBe(200);
+  await new Promise((done) => setTimeout(done, 50));
   const id = unique('complaint');
   await send(request, appKey(), [{
-    id, prompt: name, version: 1, label: 'stable', status: 'ok', started_at: new Date(Date.now() - 60_000).toISOString(),
+    id, prompt: name, version: 1, label: 'stable', status: 'ok', started_at: new Date().toISOString(),
     model: 'openai/gpt-4o-mini', latency_ms: 812, input_tokens: 120, output_tokens: 31, cost: 0.00012,
     variables: { customer: 'Ada', topic: 'a late refund' }, output: 'Dear Ada, refunds take 14 days.', user: 'u-42',
   }]);
@@ -35,7 +36,7 @@ test('a support lead pastes a request id from a complaint and sees exactly what 
   await page.getByRole('button', { name: 'Look up' }).click();
   await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Call ${id}`);
   const told = page.getByRole('region', { name: 'What the assistant was told' });
-  await expect(told.locator('pre.prompt-text')).toHaveText('You are kind. The customer Ada asks about a late refund.');
+  await expect(told.getByText('You are kind. The customer Ada asks about a late refund.', { exact: true })).toBeVisible();
   await expect(page.getByRole('region', { name: 'What it answered' })).toContainText('Dear Ada, refunds take 14 days.');
   await expect(page.locator('dl.facts')).toContainText('stable served version 1 when the call started.');
   await expect(page.locator('dl.facts')).toContainText('812 ms');
@@ -43,12 +44,15 @@ test('a support lead pastes a request id from a complaint and sees exactly what 
   await expectAccessible(page);
   await screenshot(page, testInfo, 'support-lead-call');
 
-  // An id that matches nothing says so in plain words, with what to check.
+  expect(errors).toEqual([]);
+
+  // An id that matches nothing says so in plain words, with what to check (the browser
+  // logs the page's 404 itself).
   await page.getByLabel('Request id of a call').fill('no-such-call');
   await page.getByRole('button', { name: 'Look up' }).click();
   await expect(page.getByRole('alert')).toContainText('No call has the request id');
   await expectAccessible(page);
-  expect(errors).toEqual([]);
+  expect(errors.filter((e) => !e.includes('status of 404'))).toEqual([]);
 });
 
 test('a product manager compares two versions in production and sets a budget', async ({ page, request }, testInfo) => {
@@ -95,17 +99,20 @@ test('a product manager compares two versions in production and sets a budget', 
   await page.getByRole('button', { name: 'Show' }).click();
   await expect(page.getByRole('region', { name: 'Recent calls' }).locator('tbody tr')).toHaveCount(10);
 
-  // A budget: a bar with what was spent, the limit and the forecast.
+  expect(errors).toEqual([]);
+
+  // A budget: a bar with what was spent, the limit and the forecast. A mistake is
+  // explained (the browser logs the refused request's 422 itself).
   await page.getByLabel('Limit in dollars').fill('ten');
   await page.getByRole('button', { name: 'Save the budget' }).click();
   await expect(page.getByRole('alert')).toContainText('The limit must be a number of dollars');
   await page.getByLabel('Limit in dollars').fill('10');
-  await page.getByLabel('Per').selectOption('month');
+  await page.getByLabel('Per', { exact: true }).selectOption('month');
   await page.getByRole('button', { name: 'Save the budget' }).click();
   await expect(page.getByRole('region', { name: 'Budget' })).toContainText('of $10.00 spent this month');
   await expect(page.getByRole('img', { name: /spent this month/ })).toBeVisible();
   await expectAccessible(page);
   const audit = await (await request.get(`/api/v1/audit?prompt=${path}&action=budget.set`, { headers: auth })).json();
   expect(audit.items[0].actor).toBe(pm);
-  expect(errors).toEqual([]);
+  expect(errors.filter((e) => !e.includes('status of 422'))).toEqual([]);
 });

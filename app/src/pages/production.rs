@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use domain::access::Action;
 use domain::model::Page;
-use domain::telemetry::{BudgetView, Drift, Generation, MetricsView, SeriesPoint, Status, VersionMetrics};
+use domain::telemetry::{BudgetView, Generation, MetricsView, SeriesPoint, VersionMetrics};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -37,7 +37,7 @@ pub struct CallFilter {
 
 /// The periods people pick from: (query value, words, length in hours, interval).
 const PERIODS: [(&str, &str, i64, &str); 3] =
-    [("24h", "last 24 hours", 24, "1h"), ("7d", "last 7 days", 168, "1d"), ("30d", "last 30 days", 720, "1d")];
+    [("24h", "last 24 hours", 24, "5m"), ("7d", "last 7 days", 168, "1h"), ("30d", "last 30 days", 720, "1d")];
 
 #[server(endpoint = "console/get_production")]
 pub async fn get_production(name: String, period: String, filter: CallFilter) -> Result<Production, AppError> {
@@ -55,8 +55,8 @@ pub async fn get_production(name: String, period: String, filter: CallFilter) ->
     let query = domain::telemetry::GenerationFilter {
         prompt: Some(name.clone()),
         version: filter.version,
-        status: filter.status.as_deref().and_then(Status::parse),
-        drift: filter.drift.as_deref().and_then(Drift::parse),
+        status: filter.status.as_deref().and_then(domain::telemetry::Status::parse),
+        drift: filter.drift.as_deref().and_then(domain::telemetry::Drift::parse),
         limit: Some(50),
         ..Default::default()
     };
@@ -125,6 +125,7 @@ fn ProductionView(data: Production, filter: CallFilter) -> impl IntoView {
     let (prompt_href, crumb) = (format!("/prompts/{name}"), name.clone());
     let period_words = PERIODS.iter().find(|p| p.0 == data.period).map_or("last 24 hours", |p| p.1);
     let series = data.metrics.series.clone();
+    let span = (data.metrics.since.clone(), data.metrics.until.clone());
     let total: i64 = data.metrics.versions.iter().map(|v| v.count).sum();
     view! {
         <div class="page-head">
@@ -146,10 +147,10 @@ fn ProductionView(data: Production, filter: CallFilter) -> impl IntoView {
         } else {
             view! {
                 <div class="charts">
-                    <TrendChart title="Calls" series=series.clone() value=|p| Some(p.count as f64) format=|v| format!("{v:.0}")/>
-                    <TrendChart title="Error rate" series=series.clone() value=|p| Some(p.error_rate) format=|v| format!("{:.1}%", v * 100.0)/>
-                    <TrendChart title="Latency, 95th percentile" series=series.clone() value=|p| p.latency_p95_ms format=|v| format!("{v:.0} ms")/>
-                    <TrendChart title="Cost per call" series=series value=|p| p.cost_per_call format=dollars/>
+                    <TrendChart title="Calls" span=span.clone() series=series.clone() value=|p| Some(p.count as f64) format=|v| format!("{v:.0}")/>
+                    <TrendChart title="Error rate" span=span.clone() series=series.clone() value=|p| Some(p.error_rate) format=|v| format!("{:.1}%", v * 100.0)/>
+                    <TrendChart title="Latency, 95th percentile" span=span.clone() series=series.clone() value=|p| p.latency_p95_ms format=|v| format!("{v:.0} ms")/>
+                    <TrendChart title="Cost per call" span=span.clone() series=series value=|p| p.cost_per_call format=dollars/>
                 </div>
                 <CompareTable versions=data.metrics.versions.clone() stable=data.stable/>
             }.into_any()
@@ -196,63 +197,56 @@ fn DriftNote(versions: Vec<VersionMetrics>, stable: Option<i64>) -> impl IntoVie
     .into_any()
 }
 
-const W: f64 = 640.0;
-const H: f64 = 180.0;
-const PAD: f64 = 36.0;
+const W: f64 = 420.0;
+const H: f64 = 200.0;
+const PAD: f64 = 44.0;
 
-/// One metric over time, a line per version.
+/// One metric over the period, a line per version, each point placed at its time.
 #[component]
 fn TrendChart(
     title: &'static str,
+    span: (String, String),
     series: Vec<SeriesPoint>,
     value: fn(&SeriesPoint) -> Option<f64>,
     format: fn(f64) -> String,
 ) -> impl IntoView {
-    let starts: Vec<String> = {
-        let mut s: Vec<String> = series.iter().map(|p| p.start.clone()).collect();
-        s.sort();
-        s.dedup();
-        s
-    };
-    let mut lines: BTreeMap<i64, Vec<(usize, f64)>> = BTreeMap::new();
+    use domain::telemetry::utc_micros;
+    let (since, until) = (utc_micros(&span.0).unwrap_or(0), utc_micros(&span.1).unwrap_or(1));
+    let mut lines: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
     for p in &series {
-        if let (Some(v), Ok(i)) = (value(p), starts.binary_search(&p.start)) {
-            lines.entry(p.version).or_default().push((i, v));
+        if let (Some(v), Some(t)) = (value(p), utc_micros(&p.start)) {
+            lines.entry(p.version).or_default().push((t.max(since), v));
         }
     }
     let max = lines.values().flatten().map(|(_, v)| *v).fold(0.0_f64, f64::max);
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
-    let step = (W - 2.0 * PAD) / (starts.len().max(2) - 1) as f64;
-    let xy = |i: usize, v: f64| (PAD + step * i as f64, PAD + (1.0 - v / top) * (H - 2.0 * PAD));
+    let width = (until - since).max(1) as f64;
+    let xy = |t: i64, v: f64| (PAD + (W - 2.0 * PAD) * (t - since) as f64 / width, PAD / 2.0 + (1.0 - v / top) * (H - 1.5 * PAD));
     let summary = format!(
         "{title} per version: {}",
         lines
             .iter()
-            .map(|(version, pts)| {
-                let last = pts.last().map(|p| format(p.1)).unwrap_or_default();
-                format!("version {version} latest {last}")
-            })
+            .map(|(version, pts)| format!("version {version} latest {}", pts.last().map(|p| format(p.1)).unwrap_or_default()))
             .collect::<Vec<_>>()
             .join("; ")
     );
-    let first = starts.first().map(|s| s.get(5..16).unwrap_or(s).replace('T', " ")).unwrap_or_default();
-    let last = starts.last().map(|s| s.get(5..16).unwrap_or(s).replace('T', " ")).unwrap_or_default();
+    let short = |s: &str| s.get(5..16).unwrap_or(s).replace('T', " ");
     view! {
         <figure class="card chart-card">
             <figcaption>{title}</figcaption>
-            <svg class="chart" viewBox=format!("0 0 {W} {H}") role="img" aria-label=summary>
-                <line x1=PAD y1=PAD x2=W - PAD y2=PAD class="grid"/>
+            <svg class="chart trend" viewBox=format!("0 0 {W} {H}") role="img" aria-label=summary>
+                <line x1=PAD y1=PAD / 2.0 x2=W - PAD y2=PAD / 2.0 class="grid"/>
                 <line x1=PAD y1=H - PAD x2=W - PAD y2=H - PAD class="grid"/>
-                <text x="2" y=PAD + 4.0 class="axis">{format(top)}</text>
+                <text x="2" y=PAD / 2.0 + 4.0 class="axis">{format(top)}</text>
                 <text x="2" y=H - PAD + 4.0 class="axis">{format(0.0)}</text>
-                <text x=PAD y=H - 8.0 class="axis">{first}</text>
-                <text x=W - PAD y=H - 8.0 class="axis" text-anchor="end">{last}</text>
+                <text x=PAD y=H - 12.0 class="axis">{short(&span.0)}</text>
+                <text x=W - PAD y=H - 12.0 class="axis" text-anchor="end">{short(&span.1)}</text>
                 {lines.iter().enumerate().map(|(n, (version, pts))| {
                     let class = format!("series series-{}", n % 6);
-                    let points: String = pts.iter().map(|(i, v)| { let (x, y) = xy(*i, *v); format!("{x:.1},{y:.1} ") }).collect();
-                    let dots = pts.iter().map(|(i, v)| {
-                        let (x, y) = xy(*i, *v);
-                        view! { <circle cx=x cy=y r="3" class=format!("dot series-{}", n % 6)><title>{format!("v{version}: {}", format(*v))}</title></circle> }
+                    let points: String = pts.iter().map(|(t, v)| { let (x, y) = xy(*t, *v); format!("{x:.1},{y:.1} ") }).collect();
+                    let dots = pts.iter().map(|(t, v)| {
+                        let (x, y) = xy(*t, *v);
+                        view! { <circle cx=x cy=y r="2.5" class=format!("dot series-{}", n % 6)><title>{format!("v{version}: {}", format(*v))}</title></circle> }
                     }).collect_view();
                     view! { <polyline points=points class=class/>{dots} }
                 }).collect_view()}

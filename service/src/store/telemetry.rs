@@ -6,7 +6,6 @@
 use domain::telemetry::{
     Arm, Budget, BudgetWindow, Drift, Generation, GenerationFilter, Histogram, OnExceed, Score, Status,
 };
-use serde_json::{Value, json};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
 use super::corrupt;
@@ -83,41 +82,49 @@ impl GenerationRow {
             truncated: object(&self.truncated, "generation truncation")?.unwrap_or_default(),
         })
     }
-
-    /// One row as a JSON array in column order (after `seq`), for the batch insert.
-    fn as_json(&self) -> Value {
-        json!([
-            self.id, self.prompt, self.version, self.hash, self.label, self.rollout, self.arm, self.model,
-            self.input_tokens, self.output_tokens, self.cost, self.cost_source, self.latency_ms, self.ttft_ms,
-            self.status, self.error, self.finish_reason, self.variables, self.output, self.user, self.session,
-            self.metadata, self.drift, self.truncated, self.started_at, self.received_at
-        ])
-    }
 }
 
-/// Of `ids`, those already stored.
-pub async fn existing_ids(ex: impl SqliteExecutor<'_>, ids: &[&str]) -> Result<Vec<String>> {
-    let list = serde_json::to_string(ids).map_err(|_| corrupt("id list"))?;
-    Ok(sqlx::query_scalar("SELECT id FROM generations WHERE id IN (SELECT value FROM json_each(?))")
-        .bind(list)
-        .fetch_all(ex)
-        .await?)
-}
-
-/// Stores a batch in one statement: the rows travel as one JSON array, unpacked by
-/// SQLite itself (a statement per row would cost more than the rows do).
-pub async fn insert_generations(conn: &mut SqliteConnection, rows: &[GenerationRow]) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
+/// Stores a batch in few statements: many rows per `INSERT`, every value bound (a
+/// statement per row would cost more than the rows do). A request id already stored, or
+/// repeated in the batch, is skipped; returns the ids that were stored.
+pub async fn insert_generations(conn: &mut SqliteConnection, rows: &[GenerationRow]) -> Result<Vec<String>> {
+    let mut stored = Vec::with_capacity(rows.len());
+    // 26 values a row, under SQLite's limit of 32,766 bound values a statement.
+    for chunk in rows.chunks(1000) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("INSERT INTO generations ({}) ", COLUMNS.trim_start_matches("seq, ")));
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(&r.id)
+                .push_bind(&r.prompt)
+                .push_bind(r.version)
+                .push_bind(&r.hash)
+                .push_bind(&r.label)
+                .push_bind(&r.rollout)
+                .push_bind(&r.arm)
+                .push_bind(&r.model)
+                .push_bind(r.input_tokens)
+                .push_bind(r.output_tokens)
+                .push_bind(r.cost)
+                .push_bind(&r.cost_source)
+                .push_bind(r.latency_ms)
+                .push_bind(r.ttft_ms)
+                .push_bind(&r.status)
+                .push_bind(&r.error)
+                .push_bind(&r.finish_reason)
+                .push_bind(&r.variables)
+                .push_bind(&r.output)
+                .push_bind(&r.user)
+                .push_bind(&r.session)
+                .push_bind(&r.metadata)
+                .push_bind(&r.drift)
+                .push_bind(&r.truncated)
+                .push_bind(r.started_at)
+                .push_bind(r.received_at);
+        });
+        q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+        stored.extend(q.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
     }
-    let batch = Value::Array(rows.iter().map(GenerationRow::as_json).collect()).to_string();
-    let columns = COLUMNS.trim_start_matches("seq, ");
-    let values: Vec<String> = (0..26).map(|i| format!("value->>{i}")).collect();
-    sqlx::query(&format!("INSERT INTO generations ({columns}) SELECT {} FROM json_each(?)", values.join(", ")))
-        .bind(batch)
-        .execute(conn)
-        .await?;
-    Ok(())
+    Ok(stored)
 }
 
 pub async fn generation(ex: impl SqliteExecutor<'_>, id: &str) -> Result<Option<GenerationRow>> {

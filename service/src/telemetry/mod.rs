@@ -306,10 +306,9 @@ impl Registry {
     /// scores that were waiting for them. Returns the rows that were new.
     async fn store_generations(&self, rows: Vec<GenerationRow>) -> Result<Vec<GenerationRow>> {
         let mut w = self.telemetry_store().write().await?;
-        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let mut seen: HashSet<String> = sql::existing_ids(&mut *w.tx, &ids).await?.into_iter().collect();
-        let fresh: Vec<GenerationRow> = rows.into_iter().filter(|r| seen.insert(r.id.clone())).collect();
-        sql::insert_generations(&mut w.tx, &fresh).await?;
+        let mut stored: HashSet<String> = sql::insert_generations(&mut w.tx, &rows).await?.into_iter().collect();
+        // The first of each stored id (a repeat in the batch was skipped by the insert).
+        let fresh: Vec<GenerationRow> = rows.into_iter().filter(|r| stored.remove(&r.id)).collect();
         let mut groups: HashMap<RollupKey, Rollup> = HashMap::new();
         for row in &fresh {
             groups.entry(rollup_key(row)).or_default().add(row);
