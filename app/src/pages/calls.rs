@@ -31,7 +31,7 @@ pub fn LookupBox() -> impl IntoView {
     view! {
         <form class="lookup" method="get" action="/calls" role="search" aria-label="Look up a call">
             <label for="lookup-id" class="visually-hidden">"Request id of a call"</label>
-            <input id="lookup-id" name="id" placeholder="Request id from a complaint" required maxlength="128"/>
+            <input id="lookup-id" name="id" placeholder="Paste a request id" required maxlength="128"/>
             <button type="submit">"Look up"</button>
         </form>
     }
