@@ -54,7 +54,9 @@ pub async fn traces(
             .map_err(|e| ApiError::bad_request(format!("the body is not OTLP JSON: {e}")))?,
     };
     let spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
+    let total = spans.clone().count();
     let mut items: Vec<NewGeneration> = spans.filter_map(generation_of).collect();
+    tracing::debug!(spans = total, generations = items.len(), ignored = total - items.len(), "OTLP export received");
     let mut rejected = Vec::new();
     while !items.is_empty() {
         let rest = items.split_off(items.len().min(MAX_BATCH));

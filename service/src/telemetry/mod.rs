@@ -105,8 +105,7 @@ impl PromptFacts {
                 && self.versions.iter().any(|v| v.0 == version);
         }
         let Some(moves) = self.moves.get(label) else { return false };
-        let before: Vec<&(i64, i64)> = moves.iter().filter(|m| m.1 <= at).collect();
-        if before.is_empty() {
+        if !moves.iter().any(|m| m.1 <= at) {
             return false;
         }
         let at_from = moves.iter().filter(|m| m.1 <= from).next_back().map(|m| m.0);
