@@ -237,7 +237,8 @@ impl NewGeneration {
 
 /// `sha256:` and 64 lower-case hex digits.
 pub fn is_hash(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary; whether it was cut.
@@ -355,9 +356,10 @@ impl NewScore {
         }
         match &self.value {
             Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
-            Value::Number(n) => {
-                n.as_f64().filter(|x| x.is_finite() && x.abs() <= 1e12).ok_or_else(|| field("value", "`value` is out of range"))
-            }
+            Value::Number(n) => n
+                .as_f64()
+                .filter(|x| x.is_finite() && x.abs() <= 1e12)
+                .ok_or_else(|| field("value", "`value` is out of range")),
             _ => Err(field("value", "`value` must be a number or a boolean")),
         }
     }
@@ -570,7 +572,10 @@ impl Budget {
             return Err(field("limit", "`limit` must be a number of dollars above 0"));
         }
         if self.alerts.len() > 10 || self.alerts.iter().any(|a| !a.is_finite() || *a <= 0.0 || *a > 10.0) {
-            return Err(field("alerts", "`alerts` must be at most 10 fractions of the limit, each above 0 (1.0 is the limit)"));
+            return Err(field(
+                "alerts",
+                "`alerts` must be at most 10 fractions of the limit, each above 0 (1.0 is the limit)",
+            ));
         }
         self.alerts.sort_by(f64::total_cmp);
         self.alerts.dedup();
@@ -730,7 +735,14 @@ impl BudgetWindow {
 /// console place points in time without a date library.
 pub fn utc_micros(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || !s.ends_with('Z') {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || !s.ends_with('Z')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();

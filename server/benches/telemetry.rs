@@ -89,11 +89,7 @@ async fn move_loop(base: String, key: String, stop: Arc<AtomicBool>) -> Vec<f64>
 }
 
 /// Runs resolve and label moves for `window` alongside `work`; (resolve ms, move ms, work's result).
-async fn alongside<T>(
-    base: &str,
-    key: &str,
-    work: impl Future<Output = T>,
-) -> (Vec<f64>, Vec<f64>, T) {
+async fn alongside<T>(base: &str, key: &str, work: impl Future<Output = T>) -> (Vec<f64>, Vec<f64>, T) {
     let stop = Arc::new(AtomicBool::new(false));
     let resolves = tokio::spawn(resolve_loop(base.to_owned(), key.to_owned(), stop.clone()));
     let moves = tokio::spawn(move_loop(base.to_owned(), key.to_owned(), stop.clone()));
@@ -156,10 +152,11 @@ async fn main() {
     let serving = registry.clone();
     tokio::spawn(async move { server::serve(listener, serving, app, std::future::pending()).await.unwrap() });
 
-    println!("telemetry benchmark: {total} generations, {CLIENTS} clients × {BATCH}-item batches, SQLite synchronous=FULL");
+    println!(
+        "telemetry benchmark: {total} generations, {CLIENTS} clients × {BATCH}-item batches, SQLite synchronous=FULL"
+    );
     // Quiet: resolve and moves with nothing else going on, for 5 s.
-    let (quiet_resolve, quiet_moves, ()) =
-        alongside(&base, &key, tokio::time::sleep(Duration::from_secs(5))).await;
+    let (quiet_resolve, quiet_moves, ()) = alongside(&base, &key, tokio::time::sleep(Duration::from_secs(5))).await;
 
     // Ingest: the batches are made before the clock starts.
     let now = service::time::now_us();
@@ -202,7 +199,9 @@ async fn main() {
     println!("\ningest");
     println!("  {rate:>10.0} generations/s   (goal ≥ 20,000; {total} in {:.1} s)", elapsed.as_secs_f64());
     println!("  batch of {BATCH}: p50 {:.1} ms, p99 {:.1} ms", pct(&batch_ms, 0.5), pct(&batch_ms, 0.99));
-    println!("                       resolve p50   resolve p99   move p50   move max   (goals: resolve p99 ≤ 2 ms, move ≤ 50 ms)");
+    println!(
+        "                       resolve p50   resolve p99   move p50   move max   (goals: resolve p99 ≤ 2 ms, move ≤ 50 ms)"
+    );
     println!(
         "  no ingest        {:>10.3} ms {:>10.3} ms {:>7.1} ms {:>7.1} ms   ({} resolves, {} moves)",
         pct(&quiet_resolve, 0.5),
@@ -249,8 +248,16 @@ async fn main() {
     }
     let (metrics_ms, lookup_ms) = (sorted(metrics_ms), sorted(lookup_ms));
     println!("\nreads at {total} stored generations (over HTTP, loopback)");
-    println!("  metrics (24 h, hourly)  p50 {:>7.2} ms   p95 {:>7.2} ms   (goal p50 ≤ 50 ms)", pct(&metrics_ms, 0.5), pct(&metrics_ms, 0.95));
-    println!("  request-id lookup       p50 {:>7.2} ms   p95 {:>7.2} ms   (goal p50 ≤ 5 ms)", pct(&lookup_ms, 0.5), pct(&lookup_ms, 0.95));
+    println!(
+        "  metrics (24 h, hourly)  p50 {:>7.2} ms   p95 {:>7.2} ms   (goal p50 ≤ 50 ms)",
+        pct(&metrics_ms, 0.5),
+        pct(&metrics_ms, 0.95)
+    );
+    println!(
+        "  request-id lookup       p50 {:>7.2} ms   p95 {:>7.2} ms   (goal p50 ≤ 5 ms)",
+        pct(&lookup_ms, 0.5),
+        pct(&lookup_ms, 0.95)
+    );
 
     registry.close().await;
     let bytes = dir_bytes(&db);

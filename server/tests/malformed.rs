@@ -170,8 +170,12 @@ async fn malformed_telemetry_gets_4xx_json_and_stores_nothing() {
         g.as_object_mut().unwrap().remove(field);
         json!({"items": [g]}).to_string()
     };
-    let too_many: Vec<_> = (0..1001).map(|i| json!({"id": format!("x{i}"), "prompt": "ok", "version": 1,
-        "status": "ok", "started_at": "2026-12-01T09:14:03Z"})).collect();
+    let too_many: Vec<_> = (0..1001)
+        .map(|i| {
+            json!({"id": format!("x{i}"), "prompt": "ok", "version": 1,
+        "status": "ok", "started_at": "2026-12-01T09:14:03Z"})
+        })
+        .collect();
     let batches: Vec<String> = vec![
         "".into(),
         "{".into(),
@@ -249,7 +253,10 @@ async fn malformed_telemetry_gets_4xx_json_and_stores_nothing() {
         ("application/json", "{".to_owned()),
         ("application/json", json!({"resourceSpans": "x"}).to_string()),
         ("application/json", json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}).to_string()),
-        ("application/json", json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": -1}]}]}]}).to_string()),
+        (
+            "application/json",
+            json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": -1}]}]}]}).to_string(),
+        ),
         ("text/csv", "a,b".to_owned()),
     ];
     for (content_type, body) in &otlp {

@@ -69,7 +69,11 @@ fn export(endpoint: String, key: String, protocol: Protocol, gzip: bool, tag: &'
         failed.end();
         // Not generations: a plain span, and a GenAI span that names no prompt.
         tracer.start("db query").end();
-        tracer.span_builder("chat").with_attributes(vec![KeyValue::new("gen_ai.request.model", "x")]).start(&tracer).end();
+        tracer
+            .span_builder("chat")
+            .with_attributes(vec![KeyValue::new("gen_ai.request.model", "x")])
+            .start(&tracer)
+            .end();
         provider.force_flush().expect("the export succeeds");
         provider.shutdown().expect("shutdown");
     })
@@ -83,9 +87,11 @@ async fn spans_exported_by_the_opentelemetry_sdk_become_generations() {
     s.create_text("support/greeting", "Hello {{ customer }}").await;
     let app = s.key("app", Scope::App, None).await;
     let endpoint = format!("{}/api/v1/otel/v1/traces", s.base);
-    for (protocol, gzip, tag) in
-        [(Protocol::HttpBinary, false, "proto"), (Protocol::HttpBinary, true, "gzip"), (Protocol::HttpJson, false, "json")]
-    {
+    for (protocol, gzip, tag) in [
+        (Protocol::HttpBinary, false, "proto"),
+        (Protocol::HttpBinary, true, "gzip"),
+        (Protocol::HttpJson, false, "json"),
+    ] {
         let (endpoint, app) = (endpoint.clone(), app.clone());
         tokio::task::spawn_blocking(move || export(endpoint, app, protocol, gzip, tag)).await.unwrap();
         let r = s.get(&format!("/api/v1/generations/otel-{tag}"), &s.admin).await;
@@ -132,10 +138,19 @@ async fn otlp_refusals_are_clear() {
     let r = s.raw(reqwest::Method::POST, path, Some(&app), Some("{}".into()), &[("content-type", "text/plain")]).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = s
-        .raw(reqwest::Method::POST, path, Some(&app), Some("not gzip".into()), &[proto[0], ("content-encoding", "gzip")])
+        .raw(
+            reqwest::Method::POST,
+            path,
+            Some(&app),
+            Some("not gzip".into()),
+            &[proto[0], ("content-encoding", "gzip")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(s.raw(reqwest::Method::POST, path, None, Some("{}".into()), &json_type).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.raw(reqwest::Method::POST, path, None, Some("{}".into()), &json_type).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // A span naming an unknown prompt is refused alone: OTLP's partial success.
     let span = |id: &str, prompt: &str| {
         json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "chat",

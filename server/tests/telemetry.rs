@@ -89,15 +89,17 @@ async fn a_batch_is_checked_whole_and_ingest_is_idempotent() {
     assert_eq!(r.body, json!({"accepted": 10, "duplicates": 0}));
     let r = send(&s, &app, items.clone()).await;
     assert_eq!(r.body, json!({"accepted": 0, "duplicates": 10}));
-    let r = send(&s, &app, vec![generation("r-new", "support/greeting", 1), generation("r-new", "support/greeting", 1)])
-        .await;
+    let r =
+        send(&s, &app, vec![generation("r-new", "support/greeting", 1), generation("r-new", "support/greeting", 1)])
+            .await;
     assert_eq!(r.body, json!({"accepted": 1, "duplicates": 1}));
     assert_eq!(stored(&s, "support/greeting").await, 11);
     let metrics = s.get(&format!("/api/v1/prompts/{}/metrics", enc("support/greeting")), &s.admin).await;
     assert_eq!(metrics.body["versions"][0]["count"], 11, "retries are not counted twice: {}", metrics.text);
 
     // A generation named by its hash alone is attributed to that version.
-    let hash = s.get(&format!("/api/v1/prompts/{}?version=1", enc("support/greeting")), &app).await.body["hash"].clone();
+    let hash =
+        s.get(&format!("/api/v1/prompts/{}?version=1", enc("support/greeting")), &app).await.body["hash"].clone();
     let mut by_hash = generation("r-hash", "support/greeting", 1);
     by_hash.as_object_mut().unwrap().remove("version");
     by_hash["hash"] = hash;
@@ -162,7 +164,9 @@ async fn scores_may_arrive_before_their_generation() {
     s.create_text("p", "Hi").await;
     let app = s.key("app", Scope::App, None).await;
     for (id, value) in [("early", json!(1)), ("early", json!(false)), ("late", json!(0.5))] {
-        let r = s.post(&format!("/api/v1/generations/{id}/scores"), &app, json!({"name": "thumbs_up", "value": value})).await;
+        let r = s
+            .post(&format!("/api/v1/generations/{id}/scores"), &app, json!({"name": "thumbs_up", "value": value}))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
     assert_eq!(metrics_of(&s, "p").await["versions"], json!([]), "scores without their generation are not counted yet");
@@ -170,7 +174,9 @@ async fn scores_may_arrive_before_their_generation() {
     let m = metrics_of(&s, "p").await;
     assert_eq!(m["versions"][0]["scores"]["thumbs_up"], json!({"count": 2, "mean": 0.5}), "{m}");
     // A score after its generation counts at once.
-    let r = s.post("/api/v1/generations/early/scores", &app, json!({"name": "thumbs_up", "value": 1, "comment": "great"})).await;
+    let r = s
+        .post("/api/v1/generations/early/scores", &app, json!({"name": "thumbs_up", "value": 1, "comment": "great"}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let m = metrics_of(&s, "p").await;
     assert_eq!(m["versions"][0]["scores"]["thumbs_up"]["count"], 3);
@@ -195,7 +201,8 @@ fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
 async fn metrics_match_what_was_sent() {
     let s = TestServer::start().await;
     s.create_text("m", "Hi {{ x }}").await;
-    let r = s.post("/api/v1/prompts/m/versions", &s.admin, json!({"base_version": 1, "template": "Hello {{ x }}"})).await;
+    let r =
+        s.post("/api/v1/prompts/m/versions", &s.admin, json!({"base_version": 1, "template": "Hello {{ x }}"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
     price(&s, "gpt-4o-mini", 0.15, 0.60).await;
     let app = s.key("app", Scope::App, None).await;
@@ -340,7 +347,9 @@ async fn drift_of_both_kinds_is_counted_and_reported_once_an_hour() {
     let got = hook.got.lock().clone();
     let kinds: Vec<String> = got
         .iter()
-        .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["data"]["detail"]["kind"].as_str().unwrap().to_owned())
+        .map(|(_, body)| {
+            serde_json::from_str::<Value>(body).unwrap()["data"]["detail"]["kind"].as_str().unwrap().to_owned()
+        })
         .collect();
     assert_eq!(got.len(), 2, "{kinds:?}");
     assert!(kinds.contains(&"hash_mismatch".to_owned()) && kinds.contains(&"stale_label".to_owned()));
@@ -414,7 +423,11 @@ async fn budgets_alert_once_per_window_and_block_when_asked() {
     let writer = s.key("writer", Scope::Write, None).await;
     let budget = json!({"window": "day", "limit": 1.0, "alerts": [0.5, 1.0]});
     assert_eq!(s.put("/api/v1/prompts/b/budget", &writer, budget.clone()).await.status, StatusCode::FORBIDDEN);
-    for bad in [json!({"window": "year", "limit": 1}), json!({"window": "day", "limit": 0}), json!({"window": "day", "limit": 1, "alerts": [-1]})] {
+    for bad in [
+        json!({"window": "year", "limit": 1}),
+        json!({"window": "day", "limit": 0}),
+        json!({"window": "day", "limit": 1, "alerts": [-1]}),
+    ] {
         assert!(s.put("/api/v1/prompts/b/budget", &s.admin, bad).await.status.is_client_error());
     }
     let r = s.put("/api/v1/prompts/b/budget", &s.admin, budget).await;
@@ -432,7 +445,8 @@ async fn budgets_alert_once_per_window_and_block_when_asked() {
     }
     eventually("the 50 % alert", async || hook.got.lock().len() == 1).await;
     // Crossing 100 % with two batches at once still fires it once.
-    let (a, b) = tokio::join!(send(&s, &app, vec![call("b-3".into(), 0.2)]), send(&s, &app, vec![call("b-4".into(), 0.2)]));
+    let (a, b) =
+        tokio::join!(send(&s, &app, vec![call("b-3".into(), 0.2)]), send(&s, &app, vec![call("b-4".into(), 0.2)]));
     assert_eq!((a.status, b.status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
     eventually("the 100 % alert", async || hook.got.lock().len() == 2).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -446,7 +460,8 @@ async fn budgets_alert_once_per_window_and_block_when_asked() {
     assert!(view["forecast"].as_f64().unwrap() >= 1.1);
     // `alert` mode never blocks; `block` does, until the budget is raised.
     assert_eq!(s.get("/api/v1/prompts/b", &app).await.status, StatusCode::OK);
-    let r = s.put("/api/v1/prompts/b/budget", &s.admin, json!({"window": "day", "limit": 1.0, "on_exceed": "block"})).await;
+    let r =
+        s.put("/api/v1/prompts/b/budget", &s.admin, json!({"window": "day", "limit": 1.0, "on_exceed": "block"})).await;
     assert_eq!(r.body["blocked"], true);
     let r = s.get("/api/v1/prompts/b", &app).await;
     assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "budget_exceeded"));
@@ -457,7 +472,8 @@ async fn budgets_alert_once_per_window_and_block_when_asked() {
     s.create_text("other", "x").await;
     assert_eq!(s.get("/api/v1/prompts/other?label=latest", &app).await.status, StatusCode::OK);
     assert_eq!(send(&s, &app, vec![call("b-5".into(), 0.1)]).await.status, StatusCode::ACCEPTED);
-    let r = s.put("/api/v1/prompts/b/budget", &s.admin, json!({"window": "day", "limit": 5.0, "on_exceed": "block"})).await;
+    let r =
+        s.put("/api/v1/prompts/b/budget", &s.admin, json!({"window": "day", "limit": 5.0, "on_exceed": "block"})).await;
     assert_eq!(r.body["blocked"], false);
     assert_eq!(s.get("/api/v1/prompts/b", &app).await.status, StatusCode::OK);
     assert_eq!(s.call(Method::DELETE, "/api/v1/prompts/b/budget", &s.admin, None).await.status, StatusCode::NO_CONTENT);

@@ -30,7 +30,6 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
     hex::encode(Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize())
 }
 
-
 #[tokio::test]
 async fn deliveries_are_signed_retried_logged_and_never_hold_up_a_change() {
     let server = TestServer::start().await;

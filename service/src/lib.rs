@@ -63,7 +63,9 @@ impl Principal {
         let what = match action {
             Action::Serve => "resolve or render prompts",
             Action::Ingest => "send generations or scores",
-            Action::Read => "read the registry (history, audit, generations, metrics: it needs a read-scope key or more)",
+            Action::Read => {
+                "read the registry (history, audit, generations, metrics: it needs a read-scope key or more)"
+            }
             Action::Write => "create prompts, save versions or move labels",
             Action::MoveProtectedLabel => {
                 "move a protected label (it needs a publisher, an admin or an admin-scope key)"

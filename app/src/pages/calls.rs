@@ -41,9 +41,10 @@ pub fn LookupBox() -> impl IntoView {
 pub fn CallPage() -> impl IntoView {
     let query = use_query_map();
     let id = Memo::new(move |_| query.with(|q| q.get("id")).unwrap_or_default());
-    let call = Resource::new(move || id.get(), |id| async move {
-        if id.trim().is_empty() { Ok(None) } else { get_call(id).await.map(Some) }
-    });
+    let call = Resource::new(
+        move || id.get(),
+        |id| async move { if id.trim().is_empty() { Ok(None) } else { get_call(id).await.map(Some) } },
+    );
     view! {
         <Transition fallback=|| loading("the call")>
             {move || Suspend::new(async move {
@@ -81,7 +82,9 @@ fn CallView(detail: GenerationDetail) -> impl IntoView {
     let drift = drift_words(&detail);
     let serving = match (&g.label, detail.label_at_start) {
         (Some(label), Some(v)) if v == g.version => format!("{label} served version {v} when the call started."),
-        (Some(label), Some(v)) => format!("{label} served version {v} when the call started; the call used version {}.", g.version),
+        (Some(label), Some(v)) => {
+            format!("{label} served version {v} when the call started; the call used version {}.", g.version)
+        }
         (Some(label), None) => format!("{label} pointed at no version when the call started."),
         (None, _) => "The application did not say which label it asked for.".to_owned(),
     };

@@ -75,16 +75,20 @@ pub async fn set_budget(
     use domain::telemetry::{Budget, BudgetWindow, OnExceed};
     let (who, registry) = crate::auth::ssr::caller().await?;
     let window = BudgetWindow::parse(&window).ok_or_else(|| AppError::invalid("Choose a day, a week or a month."))?;
-    let limit: f64 = limit.trim().trim_start_matches('$').parse().map_err(|_| {
-        AppError::invalid("The limit must be a number of dollars, such as 50 or 12.5.")
-    })?;
+    let limit: f64 = limit
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| AppError::invalid("The limit must be a number of dollars, such as 50 or 12.5."))?;
     let alerts = alerts
         .split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .map(|a| a.trim_end_matches('%').trim().parse::<f64>().map(|p| p / 100.0))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| AppError::invalid("Alerts are percentages of the limit separated by commas, such as 50, 80, 100."))?;
+        .map_err(|_| {
+            AppError::invalid("Alerts are percentages of the limit separated by commas, such as 50, 80, 100.")
+        })?;
     let on_exceed = OnExceed::parse(&on_exceed).unwrap_or_default();
     Ok(registry.put_budget(&who, &name, Budget { window, limit, alerts, on_exceed }).await?)
 }
@@ -221,12 +225,17 @@ fn TrendChart(
     let max = lines.values().flatten().map(|(_, v)| *v).fold(0.0_f64, f64::max);
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
     let width = (until - since).max(1) as f64;
-    let xy = |t: i64, v: f64| (PAD + (W - 2.0 * PAD) * (t - since) as f64 / width, PAD / 2.0 + (1.0 - v / top) * (H - 1.5 * PAD));
+    let xy = |t: i64, v: f64| {
+        (PAD + (W - 2.0 * PAD) * (t - since) as f64 / width, PAD / 2.0 + (1.0 - v / top) * (H - 1.5 * PAD))
+    };
     let summary = format!(
         "{title} per version: {}",
         lines
             .iter()
-            .map(|(version, pts)| format!("version {version} latest {}", pts.last().map(|p| format(p.1)).unwrap_or_default()))
+            .map(|(version, pts)| format!(
+                "version {version} latest {}",
+                pts.last().map(|p| format(p.1)).unwrap_or_default()
+            ))
             .collect::<Vec<_>>()
             .join("; ")
     );

@@ -72,7 +72,9 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Closed(_) => ApiError::new(S::CONFLICT, "request_closed", message),
             ServiceError::InvalidItem { index, field, .. } => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_item", message).with("index", index).with("field", field)
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_item", message)
+                    .with("index", index)
+                    .with("field", field)
             }
             ServiceError::BudgetExceeded { retry_after, .. } => {
                 ApiError::new(S::TOO_MANY_REQUESTS, "budget_exceeded", message).with("retry_after", retry_after)

@@ -29,32 +29,40 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for Body<LIMIT> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let gzip = match req.headers().get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
-            None => false,
-            Some(e) if e == "gzip" => true,
-            Some(e) if e == "identity" => false,
-            Some(e) => {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_encoding",
-                    format!("Content-Encoding '{e}' is not supported (send gzip or nothing)"),
-                ));
-            }
-        };
+        let gzip =
+            match req.headers().get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
+                None => false,
+                Some(e) if e == "gzip" => true,
+                Some(e) if e == "identity" => false,
+                Some(e) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_encoding",
+                        format!("Content-Encoding '{e}' is not supported (send gzip or nothing)"),
+                    ));
+                }
+            };
         // The limit is applied here rather than by a layer, so requests without a body
         // (resolve) pay nothing for it.
         let bytes = axum::body::to_bytes(req.into_body(), LIMIT).await.map_err(|e| {
             let over = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
                 .any(|e| e.is::<http_body_util::LengthLimitError>());
-            if over { too_large(LIMIT) } else { ApiError::bad_request(format!("the request body could not be read: {e}")) }
+            if over {
+                too_large(LIMIT)
+            } else {
+                ApiError::bad_request(format!("the request body could not be read: {e}"))
+            }
         })?;
         if !gzip {
             return Ok(Body(bytes));
         }
         // Read one byte past the limit to tell a body that fits from a zip bomb.
         let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(flate2::read::GzDecoder::new(&bytes[..]), LIMIT as u64 + 1), &mut out)
-            .map_err(|_| ApiError::bad_request("the body is not valid gzip"))?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(flate2::read::GzDecoder::new(&bytes[..]), LIMIT as u64 + 1),
+            &mut out,
+        )
+        .map_err(|_| ApiError::bad_request("the body is not valid gzip"))?;
         if out.len() > LIMIT {
             return Err(too_large(LIMIT));
         }
@@ -75,7 +83,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 "invalid_body",
                 format!("the request body does not have the expected fields: {e}"),
             ),
-            _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the request body is not valid JSON: {e}")),
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the request body is not valid JSON: {e}"),
+            ),
         }
     })
 }

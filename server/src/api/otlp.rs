@@ -79,11 +79,10 @@ pub async fn traces(
     });
     let answer = ExportTraceServiceResponse { partial_success: partial };
     Ok(match format {
-        Format::Protobuf => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"))],
-            answer.encode_to_vec(),
-        )
-            .into_response(),
+        Format::Protobuf => {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"))], answer.encode_to_vec())
+                .into_response()
+        }
         Format::Json => axum::Json(match answer.partial_success {
             None => serde_json::json!({}),
             Some(p) => serde_json::json!({"partialSuccess": {"rejectedSpans": p.rejected_spans.to_string(),
@@ -94,7 +93,11 @@ pub async fn traces(
 }
 
 fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v: &AnyValue| v.value.as_ref())
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v: &AnyValue| v.value.as_ref())
 }
 
 fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
@@ -152,8 +155,7 @@ fn generation_of(span: &Span) -> Option<NewGeneration> {
         arm: text(a, "promptledger.arm").and_then(|s| domain::telemetry::Arm::parse(&s)),
         model: text(a, "gen_ai.response.model").or_else(|| text(a, "gen_ai.request.model")),
         input_tokens: number(a, "gen_ai.usage.input_tokens").or_else(|| number(a, "gen_ai.usage.prompt_tokens")),
-        output_tokens: number(a, "gen_ai.usage.output_tokens")
-            .or_else(|| number(a, "gen_ai.usage.completion_tokens")),
+        output_tokens: number(a, "gen_ai.usage.output_tokens").or_else(|| number(a, "gen_ai.usage.completion_tokens")),
         latency_ms: latency.filter(|l| span.end_time_unix_nano > 0 && *l <= 86_400_000.0),
         status: if failed { Status::Error } else { Status::Ok },
         error: status.filter(|_| failed).map(|s| s.message.clone()).filter(|m| !m.is_empty()),

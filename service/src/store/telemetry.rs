@@ -234,15 +234,17 @@ pub async fn insert_score(
     at: i64,
     rolled_up: bool,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO scores (generation, name, value, comment, created_at, rolled_up) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(generation)
-        .bind(name)
-        .bind(value)
-        .bind(comment)
-        .bind(at)
-        .bind(rolled_up)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO scores (generation, name, value, comment, created_at, rolled_up) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(generation)
+    .bind(name)
+    .bind(value)
+    .bind(comment)
+    .bind(at)
+    .bind(rolled_up)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -401,7 +403,8 @@ impl RollupRow {
     }
 }
 
-const ROLLUP_COLUMNS: &str = "version, bucket, count, errors, input_tokens, output_tokens, priced, unpriced, cost, cost_sq,
+const ROLLUP_COLUMNS: &str =
+    "version, bucket, count, errors, input_tokens, output_tokens, priced, unpriced, cost, cost_sq,
     latency_n, latency_sum, latency_sq, drift_hash, drift_stale, latency, ttft";
 
 /// Adds `add` to the row of `key` (creating it), inside the ingest transaction.
@@ -586,15 +589,14 @@ pub async fn insert_alert(
     fraction: f64,
     at: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT OR IGNORE INTO budget_alerts (prompt_id, window_start, fraction, at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(prompt_id)
-    .bind(window_start)
-    .bind(fraction)
-    .bind(at)
-    .execute(conn)
-    .await?;
+    let done =
+        sqlx::query("INSERT OR IGNORE INTO budget_alerts (prompt_id, window_start, fraction, at) VALUES (?, ?, ?, ?)")
+            .bind(prompt_id)
+            .bind(window_start)
+            .bind(fraction)
+            .bind(at)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -119,8 +119,14 @@ impl Registry {
             sql::put_budget(&mut w.tx, entry.id, &budget, &who.actor, at).await?;
             let detail = json!({"window": budget.window, "limit": budget.limit, "alerts": budget.alerts,
                                 "on_exceed": budget.on_exceed});
-            let e =
-                NewEvent { actor: &who.actor, action: "budget.set", prompt: Some(prompt), version: None, label: None, detail };
+            let e = NewEvent {
+                actor: &who.actor,
+                action: "budget.set",
+                prompt: Some(prompt),
+                version: None,
+                label: None,
+                detail,
+            };
             store::append_event(&mut w.tx, at, e).await?;
             w.tx.commit().await?;
         }
@@ -247,7 +253,14 @@ impl Registry {
                 "fraction": fraction, "limit": budget.limit, "spent": spent, "window": budget.window,
                 "window_start": time::format_us(window_start), "on_exceed": budget.on_exceed,
             });
-            let e = NewEvent { actor: SYSTEM, action: "budget.alert", prompt: Some(prompt), version: None, label: None, detail };
+            let e = NewEvent {
+                actor: SYSTEM,
+                action: "budget.alert",
+                prompt: Some(prompt),
+                version: None,
+                label: None,
+                detail,
+            };
             store::append_event(&mut w.tx, now, e).await?;
             w.tx.commit().await?;
         }

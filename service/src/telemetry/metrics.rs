@@ -58,9 +58,8 @@ impl Registry {
         self.entry(prompt)?;
         let interval = match interval {
             None => Interval::Hour,
-            Some(i) => Interval::parse(i).ok_or_else(|| {
-                ServiceError::BadRequest(format!("`interval` must be 5m, 1h or 1d (got '{i}')"))
-            })?,
+            Some(i) => Interval::parse(i)
+                .ok_or_else(|| ServiceError::BadRequest(format!("`interval` must be 5m, 1h or 1d (got '{i}')")))?,
         };
         let until = parse_time("until", until)?.unwrap_or_else(time::now_us);
         let since = parse_time("since", since)?.unwrap_or(until - DAY_US);

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use domain::access::Action;
 use domain::content::Rendered;
+use domain::model::Page;
 use domain::names::LATEST;
 use domain::telemetry::{
     self as wire, Drift, FieldError, Generation, GenerationDetail, GenerationFilter, IngestReport, NewGeneration,
     NewScore, STALE_AFTER_US, Score,
 };
-use domain::model::Page;
 use domain::template::RenderLimits;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -108,7 +108,7 @@ impl PromptFacts {
         if !moves.iter().any(|m| m.1 <= at) {
             return false;
         }
-        let at_from = moves.iter().filter(|m| m.1 <= from).next_back().map(|m| m.0);
+        let at_from = moves.iter().rfind(|m| m.1 <= from).map(|m| m.0);
         let during = moves.iter().any(|m| m.1 > from && m.1 <= at && m.0 == version);
         at_from != Some(version) && !during
     }
@@ -212,9 +212,8 @@ impl Registry {
                 .ok_or_else(|| bad(i, "prompt", format!("there is no prompt named '{}'", g.prompt)))?;
             let (version, drift) = match (g.version, &g.hash) {
                 (Some(v), hash) => {
-                    let registered = f.hash_of(v).ok_or_else(|| {
-                        bad(i, "version", format!("'{}' has no version {v}", g.prompt))
-                    })?;
+                    let registered =
+                        f.hash_of(v).ok_or_else(|| bad(i, "version", format!("'{}' has no version {v}", g.prompt)))?;
                     (v, hash.as_deref().filter(|h| *h != registered).map(|_| Drift::HashMismatch))
                 }
                 (None, Some(h)) => {
@@ -465,8 +464,7 @@ impl Registry {
                     .ok_or_else(|| ServiceError::BadRequest(format!("'{c}' is not a valid cursor")))?,
             ),
         };
-        let rows =
-            sql::generations_page(&self.telemetry_store().reader, f, since, until, before, limit + 1).await?;
+        let rows = sql::generations_page(&self.telemetry_store().reader, f, since, until, before, limit + 1).await?;
         let more = rows.len() as i64 > limit;
         let page: Vec<&GenerationRow> = rows.iter().take(limit as usize).collect();
         let next_cursor = if more { page.last().map(|r| format!("{}.{}", r.started_at, r.seq)) } else { None };
@@ -527,7 +525,9 @@ pub(crate) fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>>
     value
         .map(|v| {
             time::parse_rfc3339(v).ok_or_else(|| {
-                ServiceError::BadRequest(format!("`{name}` must be an RFC 3339 time such as 2026-03-15T14:47:00Z (got '{v}')"))
+                ServiceError::BadRequest(format!(
+                    "`{name}` must be an RFC 3339 time such as 2026-03-15T14:47:00Z (got '{v}')"
+                ))
             })
         })
         .transpose()
