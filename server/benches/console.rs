@@ -37,6 +37,7 @@ const PAGES: &[(&str, &[&str])] = &[
     ("users and keys", &["admin_panels_", "providers_panel_"]),
     ("evaluations (editing)", &["suite_editor_", "run_form_"]),
     ("a run in progress", &["run_progress_"]),
+    ("production (publisher)", &["budget_form_"]),
 ];
 
 fn compressed(bytes: &[u8]) -> (usize, usize) {
