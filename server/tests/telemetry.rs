@@ -106,6 +106,23 @@ async fn a_batch_is_checked_whole_and_ingest_is_idempotent() {
     assert_eq!(send(&s, &app, vec![by_hash]).await.status, StatusCode::ACCEPTED);
     let r = s.get("/api/v1/generations/r-hash", &s.admin).await;
     assert_eq!((r.body["version"].as_i64(), &r.body["drift"]), (Some(1), &Value::Null), "{}", r.text);
+
+    // A gzip-compressed batch is the same batch.
+    let body = json!({"items": [generation("r-gzip", "support/greeting", 1)]}).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, body.as_bytes()).unwrap();
+    let r = s
+        .http
+        .post(format!("{}/api/v1/generations", s.base))
+        .bearer_auth(&app)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(s.get("/api/v1/generations/r-gzip", &s.admin).await.status, StatusCode::OK);
     s.stop().await;
 }
 
@@ -154,7 +171,6 @@ async fn the_app_scope_serves_and_ingests_and_reads_nothing_else() {
         assert_eq!(s.get(path, &read).await.status, StatusCode::OK, "{path}");
     }
     assert_eq!(send(&s, &read, vec![generation("g3", "p", 1)]).await.status, StatusCode::ACCEPTED);
-    // The CLI makes app keys too.
     s.stop().await;
 }
 

@@ -292,11 +292,7 @@ impl Registry {
                 ServiceError::NotFound(format!("label '{label}' does not point at any version of '{name}'"))
             })?,
             Some(at) => {
-                let instant = time::parse_rfc3339(at).ok_or_else(|| {
-                    ServiceError::BadRequest(format!(
-                        "`at` must be an RFC 3339 time such as 2026-03-15T14:47:00Z (got '{at}')"
-                    ))
-                })?;
+                let instant = time::parse_param("at", Some(at))?.unwrap_or_default();
                 let reader = &self.store().reader;
                 let found = if label == LATEST {
                     store::latest_at(reader, entry.id, instant).await?

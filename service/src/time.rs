@@ -15,3 +15,16 @@ pub fn format_us(us: i64) -> String {
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc).timestamp_micros())
 }
+
+/// An optional RFC 3339 parameter named `name`, refused in words when it does not parse.
+pub fn parse_param(name: &str, value: Option<&str>) -> crate::Result<Option<i64>> {
+    value
+        .map(|v| {
+            parse_rfc3339(v).ok_or_else(|| {
+                crate::ServiceError::BadRequest(format!(
+                    "`{name}` must be an RFC 3339 time such as 2026-03-15T14:47:00Z (got '{v}')"
+                ))
+            })
+        })
+        .transpose()
+}

@@ -466,36 +466,19 @@ fn RecentCalls(
     filter: CallFilter,
     versions: Vec<VersionMetrics>,
 ) -> impl IntoView {
-    let selected = |a: Option<&str>, b: &str| a == Some(b);
-    let version = filter.version.map(|v| v.to_string());
+    let versions: Vec<(String, String)> =
+        versions.iter().map(|v| (v.version.to_string(), format!("v{}", v.version))).collect();
+    let pairs =
+        |list: &[(&str, &str)]| list.iter().map(|(v, w)| ((*v).to_owned(), (*w).to_owned())).collect::<Vec<_>>();
     view! {
         <section class="card" aria-labelledby="calls-title">
             <h2 id="calls-title">"Recent calls"</h2>
             <form class="filters" method="get" action=format!("/production/{name}")>
                 <input type="hidden" name="period" value=period/>
-                <div class="field">
-                    <label for="calls-version">"Version"</label>
-                    <select id="calls-version" name="version">
-                        <option value="">"any"</option>
-                        {versions.iter().map(|v| { let s = v.version.to_string(); view! { <option value=s.clone() selected=selected(version.as_deref(), &s)>{format!("v{s}")}</option> } }).collect_view()}
-                    </select>
-                </div>
-                <div class="field">
-                    <label for="calls-status">"Outcome"</label>
-                    <select id="calls-status" name="status">
-                        <option value="">"any"</option>
-                        <option value="ok" selected=selected(filter.status.as_deref(), "ok")>"ok"</option>
-                        <option value="error" selected=selected(filter.status.as_deref(), "error")>"error"</option>
-                    </select>
-                </div>
-                <div class="field">
-                    <label for="calls-drift">"Drift"</label>
-                    <select id="calls-drift" name="drift">
-                        <option value="">"any"</option>
-                        <option value="stale_label" selected=selected(filter.drift.as_deref(), "stale_label")>"stale label"</option>
-                        <option value="hash_mismatch" selected=selected(filter.drift.as_deref(), "hash_mismatch")>"content changed"</option>
-                    </select>
-                </div>
+                <Choice name="version" label="Version" options=versions current=filter.version.map(|v| v.to_string())/>
+                <Choice name="status" label="Outcome" options=pairs(&[("ok", "ok"), ("error", "error")]) current=filter.status/>
+                <Choice name="drift" label="Drift"
+                    options=pairs(&[("stale_label", "stale label"), ("hash_mismatch", "content changed")]) current=filter.drift/>
                 <button type="submit">"Show"</button>
             </form>
             {if calls.items.is_empty() {
@@ -527,5 +510,28 @@ fn RecentCalls(
                 }.into_any()
             }}
         </section>
+    }
+}
+
+/// One filter of the calls: a labelled list whose first choice is "any".
+#[component]
+fn Choice(
+    name: &'static str,
+    label: &'static str,
+    options: Vec<(String, String)>,
+    current: Option<String>,
+) -> impl IntoView {
+    let id = format!("calls-{name}");
+    view! {
+        <div class="field">
+            <label for=id.clone()>{label}</label>
+            <select id=id name=name>
+                <option value="">"any"</option>
+                {options.into_iter().map(|(value, words)| {
+                    let selected = current.as_deref() == Some(value.as_str());
+                    view! { <option value=value selected=selected>{words}</option> }
+                }).collect_view()}
+            </select>
+        </div>
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use domain::access::{Role, Scope};
 use serde::Deserialize;
-use service::time::parse_rfc3339;
+use service::time::parse_param;
 use service::{AuditFilter, Registry};
 
 use super::error::ApiError;
@@ -39,23 +39,13 @@ struct AuditParams {
     cursor: Option<String>,
 }
 
-fn instant(field: &str, value: Option<String>) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|v| {
-            parse_rfc3339(&v).ok_or_else(|| {
-                ApiError::bad_request(format!("`{field}` must be an RFC 3339 time such as 2026-03-15T14:47:00Z"))
-            })
-        })
-        .transpose()
-}
-
 async fn audit(State(r): State<Registry>, Caller(who): Caller, Query(p): Query<AuditParams>) -> ApiResult {
     let filter = AuditFilter {
         prompt: p.prompt,
         actor: p.actor,
         action: p.action,
-        since: instant("since", p.since)?,
-        until: instant("until", p.until)?,
+        since: parse_param("since", p.since.as_deref())?,
+        until: parse_param("until", p.until.as_deref())?,
         before_seq: None,
     };
     Ok(axum::Json(r.audit(&who, filter, p.limit, p.cursor.as_deref()).await?).into_response())

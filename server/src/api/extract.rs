@@ -74,7 +74,7 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for Body<LIMIT> {
 pub struct Json<T>(pub T);
 
 /// Parses JSON: malformed is 400 `invalid_json`, the wrong shape 422 `invalid_body`.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use domain::access::Action;
 use domain::telemetry::{Interval, MetricsView, ScoreStat, SeriesPoint, VersionMetrics};
 
-use super::{BUCKET_US, parse_time};
+use super::BUCKET_US;
 use crate::store::telemetry::{self as sql, Rollup};
 use crate::{Principal, Registry, Result, ServiceError, time};
 
@@ -61,8 +61,8 @@ impl Registry {
             Some(i) => Interval::parse(i)
                 .ok_or_else(|| ServiceError::BadRequest(format!("`interval` must be 5m, 1h or 1d (got '{i}')")))?,
         };
-        let until = parse_time("until", until)?.unwrap_or_else(time::now_us);
-        let since = parse_time("since", since)?.unwrap_or(until - DAY_US);
+        let until = time::parse_param("until", until)?.unwrap_or_else(time::now_us);
+        let since = time::parse_param("since", since)?.unwrap_or(until - DAY_US);
         if since >= until {
             return Err(ServiceError::BadRequest("`since` must be before `until`".into()));
         }

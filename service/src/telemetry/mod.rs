@@ -454,8 +454,8 @@ impl Registry {
     pub async fn generations(&self, who: &Principal, f: &GenerationFilter) -> Result<Page<Generation>> {
         who.require(Action::Read)?;
         let limit = page_limit(f.limit, 50, 500)?;
-        let since = parse_time("since", f.since.as_deref())?;
-        let until = parse_time("until", f.until.as_deref())?;
+        let since = time::parse_param("since", f.since.as_deref())?;
+        let until = time::parse_param("until", f.until.as_deref())?;
         let before = match f.cursor.as_deref() {
             None => None,
             Some(c) => Some(
@@ -518,17 +518,4 @@ fn rollup_key(row: &GenerationRow) -> RollupKey {
         rollout: row.rollout.clone().unwrap_or_default(),
         arm: row.arm.clone().unwrap_or_default(),
     }
-}
-
-/// An optional RFC 3339 query parameter.
-pub(crate) fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>> {
-    value
-        .map(|v| {
-            time::parse_rfc3339(v).ok_or_else(|| {
-                ServiceError::BadRequest(format!(
-                    "`{name}` must be an RFC 3339 time such as 2026-03-15T14:47:00Z (got '{v}')"
-                ))
-            })
-        })
-        .transpose()
 }
