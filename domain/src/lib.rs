@@ -12,6 +12,7 @@ pub mod diff;
 pub mod eval;
 pub mod model;
 pub mod names;
+pub mod rollout;
 pub mod telemetry;
 pub mod template;
 

@@ -28,6 +28,9 @@ pub struct VersionView {
     /// Set on a save whose content equals the newest version (nothing was written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unchanged: Option<bool>,
+    /// Set when a rollout chose this version: which rollout, which arm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutRef>,
 }
 
 /// A prompt in the list.
@@ -43,6 +46,9 @@ pub struct PromptSummary {
     /// Who made the last change (a version or a label move).
     #[serde(default)]
     pub updated_by: String,
+    /// Live rollouts by label: "stable: v3 for 75 %, v5 for 25 %".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, crate::rollout::SplitBrief>,
 }
 
 /// A page of a list; `next_cursor` fetches the next one.
@@ -68,6 +74,9 @@ pub struct LabelsView {
     pub labels: BTreeMap<String, i64>,
     /// Moves, newest first.
     pub history: Vec<LabelMove>,
+    /// Rollouts' stretches at one weight, newest first: "stable: v3, with v5 at 25 %".
+    #[serde(default)]
+    pub rollouts: Vec<crate::rollout::WeightChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +141,9 @@ pub struct RenderView {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<Message>>,
+    /// Set when a rollout chose the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutRef>,
 }
 
 /// `POST /api/v1/prompts`.
@@ -189,6 +201,9 @@ pub struct Selector {
     pub label: Option<String>,
     /// RFC 3339 instant, with a label.
     pub at: Option<String>,
+    /// A rollout's unit (a user id...): the same unit always gets the same arm.
+    #[serde(default)]
+    pub unit: Option<String>,
 }
 
 /// `POST /api/v1/prompts/{name}/render`.
@@ -205,6 +220,9 @@ pub struct RenderRequest {
     pub variables: Map<String, Value>,
     #[serde(default)]
     pub allow_unknown: bool,
+    /// A rollout's unit, as for resolve.
+    #[serde(default)]
+    pub unit: Option<String>,
 }
 
 /// A person's account (never the password).
@@ -303,6 +321,9 @@ pub struct LabelRequest {
     pub created_at: String,
     pub expires_at: String,
     pub decided_at: Option<String>,
+    /// Set when the request is for a gradual rollout rather than a move: its plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::NewRollout>,
 }
 
 /// What a label move did: moved at once, or opened a request for approval.

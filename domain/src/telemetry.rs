@@ -648,7 +648,16 @@ impl Histogram {
         if total == 0 {
             return None;
         }
-        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        self.at_rank((q * total as f64).ceil() as u64)
+    }
+
+    /// The value of the `rank`-th smallest call (1-based, clamped to the calls there are).
+    pub fn at_rank(&self, rank: u64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = rank.clamp(1, total);
         let mut seen = 0;
         for (b, n) in &self.counts {
             seen += n;

@@ -46,7 +46,7 @@ pub fn router(registry: Registry, site_root: Option<PathBuf>) -> Router {
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in
 /// flight. The registry's background work runs meanwhile: webhook deliveries, the sweep
-/// of evaluation runs whose process died, and telemetry retention.
+/// of evaluation runs whose process died, telemetry retention and the rollout judge.
 pub async fn serve(
     listener: TcpListener,
     registry: Registry,
@@ -67,6 +67,7 @@ pub async fn serve(
         // Deliveries queued by any process (the CLI's changes too) are sent from here.
         tokio::spawn(registry.clone().deliver_webhooks()),
         tokio::spawn(registry.clone().run_retention()),
+        tokio::spawn(registry.clone().run_rollout_judge()),
     ];
     // The peer address feeds the sign-in rate limit.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -7,10 +7,13 @@ use std::time::Duration;
 use domain::access::Action;
 use domain::model::{Decision, EvalGate, LabelPolicy, LabelRequest, MoveLabel, RequestStatus};
 use domain::names::{self, LATEST};
+use domain::rollout::NewRollout;
 use serde_json::json;
+use sqlx::SqliteConnection;
 
+use crate::index::PromptEntry;
 use crate::store::{self, NewEvent, evals as eval_sql, governance as sql};
-use crate::{Principal, Registry, Result, ServiceError, check_len, time};
+use crate::{Principal, Registry, Result, ServiceError, check_len, detached, time};
 
 /// How long a request waits for a decision.
 pub const REQUEST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -41,10 +44,9 @@ impl Registry {
         who.require(Action::Read)?;
         let Some(gate) = sql::policy(&self.store().reader, label).await?.require_eval else { return Ok(None) };
         let entry = self.entry(name)?;
-        let row = store::version(&self.store().reader, entry.id, version)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {version}")))?;
-        match self.check_gate(entry.id, name, version, &row.hash, &gate).await {
+        let mut conn = self.store().reader.acquire().await?;
+        let row = crate::labels::version_row(&mut conn, &entry, version).await?;
+        match self.check_gate(&mut conn, entry.id, name, version, &row.hash, &gate).await {
             Ok(()) => Ok(None),
             Err(ServiceError::EvalGate { message, .. }) => Ok(Some(message)),
             Err(e) => Err(e),
@@ -90,13 +92,13 @@ impl Registry {
     /// reached the pass rate; a prompt without the suite is refused too.
     pub(crate) async fn check_gate(
         &self,
+        conn: &mut SqliteConnection,
         prompt_id: i64,
         name: &str,
         version: i64,
         hash: &str,
         gate: &EvalGate,
     ) -> Result<()> {
-        let reader = &self.store().reader;
         let refuse = |best: Option<(String, f64)>, why: String| ServiceError::EvalGate {
             suite: gate.suite.clone(),
             min_pass_rate: gate.min_pass_rate,
@@ -104,7 +106,7 @@ impl Registry {
             best_run: best.map(|b| b.0),
             message: why,
         };
-        if eval_sql::suite(reader, prompt_id, name, &gate.suite).await?.is_none() {
+        if eval_sql::suite(&mut *conn, prompt_id, name, &gate.suite).await?.is_none() {
             return Err(refuse(
                 None,
                 format!(
@@ -114,7 +116,7 @@ impl Registry {
                 ),
             ));
         }
-        match eval_sql::best_run(reader, prompt_id, hash, &gate.suite).await? {
+        match eval_sql::best_run(conn, prompt_id, hash, &gate.suite).await? {
             Some((_, rate)) if rate + 1e-9 >= gate.min_pass_rate => Ok(()),
             best => {
                 let found = match &best {
@@ -135,18 +137,21 @@ impl Registry {
         }
     }
 
-    /// Opens a request for another publisher or admin to decide.
-    pub(crate) async fn open_request(
+    /// Opens a request for another publisher or admin to decide, in the caller's
+    /// transaction: a label move, or a gradual rollout when `rollout` is its plan.
+    pub(crate) async fn insert_request(
         &self,
+        conn: &mut SqliteConnection,
         who: &Principal,
-        name: &str,
+        entry: &PromptEntry,
         label: &str,
         req: &MoveLabel,
+        rollout: Option<&NewRollout>,
     ) -> Result<LabelRequest> {
-        let entry = self.entry(name)?;
+        let name = &entry.summary.name;
         let id = crate::random_id("req")?;
         let at = time::now_us();
-        let mut w = self.store().write().await?;
+        let plan = rollout.map(|p| serde_json::to_string(p).map_err(ServiceError::internal)).transpose()?;
         let row = sql::NewRequest {
             id: &id,
             prompt_id: entry.id,
@@ -157,9 +162,14 @@ impl Registry {
             requester_user_id: who.user_id,
             at,
             expires_at: at + REQUEST_TTL.as_micros() as i64,
+            rollout: plan.as_deref(),
         };
-        sql::insert_request(&mut w.tx, &row).await?;
-        let detail = json!({"request": id, "reason": req.reason, "previous_version": entry.summary.labels.get(label)});
+        sql::insert_request(&mut *conn, &row).await?;
+        let mut detail =
+            json!({"request": id, "reason": req.reason, "previous_version": entry.summary.labels.get(label)});
+        if let Some(plan) = rollout {
+            detail["rollout"] = json!({"steps": plan.steps, "step_seconds": plan.step_seconds});
+        }
         let e = NewEvent {
             actor: &who.actor,
             action: "label.request.opened",
@@ -168,11 +178,8 @@ impl Registry {
             label: Some(label),
             detail,
         };
-        store::append_event(&mut w.tx, at, e).await?;
-        let view =
-            sql::request(&mut *w.tx, &id).await?.ok_or_else(|| ServiceError::internal("request vanished"))?.view()?;
-        w.tx.commit().await?;
-        Ok(view)
+        store::append_event(&mut *conn, at, e).await?;
+        sql::request(conn, &id).await?.ok_or_else(|| ServiceError::internal("request vanished"))?.view()
     }
 
     /// Requests, newest first (`status` to filter); expired ones are closed first.
@@ -194,21 +201,53 @@ impl Registry {
             .ok_or_else(|| ServiceError::NotFound(format!("there is no label request '{id}'")))
     }
 
-    /// Approves a request: the gate is checked again now, then the label moves. The
+    /// Approves a request: the label's rules are checked again, inside the write
+    /// transaction, then the label moves (or the rollout it asked for starts). The
     /// requester cannot approve (nor can any key acting for them).
     pub async fn approve_request(&self, who: &Principal, id: &str, decision: Decision) -> Result<LabelRequest> {
         let row = self.decidable(who, id, &decision).await?;
-        let entry = self.entry(&row.prompt)?;
-        let policy = sql::policy(&self.store().reader, &row.label).await?;
-        if let Some(gate) = &policy.require_eval {
-            let version = store::version(&self.store().reader, entry.id, row.version)
-                .await?
-                .ok_or_else(|| ServiceError::internal("requested version vanished"))?;
-            self.check_gate(entry.id, &row.prompt, row.version, &version.hash, gate).await?;
-        }
-        let reason = format!("{} (requested by {}, approved by {})", row.reason, row.requested_by, who.actor);
-        let req = MoveLabel { version: row.version, reason };
-        self.apply_move(who, &row.prompt, &row.label, req, Some((id.to_owned(), decision.comment))).await?;
+        let (this, who, request) = (self.clone(), who.clone(), id.to_owned());
+        detached(async move {
+            let id = request;
+            let mut w = this.store().write().await?;
+            let entry = this.entry(&row.prompt)?;
+            let version = crate::labels::version_row(&mut w.tx, &entry, row.version).await?;
+            this.check_move_rules(&mut w.tx, &who, &entry, &row.label, &version).await?;
+            let at = time::now_us();
+            let comment = Some(decision.comment.as_str()).filter(|c| !c.is_empty());
+            if !sql::decide(&mut w.tx, &id, RequestStatus::Approved, &who.actor, comment, at).await? {
+                return Err(ServiceError::Closed(format!("request {id} is no longer pending")));
+            }
+            let e = NewEvent {
+                actor: &who.actor,
+                action: "label.request.approved",
+                prompt: Some(&row.prompt),
+                version: Some(row.version),
+                label: Some(&row.label),
+                detail: json!({"request": id, "comment": comment}),
+            };
+            store::append_event(&mut w.tx, at, e).await?;
+            let reason = format!("{} (requested by {}, approved by {})", row.reason, row.requested_by, who.actor);
+            match row.rollout_plan()? {
+                Some(mut plan) => {
+                    plan.reason = reason;
+                    let requester = (row.requested_by.as_str(), row.requester_user_id);
+                    let (live, candidate) =
+                        this.begin_rollout(&mut w.tx, &who, requester, &entry, &version, &plan, at).await?;
+                    w.tx.commit().await?;
+                    this.publish_rollout(&live, Some(candidate))?;
+                }
+                None => {
+                    crate::labels::refuse_during_rollout(&mut w.tx, &entry, &row.label).await?;
+                    let cause = Some(json!({"request": id}));
+                    this.write_move(&mut w.tx, &who, &entry, &row.label, &version, &reason, cause, at).await?;
+                    w.tx.commit().await?;
+                    this.publish_move(&entry, &row.label, &version, &who.actor, at)?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
         self.request_row(id).await?.view()
     }
 

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use domain::content::Content;
 use domain::model::{PromptSummary, VersionView};
 use domain::names::LATEST;
+use domain::rollout::{self, BUCKETS, RolloutRef, SplitBrief};
+use domain::telemetry::Arm;
 use parking_lot::RwLock;
 
 /// A version's content and object, labels left empty.
@@ -30,6 +32,52 @@ pub struct ServedVersion {
     pub json: Bytes,
     /// `"<hash>"`, the ETag.
     pub etag: String,
+    /// The rollout and arm that chose it, if one did.
+    pub rollout: Option<RolloutRef>,
+}
+
+impl ServedVersion {
+    /// Serialises a version object once, with its labels and the rollout that serves it.
+    pub fn new(base: Arc<VersionBase>, labels: Vec<String>, rollout: Option<RolloutRef>) -> ServedVersion {
+        let view = VersionView { labels, rollout: rollout.clone(), ..base.view.clone() };
+        let json = Bytes::from(serde_json::to_vec(&view).expect("a version object serialises"));
+        let etag = format!("\"{}\"", base.view.hash);
+        ServedVersion { base, json, etag, rollout }
+    }
+}
+
+/// A live rollout as resolve serves it: the candidate for `weight` percent of buckets,
+/// the label's own version for the rest. Both answers are serialised in advance.
+#[derive(Debug)]
+pub struct Split {
+    pub id: String,
+    pub weight: u32,
+    pub base: Arc<ServedVersion>,
+    pub candidate: Arc<ServedVersion>,
+}
+
+impl Split {
+    /// The arm for `unit` (sticky: one SHA-256 of a short string, no allocation), or
+    /// a random one without a unit.
+    pub fn pick(&self, unit: Option<&str>) -> &Arc<ServedVersion> {
+        let bucket = match unit {
+            Some(unit) => rollout::bucket(&self.id, unit),
+            None => fastrand::u64(..BUCKETS),
+        };
+        match rollout::arm_of(bucket, self.weight) {
+            Arm::Candidate => &self.candidate,
+            Arm::Base => &self.base,
+        }
+    }
+}
+
+/// What a [`Split`] is built from, carried from one entry to the next.
+#[derive(Debug, Clone)]
+pub struct SplitPlan {
+    pub label: String,
+    pub id: String,
+    pub weight: u32,
+    pub candidate: Arc<VersionBase>,
 }
 
 #[derive(Debug)]
@@ -41,12 +89,19 @@ pub struct PromptEntry {
     pub served: BTreeMap<i64, Arc<ServedVersion>>,
     /// Name and description in lower case, for the list's search (made once, not per search).
     pub search_text: String,
+    /// Live rollouts by label.
+    pub splits: BTreeMap<String, Arc<Split>>,
 }
 
 impl PromptEntry {
     /// Builds an entry, keeping of `candidates` the versions that are pointed at and
-    /// serialising each with its labels.
-    pub fn new(id: i64, summary: PromptSummary, candidates: impl IntoIterator<Item = Arc<VersionBase>>) -> Self {
+    /// serialising each with its labels, and the splits of live rollouts.
+    pub fn new(
+        id: i64,
+        mut summary: PromptSummary,
+        candidates: impl IntoIterator<Item = Arc<VersionBase>>,
+        plans: Vec<SplitPlan>,
+    ) -> Self {
         let mut served = BTreeMap::new();
         for base in candidates {
             let version = base.view.version;
@@ -57,14 +112,50 @@ impl PromptEntry {
             if labels.is_empty() {
                 continue;
             }
-            let mut view = base.view.clone();
-            view.labels = labels;
-            let json = Bytes::from(serde_json::to_vec(&view).expect("a version object serialises"));
-            let etag = format!("\"{}\"", base.view.hash);
-            served.insert(version, Arc::new(ServedVersion { base, json, etag }));
+            served.insert(version, Arc::new(ServedVersion::new(base, labels, None)));
         }
+        let mut splits = BTreeMap::new();
+        for plan in plans {
+            let Some(base) = summary.labels.get(&plan.label).and_then(|v| served.get(v)) else { continue };
+            let arm = |arm, version: &Arc<VersionBase>| {
+                let rollout = RolloutRef { id: plan.id.clone(), arm, weight: plan.weight };
+                Arc::new(ServedVersion::new(version.clone(), labels_of(&summary, version.view.version), Some(rollout)))
+            };
+            let split = Split {
+                base: arm(Arm::Base, &base.base),
+                candidate: arm(Arm::Candidate, &plan.candidate),
+                id: plan.id,
+                weight: plan.weight,
+            };
+            splits.insert(plan.label, Arc::new(split));
+        }
+        summary.rollouts = splits
+            .iter()
+            .map(|(label, s)| {
+                let brief = SplitBrief { id: s.id.clone(), candidate_version: s.candidate.base.view.version, weight: s.weight };
+                (label.clone(), brief)
+            })
+            .collect();
         let search_text = format!("{}\n{}", summary.name, summary.description).to_lowercase();
-        PromptEntry { id, summary, served, search_text }
+        PromptEntry { id, summary, served, search_text, splits }
+    }
+
+    /// The plans of its splits, to carry into the next entry.
+    pub fn split_plans(&self) -> Vec<SplitPlan> {
+        self.splits
+            .iter()
+            .map(|(label, s)| SplitPlan {
+                label: label.clone(),
+                id: s.id.clone(),
+                weight: s.weight,
+                candidate: s.candidate.base.clone(),
+            })
+            .collect()
+    }
+
+    /// Every version the entry holds (served, and rollout candidates), to rebuild from.
+    pub fn bases(&self) -> impl Iterator<Item = Arc<VersionBase>> + '_ {
+        self.served.values().map(|s| s.base.clone())
     }
 
     /// The version a label points at now (`latest` included).

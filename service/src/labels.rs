@@ -3,22 +3,43 @@
 use std::sync::Arc;
 
 use domain::access::Action;
-use domain::model::{LabelOutcome, LabelsView, MoveLabel, MovedLabel, RequestStatus};
+use domain::model::{LabelOutcome, LabelPolicy, LabelsView, MoveLabel, MovedLabel};
 use domain::names::{self, LATEST};
-use serde_json::json;
+use domain::rollout::WeightChange;
+use serde_json::{Value, json};
+use sqlx::SqliteConnection;
 
-use crate::index::PromptEntry;
-use crate::store::{self, LabelMoveRow, NewEvent};
+use crate::index::{PromptEntry, VersionBase};
+use crate::store::{self, LabelMoveRow, NewEvent, VersionRow};
 use crate::{Principal, Registry, Result, ServiceError, check_len, detached, time};
+
+/// A version of the entry's prompt, read in the caller's transaction.
+pub(crate) async fn version_row(conn: &mut SqliteConnection, entry: &PromptEntry, version: i64) -> Result<VersionRow> {
+    store::version(conn, entry.id, version)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("'{}' has no version {version}", entry.summary.name)))
+}
 
 /// Label history entries returned with the labels.
 const HISTORY_LIMIT: i64 = 1000;
+
+/// A label under a live rollout is moved by the rollout only.
+pub(crate) async fn refuse_during_rollout(conn: &mut SqliteConnection, entry: &PromptEntry, label: &str) -> Result<()> {
+    match store::rollouts::live_on(conn, entry.id, label).await? {
+        Some(rollout) => Err(ServiceError::Closed(format!(
+            "rollout {} is moving '{label}' of '{}' to version {}: abort it, or let it finish, before moving the label by hand",
+            rollout.id, entry.summary.name, rollout.candidate_version
+        ))),
+        None => Ok(()),
+    }
+}
 
 impl Registry {
     /// Points `label` at a version (promote, or roll back to an older one), under the
     /// label's policy: protected labels need a publisher, an admin or an admin-scope key;
     /// an eval gate needs a good enough run on the exact version; with approval required
-    /// the move becomes a request for another publisher or admin to decide.
+    /// the move becomes a request for another publisher or admin to decide. The policy is
+    /// read inside the write transaction, so a policy changed at the same moment is seen.
     pub async fn move_label(&self, who: &Principal, name: &str, label: &str, req: MoveLabel) -> Result<LabelOutcome> {
         who.require(Action::Write)?;
         names::validate_label(label)?;
@@ -29,105 +50,121 @@ impl Registry {
             ));
         }
         check_len("reason", &req.reason, 2000)?;
-        let entry = self.entry(name)?;
-        let policy = store::governance::policy(&self.store().reader, label).await?;
-        if policy.protected {
-            who.require(Action::MoveProtectedLabel)?;
-        }
-        let row = store::version(&self.store().reader, entry.id, req.version)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {}", req.version)))?;
-        if let Some(gate) = &policy.require_eval {
-            self.check_gate(entry.id, name, req.version, &row.hash, gate).await?;
-        }
-        if policy.require_approval && entry.summary.labels.get(label) != Some(&req.version) {
-            return Ok(LabelOutcome::Requested(Box::new(self.open_request(who, name, label, &req).await?)));
-        }
-        Ok(LabelOutcome::Moved(self.apply_move(who, name, label, req, None).await?))
-    }
-
-    /// Writes a label move (and closes the request that asked for it, if any) in one
-    /// transaction, then updates the index.
-    pub(crate) async fn apply_move(
-        &self,
-        who: &Principal,
-        name: &str,
-        label: &str,
-        req: MoveLabel,
-        request: Option<(String, String)>,
-    ) -> Result<MovedLabel> {
+        self.entry(name)?;
         let (this, who, name, label) = (self.clone(), who.clone(), name.to_owned(), label.to_owned());
         detached(async move {
             let mut w = this.store().write().await?;
-            if store::label_is_protected(&mut *w.tx, &label).await? {
-                who.require(Action::MoveProtectedLabel)?;
-            }
             let entry = this.entry(&name)?;
-            let row = store::version(&mut *w.tx, entry.id, req.version)
-                .await?
-                .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {}", req.version)))?;
-            let at = time::now_us();
-            if let Some((id, comment)) = &request {
-                let comment = Some(comment.as_str()).filter(|c| !c.is_empty());
-                if !store::governance::decide(&mut w.tx, id, RequestStatus::Approved, &who.actor, comment, at).await? {
-                    return Err(ServiceError::Closed(format!("request {id} is no longer pending")));
-                }
-                let detail = json!({"request": id, "comment": comment});
-                let e = NewEvent {
-                    actor: &who.actor,
-                    action: "label.request.approved",
-                    prompt: Some(&name),
-                    version: Some(req.version),
-                    label: Some(&label),
-                    detail,
-                };
-                store::append_event(&mut w.tx, at, e).await?;
-            }
-            let previous_version = entry.summary.labels.get(&label).copied();
-            if previous_version == Some(req.version) {
+            let row = version_row(&mut w.tx, &entry, req.version).await?;
+            refuse_during_rollout(&mut w.tx, &entry, &label).await?;
+            let policy = this.check_move_rules(&mut w.tx, &who, &entry, &label, &row).await?;
+            if policy.require_approval && entry.summary.labels.get(&label) != Some(&req.version) {
+                let request = this.insert_request(&mut w.tx, &who, &entry, &label, &req, None).await?;
                 w.tx.commit().await?;
-                return Ok(MovedLabel { label, version: req.version, previous_version });
+                return Ok(LabelOutcome::Requested(Box::new(request)));
             }
-            let change = LabelMoveRow {
-                prompt_id: entry.id,
-                label: label.clone(),
-                version: req.version,
-                previous_version,
-                actor: who.actor.clone(),
-                reason: req.reason.clone(),
-                at,
-            };
-            store::insert_label_move(&mut w.tx, &change).await?;
-            store::touch_prompt(&mut w.tx, entry.id, at, &who.actor).await?;
-            let detail = json!({"reason": req.reason, "previous_version": previous_version, "hash": row.hash,
-                                "request": request.as_ref().map(|(id, _)| id)});
-            store::append_event(
-                &mut w.tx,
-                at,
-                NewEvent {
-                    actor: &who.actor,
-                    action: "label.moved",
-                    prompt: Some(&name),
-                    version: Some(req.version),
-                    label: Some(&label),
-                    detail,
-                },
-            )
-            .await?;
+            let at = time::now_us();
+            let previous_version = this.write_move(&mut w.tx, &who, &entry, &label, &row, &req.reason, None, at).await?;
             w.tx.commit().await?;
-            let target = match entry.served.get(&req.version) {
-                Some(s) => s.base.clone(),
-                None => Arc::new(crate::version_base(&name, &row)?),
-            };
-            let mut summary = entry.summary.clone();
-            summary.labels.insert(label.clone(), req.version);
-            summary.updated_at = time::format_us(at);
-            summary.updated_by = who.actor.clone();
-            let candidates = entry.served.values().map(|s| s.base.clone()).chain([target]);
-            this.index().put(PromptEntry::new(entry.id, summary, candidates));
-            Ok(MovedLabel { label, version: req.version, previous_version })
+            this.publish_move(&entry, &label, &row, &who.actor, at)?;
+            Ok(LabelOutcome::Moved(MovedLabel { label, version: req.version, previous_version }))
         })
         .await
+    }
+
+    /// The label's rules for a move of `label` to `row`, read and checked inside the
+    /// caller's write transaction: protected, and the eval gate. Returns the policy (the
+    /// caller decides what approval means for it).
+    pub(crate) async fn check_move_rules(
+        &self,
+        conn: &mut SqliteConnection,
+        who: &Principal,
+        entry: &PromptEntry,
+        label: &str,
+        row: &VersionRow,
+    ) -> Result<LabelPolicy> {
+        let policy = store::governance::policy(&mut *conn, label).await?;
+        if policy.protected {
+            who.require(Action::MoveProtectedLabel)?;
+        }
+        if let Some(gate) = &policy.require_eval {
+            self.check_gate(conn, entry.id, &entry.summary.name, row.version, &row.hash, gate).await?;
+        }
+        Ok(policy)
+    }
+
+    /// Writes a label move and its audit event, in the caller's transaction. Returns the
+    /// version the label pointed at before (nothing is written when it already points
+    /// at `row`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn write_move(
+        &self,
+        conn: &mut SqliteConnection,
+        who: &Principal,
+        entry: &PromptEntry,
+        label: &str,
+        row: &VersionRow,
+        reason: &str,
+        cause: Option<Value>,
+        at: i64,
+    ) -> Result<Option<i64>> {
+        let name = &entry.summary.name;
+        let previous_version = entry.summary.labels.get(label).copied();
+        if previous_version == Some(row.version) {
+            return Ok(previous_version);
+        }
+        let change = LabelMoveRow {
+            prompt_id: entry.id,
+            label: label.to_owned(),
+            version: row.version,
+            previous_version,
+            actor: who.actor.clone(),
+            reason: reason.to_owned(),
+            at,
+        };
+        store::insert_label_move(&mut *conn, &change).await?;
+        store::touch_prompt(&mut *conn, entry.id, at, &who.actor).await?;
+        let mut detail = json!({"reason": reason, "previous_version": previous_version, "hash": row.hash});
+        if let (Some(Value::Object(cause)), Value::Object(d)) = (cause, &mut detail) {
+            d.extend(cause);
+        }
+        let e = NewEvent {
+            actor: &who.actor,
+            action: "label.moved",
+            prompt: Some(name),
+            version: Some(row.version),
+            label: Some(label),
+            detail,
+        };
+        store::append_event(conn, at, e).await?;
+        Ok(previous_version)
+    }
+
+    /// Puts a committed label move into the index (the caller still holds the write
+    /// lock). A rollout on that label ends with it.
+    pub(crate) fn publish_move(
+        &self,
+        entry: &PromptEntry,
+        label: &str,
+        row: &VersionRow,
+        actor: &str,
+        at: i64,
+    ) -> Result<()> {
+        let name = &entry.summary.name;
+        let target = match entry.served.get(&row.version) {
+            Some(s) => s.base.clone(),
+            None => Arc::new(crate::version_base(name, row)?),
+        };
+        let mut summary = entry.summary.clone();
+        summary.labels.insert(label.to_owned(), row.version);
+        summary.updated_at = time::format_us(at);
+        summary.updated_by = actor.to_owned();
+        let mut plans = entry.split_plans();
+        plans.retain(|p| p.label != label);
+        let candidates: Vec<Arc<VersionBase>> =
+            entry.bases().chain(plans.iter().map(|p| p.candidate.clone())).chain([target]).collect();
+        self.index().put(PromptEntry::new(entry.id, summary, candidates, plans));
+        Ok(())
     }
 
     /// Where every label points now, and the history of moves, newest first.
@@ -141,6 +178,20 @@ impl Registry {
             .into_iter()
             .map(Into::into)
             .collect();
-        Ok(LabelsView { labels, history })
+        let rollouts = store::rollouts::weight_history(&self.store().reader, entry.id, HISTORY_LIMIT)
+            .await?
+            .into_iter()
+            .map(|(rollout, label, base_version, candidate_version, weight, at, actor, reason, _)| WeightChange {
+                rollout,
+                label,
+                base_version,
+                candidate_version,
+                weight: weight as u32,
+                at: time::format_us(at),
+                actor,
+                reason,
+            })
+            .collect();
+        Ok(LabelsView { labels, history, rollouts })
     }
 }

@@ -11,6 +11,7 @@ mod governance;
 mod index;
 mod labels;
 mod prompts;
+mod rollouts;
 mod sessions;
 mod store;
 pub mod telemetry;
@@ -50,6 +51,15 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The registry itself, acting on its own findings (the rollout judge).
+    pub(crate) fn system() -> Self {
+        Principal {
+            actor: telemetry::SYSTEM.to_owned(),
+            grant: Grant { role: Some(Role::Admin), scope: None },
+            user_id: None,
+        }
+    }
+
     /// The operator at the command line, who has the database file itself.
     pub fn operator() -> Self {
         let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
@@ -112,6 +122,7 @@ struct Inner {
     /// Generations, scores and rollups: a database file of its own (`<db>.telemetry`).
     telemetry_store: Store,
     telemetry: telemetry::Telemetry,
+    rollouts: rollouts::Rollouts,
 }
 
 impl Registry {
@@ -132,9 +143,11 @@ impl Registry {
                 webhook_settings: RwLock::default(),
                 telemetry_store,
                 telemetry: Default::default(),
+                rollouts: Default::default(),
             }),
         };
         registry.rebuild_index().await?;
+        registry.load_rollouts().await?;
         registry.load_telemetry().await?;
         registry.sweep_interrupted_runs().await?;
         Ok(registry)
@@ -180,8 +193,9 @@ impl Registry {
                 labels: labels.remove(&p.id).unwrap_or_default(),
                 updated_at: time::format_us(p.updated_at),
                 updated_by: p.updated_by,
+                rollouts: Default::default(),
             };
-            entries.insert(p.name, Arc::new(PromptEntry::new(p.id, summary, bases)));
+            entries.insert(p.name, Arc::new(PromptEntry::new(p.id, summary, bases, Vec::new())));
         }
         self.index().replace_all(entries);
         Ok(())

@@ -9,6 +9,8 @@ use domain::model::{
     Comparison, DiffView, NewPrompt, NewVersion, Page, PromptSummary, RenderRequest, RenderView, Selector, VersionView,
 };
 use domain::names::{self, LATEST, STABLE};
+use domain::rollout::{self, BUCKETS, RolloutRef};
+use domain::telemetry::Arm;
 use domain::template::RenderLimits;
 use serde_json::{Map, Value, json};
 
@@ -17,6 +19,8 @@ use crate::store::{self, NewEvent, VersionRow};
 use crate::{Principal, Registry, Result, ServiceError, check_len, detached, number_cursor, page_limit, time};
 
 const MAX_TEXT: usize = 2000;
+/// A rollout unit's longest length, in bytes.
+const MAX_UNIT: usize = 256;
 const MAX_TAGS: usize = 20;
 
 /// `GET /api/v1/prompts` filters.
@@ -146,8 +150,9 @@ impl Registry {
                 labels: Default::default(),
                 updated_at: time::format_us(at),
                 updated_by: who.actor.clone(),
+                rollouts: Default::default(),
             };
-            let entry = PromptEntry::new(id, summary, [base.clone()]);
+            let entry = PromptEntry::new(id, summary, [base.clone()], Vec::new());
             let view = with_labels(&base.view, entry.labels_of(1));
             this.index().put(entry);
             Ok(view)
@@ -216,7 +221,7 @@ impl Registry {
             summary.updated_at = time::format_us(at);
             summary.updated_by = who.actor.clone();
             let candidates = entry.served.values().map(|s| s.base.clone()).chain([base.clone()]);
-            let new_entry = PromptEntry::new(entry.id, summary, candidates);
+            let new_entry = PromptEntry::new(entry.id, summary, candidates, entry.split_plans());
             let view = with_labels(&base.view, new_entry.labels_of(version));
             this.index().put(new_entry);
             Ok(view)
@@ -287,23 +292,39 @@ impl Registry {
         }
         let label = sel.label.as_deref().unwrap_or(STABLE);
         names::validate_label(label).map_err(|e| ServiceError::BadRequest(e.0))?;
-        let version = match &sel.at {
-            None => entry.label(label).ok_or_else(|| {
-                ServiceError::NotFound(format!("label '{label}' does not point at any version of '{name}'"))
-            })?,
-            Some(at) => {
-                let instant = time::parse_param("at", Some(at))?.unwrap_or_default();
-                let reader = &self.store().reader;
-                let found = if label == LATEST {
-                    store::latest_at(reader, entry.id, instant).await?
-                } else {
-                    store::label_at(reader, entry.id, label, instant).await?
-                };
-                found.ok_or_else(|| {
-                    ServiceError::NotFound(format!("label '{label}' pointed at no version of '{name}' at {at}"))
-                })?
+        let unit = sel.unit.as_deref();
+        if unit.is_some_and(|u| u.len() > MAX_UNIT) {
+            return Err(ServiceError::BadRequest(format!("a unit is at most {MAX_UNIT} bytes")));
+        }
+        let Some(at) = &sel.at else {
+            if let Some(split) = entry.splits.get(label) {
+                return Ok(split.pick(unit).clone());
             }
+            let version = entry.label(label).ok_or_else(|| {
+                ServiceError::NotFound(format!("label '{label}' does not point at any version of '{name}'"))
+            })?;
+            return self.version_of(&entry, version).await;
         };
+        let instant = time::parse_param("at", Some(at))?.unwrap_or_default();
+        let reader = &self.store().reader;
+        let found = if label == LATEST {
+            store::latest_at(reader, entry.id, instant).await?
+        } else {
+            store::label_at(reader, entry.id, label, instant).await?
+        };
+        let version = found
+            .ok_or_else(|| ServiceError::NotFound(format!("label '{label}' pointed at no version of '{name}' at {at}")))?;
+        // A rollout live at that instant: the arm that unit got then (at random without one).
+        if label != LATEST
+            && let Some((id, candidate, weight)) = self.rollout_at(&entry, label, instant).await?
+        {
+            let bucket = unit.map_or_else(|| fastrand::u64(..BUCKETS), |u| rollout::bucket(&id, u));
+            let arm = rollout::arm_of(bucket, weight);
+            let chosen = if arm == Arm::Candidate { candidate } else { version };
+            let served = self.version_of(&entry, chosen).await?;
+            let rollout = RolloutRef { id, arm, weight };
+            return Ok(Arc::new(ServedVersion::new(served.base.clone(), entry.labels_of(chosen), Some(rollout))));
+        }
         self.version_of(&entry, version).await
     }
 
@@ -316,11 +337,8 @@ impl Registry {
         let row = store::version(&self.store().reader, entry.id, version)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {version}")))?;
-        let base = crate::version_base(name, &row)?;
-        let view = with_labels(&base.view, entry.labels_of(version));
-        let json = serde_json::to_vec(&view).map_err(ServiceError::internal)?.into();
-        let etag = format!("\"{}\"", base.view.hash);
-        Ok(Arc::new(ServedVersion { base: Arc::new(base), json, etag }))
+        let base = Arc::new(crate::version_base(name, &row)?);
+        Ok(Arc::new(ServedVersion::new(base, entry.labels_of(version), None)))
     }
 
     /// A prompt's versions, newest first.
@@ -349,7 +367,7 @@ impl Registry {
 
     /// Renders a version strictly with the given variables.
     pub async fn render(&self, who: &Principal, name: &str, req: RenderRequest) -> Result<RenderView> {
-        let sel = Selector { version: req.version, label: req.label, at: req.at };
+        let sel = Selector { version: req.version, label: req.label, at: req.at, unit: req.unit };
         let served = self.serve(who, name, &sel).await?;
         let view = &served.base.view;
         let rendered = served.base.content.render(&req.variables, req.allow_unknown, RenderLimits::default())?;
@@ -357,7 +375,14 @@ impl Registry {
             Rendered::Text(t) => (Some(t), None),
             Rendered::Chat(m) => (None, Some(m)),
         };
-        Ok(RenderView { name: view.name.clone(), version: view.version, hash: view.hash.clone(), text, messages })
+        Ok(RenderView {
+            name: view.name.clone(),
+            version: view.version,
+            hash: view.hash.clone(),
+            text,
+            messages,
+            rollout: served.rollout.clone(),
+        })
     }
 
     /// The readable documents of two versions, and whether their configs differ.

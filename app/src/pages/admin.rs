@@ -633,7 +633,7 @@ fn ProvidersPanel() -> impl IntoView {
     }
 }
 
-const WEBHOOK_EVENTS: [(&str, &str); 7] = [
+const WEBHOOK_EVENTS: [(&str, &str); 10] = [
     ("version.created", "a version is saved"),
     ("label.moved", "a label moves"),
     ("request.opened", "a label move is requested"),
@@ -641,6 +641,9 @@ const WEBHOOK_EVENTS: [(&str, &str); 7] = [
     ("eval.run.finished", "an evaluation run finishes"),
     ("drift.detected", "production runs something the registry did not say (at most hourly per prompt)"),
     ("budget.threshold", "a prompt's spending reaches an alert threshold of its budget"),
+    ("rollout.rolled_back", "a gradual rollout takes itself back because the new version did worse"),
+    ("rollout.paused", "a gradual rollout stops to wait for a person (too few calls to judge, or paused by hand)"),
+    ("rollout.completed", "a gradual rollout reaches everyone and moves the label"),
 ];
 
 /// Webhooks: endpoints that get signed events, and the log of what was delivered.

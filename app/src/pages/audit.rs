@@ -177,7 +177,7 @@ pub async fn live_version(name: String, label: String, at: String) -> Result<Ver
             ))
         })?,
     };
-    let selector = domain::model::Selector { version: None, label: Some(label.to_owned()), at: Some(at) };
+    let selector = domain::model::Selector { version: None, label: Some(label.to_owned()), at: Some(at), unit: None };
     let served = registry.resolve(&who, name, &selector).await?;
     Ok(served.base.view.clone())
 }

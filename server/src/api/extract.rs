@@ -166,3 +166,32 @@ where
         Ok(Caller(registry.authenticate_key(key).await?))
     }
 }
+
+/// An optional JSON body: nothing (or whitespace) is `T::default()`; `shape` tells a
+/// caller what was expected.
+pub fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body must be {shape} or empty: {e}")))
+}
+
+/// `X-Promptledger-Unit`: a rollout's unit (a user id...), when not in the query.
+pub struct UnitHeader(pub Option<String>);
+
+pub const UNIT_HEADER: &str = "x-promptledger-unit";
+pub const ARM_HEADER: &str = "x-promptledger-arm";
+
+impl<S: Send + Sync> FromRequestParts<S> for UnitHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(UNIT_HEADER) {
+            None => Ok(UnitHeader(None)),
+            Some(v) => v
+                .to_str()
+                .map(|u| UnitHeader(Some(u.to_owned())))
+                .map_err(|_| ApiError::bad_request("X-Promptledger-Unit must be printable ASCII")),
+        }
+    }
+}

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use service::Registry;
 
 use super::error::ApiError;
-use super::extract::{Caller, Json, Path, Query};
+use super::extract::{Caller, Json, Path, Query, optional_body};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -66,11 +66,7 @@ async fn request(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<
 
 /// The body is optional: nothing, or `{"comment": "..."}`.
 fn decision(body: &[u8]) -> Result<Decision, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Decision::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body must be {{\"comment\": \"...\"}} or empty: {e}")))
+    optional_body(body, "{\"comment\": \"...\"}")
 }
 
 async fn approve(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>, body: Bytes) -> ApiResult {

@@ -9,6 +9,7 @@ pub(crate) mod extract;
 mod governance;
 mod otlp;
 mod prompts;
+mod rollouts;
 mod telemetry;
 
 use axum::Router;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(evals::router())
         .merge(governance::router())
         .merge(telemetry::router())
+        .merge(rollouts::router())
         .route("/api/v1/openapi.yaml", axum::routing::get(openapi))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
 }

@@ -6,11 +6,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use domain::model::{LabelOutcome, MoveLabel, NewPrompt, NewVersion, RenderRequest, Selector};
+use domain::rollout::RolloutRef;
 use serde::Deserialize;
 use service::{PromptQuery, Registry};
 
 use super::error::ApiError;
-use super::extract::{Caller, IfNoneMatch, Json, Path, Query};
+use super::extract::{ARM_HEADER, Caller, IfNoneMatch, Json, Path, Query, UnitHeader};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -54,6 +55,7 @@ struct ResolveParams {
     #[serde(rename = "_version")]
     compat_version: Option<String>,
     at: Option<String>,
+    unit: Option<String>,
 }
 
 fn parse_version(s: &str) -> Result<i64, ApiError> {
@@ -65,7 +67,7 @@ fn parse_version(s: &str) -> Result<i64, ApiError> {
 
 impl ResolveParams {
     fn selector(self) -> Result<Selector, ApiError> {
-        let mut sel = Selector { version: None, label: self.label, at: self.at };
+        let mut sel = Selector { version: None, label: self.label, at: self.at, unit: self.unit };
         if let Some(v) = self.version {
             sel.version = Some(parse_version(&v)?);
         }
@@ -90,27 +92,40 @@ async fn resolve(
     Path(name): Path<String>,
     Query(p): Query<ResolveParams>,
     IfNoneMatch(inm): IfNoneMatch,
+    UnitHeader(unit): UnitHeader,
 ) -> ApiResult {
-    let served = r.serve(&who, &name, &p.selector()?).await?;
+    let mut sel = p.selector()?;
+    sel.unit = sel.unit.or(unit);
+    let served = r.serve(&who, &name, &sel).await?;
     let etag = HeaderValue::from_str(&served.etag).map_err(|_| ApiError::bad_request("bad etag"))?;
     let cache = HeaderValue::from_static("no-cache");
-    if let Some(inm) = inm.as_ref().and_then(|v| v.to_str().ok())
+    let mut response = if let Some(inm) = inm.as_ref().and_then(|v| v.to_str().ok())
         && inm
             .split(',')
             .map(str::trim)
             .any(|t| t == served.etag || t == "*" || t.strip_prefix("W/") == Some(&served.etag))
     {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response());
+        (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response()
+    } else {
+        (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, cache),
+            ],
+            served.json.clone(),
+        )
+            .into_response()
+    };
+    with_arm(&mut response, served.rollout.as_ref());
+    Ok(response)
+}
+
+/// `X-Promptledger-Arm` on an answer a rollout chose.
+fn with_arm(response: &mut Response, rollout: Option<&RolloutRef>) {
+    if let Some(rollout) = rollout {
+        response.headers_mut().insert(ARM_HEADER, HeaderValue::from_static(rollout.arm.as_str()));
     }
-    Ok((
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (header::ETAG, etag),
-            (header::CACHE_CONTROL, cache),
-        ],
-        served.json.clone(),
-    )
-        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -151,9 +166,15 @@ async fn render(
     State(r): State<Registry>,
     Caller(who): Caller,
     Path(name): Path<String>,
-    Json(req): Json<RenderRequest>,
+    UnitHeader(unit): UnitHeader,
+    Json(mut req): Json<RenderRequest>,
 ) -> ApiResult {
-    Ok(axum::Json(r.render(&who, &name, req).await?).into_response())
+    req.unit = req.unit.or(unit);
+    let view = r.render(&who, &name, req).await?;
+    let rollout = view.rollout.clone();
+    let mut response = axum::Json(view).into_response();
+    with_arm(&mut response, rollout.as_ref());
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -312,7 +312,7 @@ impl Registry {
         let selector = Selector {
             version: req.version,
             label: req.version.is_none().then(|| req.label.clone().unwrap_or_else(|| names::LATEST.into())),
-            at: None,
+            ..Default::default()
         };
         let served = self.resolve(who, prompt, &selector).await?;
         let view = &served.base.view;

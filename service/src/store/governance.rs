@@ -1,6 +1,7 @@
 //! SQL of governance: label policies and label requests.
 
 use domain::model::{EvalGate, LabelPolicy, LabelRequest, RequestStatus};
+use domain::rollout::NewRollout;
 use sqlx::{FromRow, SqliteConnection, SqliteExecutor};
 
 use super::corrupt;
@@ -48,12 +49,14 @@ pub struct NewRequest<'a> {
     pub requester_user_id: Option<i64>,
     pub at: i64,
     pub expires_at: i64,
+    /// The plan, as JSON, when the request is for a gradual rollout.
+    pub rollout: Option<&'a str>,
 }
 
 pub async fn insert_request(conn: &mut SqliteConnection, r: &NewRequest<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO label_requests (id, prompt_id, label, version, reason, requested_by, requester_user_id, status,
-           created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+           created_at, expires_at, rollout) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
     )
     .bind(r.id)
     .bind(r.prompt_id)
@@ -64,6 +67,7 @@ pub async fn insert_request(conn: &mut SqliteConnection, r: &NewRequest<'_>) -> 
     .bind(r.requester_user_id)
     .bind(r.at)
     .bind(r.expires_at)
+    .bind(r.rollout)
     .execute(conn)
     .await?;
     Ok(())
@@ -84,9 +88,15 @@ pub struct RequestRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub decided_at: Option<i64>,
+    pub rollout: Option<String>,
 }
 
 impl RequestRow {
+    /// The rollout plan, when the request is for a gradual rollout.
+    pub fn rollout_plan(&self) -> Result<Option<NewRollout>> {
+        self.rollout.as_deref().map(|p| serde_json::from_str(p).map_err(|_| corrupt("request rollout"))).transpose()
+    }
+
     pub fn view(&self) -> Result<LabelRequest> {
         Ok(LabelRequest {
             id: self.id.clone(),
@@ -101,12 +111,13 @@ impl RequestRow {
             created_at: format_us(self.created_at),
             expires_at: format_us(self.expires_at),
             decided_at: self.decided_at.map(format_us),
+            rollout: self.rollout_plan()?,
         })
     }
 }
 
 const COLUMNS: &str = "q.id, p.name AS prompt, q.label, q.version, q.reason, q.requested_by, q.requester_user_id,
-    q.status, q.decided_by, q.comment, q.created_at, q.expires_at, q.decided_at";
+    q.status, q.decided_by, q.comment, q.created_at, q.expires_at, q.decided_at, q.rollout";
 
 pub async fn request(ex: impl SqliteExecutor<'_>, id: &str) -> Result<Option<RequestRow>> {
     let sql = format!("SELECT {COLUMNS} FROM label_requests q JOIN prompts p ON p.id = q.prompt_id WHERE q.id = ?");

@@ -5,6 +5,7 @@
 
 pub mod evals;
 pub mod governance;
+pub mod rollouts;
 pub mod telemetry;
 pub mod webhooks;
 
@@ -177,6 +178,7 @@ impl VersionRow {
             created_by: self.created_by.clone(),
             created_at: format_us(self.created_at),
             unchanged: None,
+            rollout: None,
         }
     }
 }
@@ -436,14 +438,6 @@ pub async fn label_history(ex: impl SqliteExecutor<'_>, prompt_id: i64, limit: i
     .bind(limit)
     .fetch_all(ex)
     .await?)
-}
-
-pub async fn label_is_protected(ex: impl SqliteExecutor<'_>, label: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar::<_, bool>("SELECT protected FROM label_policies WHERE label = ?")
-        .bind(label)
-        .fetch_optional(ex)
-        .await?
-        .unwrap_or(false))
 }
 
 // ---------------------------------------------------------------- audit

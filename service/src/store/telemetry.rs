@@ -42,11 +42,13 @@ pub struct GenerationRow {
     pub truncated: Option<String>,
     pub started_at: i64,
     pub received_at: i64,
+    /// The phase of its rollout it counts in (a live rollout's stretch at one weight).
+    pub phase: Option<i64>,
 }
 
 const COLUMNS: &str = "seq, id, prompt, version, hash, label, rollout, arm, model, input_tokens, output_tokens, cost,
     cost_source, latency_ms, ttft_ms, status, error, finish_reason, variables, output, user, session, metadata, drift,
-    truncated, started_at, received_at";
+    truncated, started_at, received_at, phase";
 
 impl GenerationRow {
     pub fn view(&self) -> Result<Generation> {
@@ -89,7 +91,7 @@ impl GenerationRow {
 /// repeated in the batch, is skipped; returns the ids that were stored.
 pub async fn insert_generations(conn: &mut SqliteConnection, rows: &[GenerationRow]) -> Result<Vec<String>> {
     let mut stored = Vec::with_capacity(rows.len());
-    // 26 values a row, under SQLite's limit of 32,766 bound values a statement.
+    // 27 values a row, under SQLite's limit of 32,766 bound values a statement.
     for chunk in rows.chunks(1000) {
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("INSERT INTO generations ({}) ", COLUMNS.trim_start_matches("seq, ")));
@@ -119,7 +121,8 @@ pub async fn insert_generations(conn: &mut SqliteConnection, rows: &[GenerationR
                 .push_bind(&r.drift)
                 .push_bind(&r.truncated)
                 .push_bind(r.started_at)
-                .push_bind(r.received_at);
+                .push_bind(r.received_at)
+                .push_bind(r.phase);
         });
         q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
         stored.extend(q.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
@@ -450,6 +453,154 @@ pub async fn add_to_rollup(conn: &mut SqliteConnection, key: &RollupKey, add: &R
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Adds `add` to a rollout's evidence for one phase and arm, inside the ingest transaction.
+pub async fn add_to_rollout_rollup(
+    conn: &mut SqliteConnection,
+    rollout: &str,
+    phase: i64,
+    arm: &str,
+    add: &Rollup,
+) -> Result<()> {
+    let existing: Option<(i64, i64, i64, f64, f64, Vec<u8>)> = sqlx::query_as(
+        "SELECT count, errors, priced, cost, cost_sq, latency FROM rollout_rollups WHERE rollout = ? AND phase = ? AND arm = ?",
+    )
+    .bind(rollout)
+    .bind(phase)
+    .bind(arm)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut total = existing
+        .map(|(count, errors, priced, cost, cost_sq, latency)| Rollup {
+            count,
+            errors,
+            priced,
+            cost,
+            cost_sq,
+            latency: Histogram::from_bytes(&latency),
+            ..Rollup::default()
+        })
+        .unwrap_or_default();
+    total.merge(add);
+    sqlx::query(
+        "INSERT OR REPLACE INTO rollout_rollups (rollout, phase, arm, count, errors, priced, cost, cost_sq, latency)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(rollout)
+    .bind(phase)
+    .bind(arm)
+    .bind(total.count)
+    .bind(total.errors)
+    .bind(total.priced)
+    .bind(total.cost)
+    .bind(total.cost_sq)
+    .bind(total.latency.to_bytes())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn add_rollout_score(
+    conn: &mut SqliteConnection,
+    rollout: &str,
+    phase: i64,
+    arm: &str,
+    name: &str,
+    value: f64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO rollout_score_rollups (rollout, phase, arm, name, count, sum, sum_sq) VALUES (?, ?, ?, ?, 1, ?, ?)
+         ON CONFLICT (rollout, phase, arm, name)
+         DO UPDATE SET count = count + 1, sum = sum + excluded.sum, sum_sq = sum_sq + excluded.sum_sq",
+    )
+    .bind(rollout)
+    .bind(phase)
+    .bind(arm)
+    .bind(name)
+    .bind(value)
+    .bind(value * value)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A score's count, sum and sum of squares in one phase and arm of a rollout.
+#[derive(Debug, Clone, FromRow)]
+pub struct ScoreSums {
+    pub phase: i64,
+    pub arm: String,
+    pub name: String,
+    pub count: i64,
+    pub sum: f64,
+    pub sum_sq: f64,
+}
+
+/// A rollout's evidence: (phase, arm, figures) and its scores, phase by phase.
+pub async fn rollout_evidence(
+    ex: &sqlx::SqlitePool,
+    rollout: &str,
+) -> Result<(Vec<(i64, String, Rollup)>, Vec<ScoreSums>)> {
+    let rows: Vec<(i64, String, i64, i64, i64, f64, f64, Vec<u8>)> = sqlx::query_as(
+        "SELECT phase, arm, count, errors, priced, cost, cost_sq, latency FROM rollout_rollups WHERE rollout = ?
+         ORDER BY phase, arm",
+    )
+    .bind(rollout)
+    .fetch_all(ex)
+    .await?;
+    let figures = rows
+        .into_iter()
+        .map(|(phase, arm, count, errors, priced, cost, cost_sq, latency)| {
+            let latency = Histogram::from_bytes(&latency);
+            let r = Rollup { count, errors, priced, cost, cost_sq, latency_n: latency.count() as i64, latency, ..Default::default() };
+            (phase, arm, r)
+        })
+        .collect();
+    let scores = sqlx::query_as(
+        "SELECT phase, arm, name, count, sum, sum_sq FROM rollout_score_rollups WHERE rollout = ? ORDER BY phase, arm, name",
+    )
+    .bind(rollout)
+    .fetch_all(ex)
+    .await?;
+    Ok((figures, scores))
+}
+
+/// A rollout's rollup rows over its whole life, per arm: (arm, version, figures).
+pub async fn rollout_rollups(ex: impl SqliteExecutor<'_>, prompt: &str, rollout: &str) -> Result<Vec<(String, i64, Rollup)>> {
+    let rows: Vec<(String, RollupRow)> = sqlx::query_as::<_, RollupArmRow>(&format!(
+        "SELECT arm, {ROLLUP_COLUMNS} FROM rollups WHERE prompt = ? AND rollout = ? ORDER BY bucket"
+    ))
+    .bind(prompt)
+    .bind(rollout)
+    .fetch_all(ex)
+    .await?
+    .into_iter()
+    .map(|r| (r.arm, r.row))
+    .collect();
+    Ok(rows.iter().map(|(arm, r)| (arm.clone(), r.version, r.rollup())).collect())
+}
+
+#[derive(FromRow)]
+struct RollupArmRow {
+    arm: String,
+    #[sqlx(flatten)]
+    row: RollupRow,
+}
+
+/// Score count and sum per arm and name over a rollout's life.
+pub async fn rollout_score_totals(
+    ex: impl SqliteExecutor<'_>,
+    prompt: &str,
+    rollout: &str,
+) -> Result<Vec<(String, String, i64, f64)>> {
+    Ok(sqlx::query_as(
+        "SELECT arm, name, SUM(count), SUM(sum) FROM score_rollups WHERE prompt = ? AND rollout = ?
+         GROUP BY arm, name ORDER BY arm, name",
+    )
+    .bind(prompt)
+    .bind(rollout)
+    .fetch_all(ex)
+    .await?)
 }
 
 /// A prompt's rollup rows in `[since, until)`: (version, bucket, figures).

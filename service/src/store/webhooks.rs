@@ -19,11 +19,14 @@ pub fn event_of(action: &str) -> Option<&'static str> {
         "eval.run.finished" => "eval.run.finished",
         "drift.detected" => "drift.detected",
         "budget.alert" => "budget.threshold",
+        "rollout.rolled_back" => "rollout.rolled_back",
+        "rollout.paused" => "rollout.paused",
+        "rollout.completed" => "rollout.completed",
         _ => return None,
     })
 }
 
-pub const EVENTS: [&str; 7] = [
+pub const EVENTS: [&str; 10] = [
     "version.created",
     "label.moved",
     "request.opened",
@@ -31,6 +34,9 @@ pub const EVENTS: [&str; 7] = [
     "eval.run.finished",
     "drift.detected",
     "budget.threshold",
+    "rollout.rolled_back",
+    "rollout.paused",
+    "rollout.completed",
 ];
 
 /// Queues a delivery of audit event `seq` to every active webhook that wants `event`,

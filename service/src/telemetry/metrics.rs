@@ -23,7 +23,7 @@ fn per_call(r: &Rollup) -> Option<f64> {
     (r.priced > 0).then(|| r.cost / r.priced as f64)
 }
 
-fn version_metrics(version: i64, r: &Rollup) -> VersionMetrics {
+pub(crate) fn version_metrics(version: i64, r: &Rollup) -> VersionMetrics {
     VersionMetrics {
         version,
         count: r.count,

@@ -4,7 +4,7 @@
 //! reconstruct one call, list calls, and aggregate per-version metrics from the rollups.
 
 mod budgets;
-mod metrics;
+pub(crate) mod metrics;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,6 +21,7 @@ use domain::telemetry::{
 use domain::template::RenderLimits;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use sqlx::SqliteConnection;
 
 use crate::store::telemetry::{self as sql, GenerationRow, Rollup, RollupKey};
 use crate::store::{self, NewEvent};
@@ -148,7 +149,7 @@ impl Registry {
         *self.inner.telemetry.settings.write() = settings;
     }
 
-    fn telemetry_store(&self) -> &crate::store::Store {
+    pub(crate) fn telemetry_store(&self) -> &crate::store::Store {
         &self.inner.telemetry_store
     }
 
@@ -224,10 +225,22 @@ impl Registry {
                 }
                 (None, None) => unreachable!("checked: version or hash"),
             };
-            let drift = drift.or_else(|| match (&g.label, &g.rollout) {
-                (Some(label), None) if f.stale(label, version, started_at) => Some(Drift::StaleLabel),
+            // A call that names a live rollout is judged against what the rollout serves
+            // (the arm's version); one naming an ended rollout is not judged (it may
+            // arrive after the rollout ended).
+            let live = g.rollout.as_deref().and_then(|id| self.live_rollout(id));
+            let drift = drift.or_else(|| match (&g.label, &g.rollout, &live) {
+                (Some(label), None, _) if f.stale(label, version, started_at) => Some(Drift::StaleLabel),
+                (_, Some(_), Some(live)) => {
+                    let served = match g.arm {
+                        Some(arm) => version == live.version_of(arm),
+                        None => version == live.row.base_version || version == live.row.candidate_version,
+                    };
+                    (!served).then_some(Drift::StaleLabel)
+                }
                 _ => None,
             });
+            let phase = live.as_ref().filter(|_| g.arm.is_some()).map(|l| l.phase_at(started_at));
             let (cost, cost_source) = match g.cost {
                 Some(c) => (Some(c), Some("sent")),
                 None => {
@@ -291,6 +304,7 @@ impl Registry {
                 truncated: (!truncated.is_empty()).then(|| json!(truncated).to_string()),
                 started_at,
                 received_at: now,
+                phase,
             });
         }
         let total = rows.len() as i64;
@@ -314,13 +328,22 @@ impl Registry {
         for (key, add) in &groups {
             sql::add_to_rollup(&mut w.tx, key, add).await?;
         }
+        let mut evidence: HashMap<(&str, i64, &str), Rollup> = HashMap::new();
+        for row in &fresh {
+            if let (Some(rollout), Some(phase), Some(arm)) = (&row.rollout, row.phase, &row.arm) {
+                evidence.entry((rollout, phase, arm)).or_default().add(row);
+            }
+        }
+        for ((rollout, phase, arm), add) in &evidence {
+            sql::add_to_rollout_rollup(&mut w.tx, rollout, *phase, arm, add).await?;
+        }
         let mut joined = 0;
         if self.inner.telemetry.pending_scores.load(Ordering::Relaxed) > 0 {
             let by_id: HashMap<&str, &GenerationRow> = fresh.iter().map(|r| (r.id.as_str(), r)).collect();
             let mut done = Vec::new();
             for score in sql::pending_scores(&mut *w.tx).await? {
                 if let Some(row) = by_id.get(score.generation.as_str()) {
-                    sql::add_score_to_rollup(&mut w.tx, &rollup_key(row), &score.name, score.value).await?;
+                    count_score(&mut w.tx, row, &score.name, score.value).await?;
                     done.push(score.seq);
                 }
             }
@@ -329,6 +352,9 @@ impl Registry {
         }
         w.tx.commit().await?;
         self.inner.telemetry.pending_scores.fetch_sub(joined, Ordering::Relaxed);
+        if !evidence.is_empty() {
+            self.wake_judge();
+        }
         Ok(fresh)
     }
 
@@ -400,7 +426,7 @@ impl Registry {
             let mut w = this.telemetry_store().write().await?;
             let row = sql::generation(&mut *w.tx, &generation).await?;
             if let Some(row) = &row {
-                sql::add_score_to_rollup(&mut w.tx, &rollup_key(row), &name, value).await?;
+                count_score(&mut w.tx, row, &name, value).await?;
             }
             sql::insert_score(&mut w.tx, &generation, &name, value, comment.as_deref(), at, row.is_some()).await?;
             w.tx.commit().await?;
@@ -508,6 +534,15 @@ impl Registry {
             tokio::time::sleep(every.min(Duration::from_secs(1))).await;
         }
     }
+}
+
+/// Counts a score in its generation's rollup, and in its rollout's evidence.
+async fn count_score(conn: &mut SqliteConnection, row: &GenerationRow, name: &str, value: f64) -> Result<()> {
+    sql::add_score_to_rollup(&mut *conn, &rollup_key(row), name, value).await?;
+    if let (Some(rollout), Some(phase), Some(arm)) = (&row.rollout, row.phase, &row.arm) {
+        sql::add_rollout_score(conn, rollout, phase, arm, name, value).await?;
+    }
+    Ok(())
 }
 
 fn rollup_key(row: &GenerationRow) -> RollupKey {
