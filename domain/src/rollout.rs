@@ -111,7 +111,8 @@ impl Guard {
             Metric::LatencyP95 | Metric::CostPerCall => ("max_ratio", self.max_ratio, 1.0..=100.0),
             Metric::Score(_) => ("max_decrease", self.max_decrease, 0.0..=1e9),
         };
-        let given = [("max_increase", self.max_increase), ("max_ratio", self.max_ratio), ("max_decrease", self.max_decrease)];
+        let given =
+            [("max_increase", self.max_increase), ("max_ratio", self.max_ratio), ("max_decrease", self.max_decrease)];
         if let Some((other, _)) = given.iter().find(|(f, v)| *f != field && v.is_some()) {
             return Err(format!("the {} guard takes `{field}`, not `{other}`", self.metric));
         }

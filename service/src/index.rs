@@ -132,7 +132,8 @@ impl PromptEntry {
         summary.rollouts = splits
             .iter()
             .map(|(label, s)| {
-                let brief = SplitBrief { id: s.id.clone(), candidate_version: s.candidate.base.view.version, weight: s.weight };
+                let brief =
+                    SplitBrief { id: s.id.clone(), candidate_version: s.candidate.base.view.version, weight: s.weight };
                 (label.clone(), brief)
             })
             .collect();

@@ -64,7 +64,8 @@ impl Registry {
                 return Ok(LabelOutcome::Requested(Box::new(request)));
             }
             let at = time::now_us();
-            let previous_version = this.write_move(&mut w.tx, &who, &entry, &label, &row, &req.reason, None, at).await?;
+            let previous_version =
+                this.write_move(&mut w.tx, &who, &entry, &label, &row, &req.reason, None, at).await?;
             w.tx.commit().await?;
             this.publish_move(&entry, &label, &row, &who.actor, at)?;
             Ok(LabelOutcome::Moved(MovedLabel { label, version: req.version, previous_version }))

@@ -312,8 +312,9 @@ impl Registry {
         } else {
             store::label_at(reader, entry.id, label, instant).await?
         };
-        let version = found
-            .ok_or_else(|| ServiceError::NotFound(format!("label '{label}' pointed at no version of '{name}' at {at}")))?;
+        let version = found.ok_or_else(|| {
+            ServiceError::NotFound(format!("label '{label}' pointed at no version of '{name}' at {at}"))
+        })?;
         // A rollout live at that instant: the arm that unit got then (at random without one).
         if label != LATEST
             && let Some((id, candidate, weight)) = self.rollout_at(&entry, label, instant).await?

@@ -46,6 +46,20 @@ impl TestServer {
         let db = dir.path().join("registry.db");
         let registry = Registry::open(&db, Durability::Normal).await.unwrap();
         let admin = registry.create_key(&Principal::operator(), "test-admin", Scope::Admin, None).await.unwrap().key;
+        Self::serve(dir, db, registry, admin).await
+    }
+
+    /// Stops the server and starts a new process's worth of it on the same database
+    /// (a new port; keys made before still work).
+    pub async fn restart(mut self) -> TestServer {
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        let (db, admin) = (self.db.clone(), self.admin.clone());
+        self.stop().await;
+        let registry = Registry::open(&db, Durability::Normal).await.unwrap();
+        Self::serve(dir, db, registry, admin).await
+    }
+
+    async fn serve(dir: tempfile::TempDir, db: PathBuf, registry: Registry, admin: String) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

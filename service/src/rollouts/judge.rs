@@ -8,6 +8,15 @@
 //! - latency p95: distribution-free: the candidate's p95 at the lower edge of its 95 %
 //!   confidence interval (from order statistics) must exceed `margin ×` the base's p95 at
 //!   the upper edge of its own.
+//!
+//! At the end of a step the level is 95 % for the whole rollout: each guard at each step
+//! is tested at 5 % divided by the number of guards times judged steps (Bonferroni), so
+//! a rollout of an unchanged version is rolled back by noise less than once in twenty
+//! even before the margins are counted (with them, almost never). Before the end of a
+//! step, once both arms have their samples,
+//! the judge looks for a regression at 99.9 % only (an interim look of a group-sequential
+//! design), so an overwhelming regression rolls back at once without raising the chance
+//! that noise does.
 
 use std::collections::BTreeMap;
 
@@ -17,8 +26,10 @@ use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 use crate::store::telemetry::{Rollup, ScoreSums};
 
-/// One-sided significance level.
-const ALPHA: f64 = 0.05;
+/// One-sided significance level of a whole rollout's final looks.
+pub const FINAL: f64 = 0.05;
+/// ... and for a look before the end, which can only roll back.
+pub const INTERIM: f64 = 0.001;
 
 /// One arm's evidence in one phase.
 #[derive(Debug, Clone, Default)]
@@ -94,8 +105,8 @@ fn normal_tail(z: f64) -> f64 {
     1.0 - Normal::standard().cdf(z)
 }
 
-fn z_crit() -> f64 {
-    Normal::standard().inverse_cdf(1.0 - ALPHA)
+fn z_crit(alpha: f64) -> f64 {
+    Normal::standard().inverse_cdf(1.0 - alpha)
 }
 
 /// Welch's one-sided test that `diff` (an estimate with variances `a` + `b` over `na`,
@@ -125,8 +136,8 @@ fn significance(p: f64) -> String {
     if p < 0.001 { "p < 0.001".into() } else { format!("p = {p:.3}") }
 }
 
-/// Judges one guard on one step's evidence.
-pub fn judge(guard: &Guard, base: &Evidence, candidate: &Evidence) -> Finding {
+/// Judges one guard on one step's evidence at one-sided level `alpha`.
+pub fn judge(guard: &Guard, base: &Evidence, candidate: &Evidence, alpha: f64) -> Finding {
     let Ok((metric, margin)) = guard.check() else {
         return Finding {
             base: None,
@@ -137,73 +148,101 @@ pub fn judge(guard: &Guard, base: &Evidence, candidate: &Evidence) -> Finding {
         };
     };
     match metric {
-        Metric::ErrorRate => error_rate(base, candidate, margin),
-        Metric::LatencyP95 => latency(base, candidate, margin),
-        Metric::CostPerCall => cost(base, candidate, margin),
-        Metric::Score(name) => score(&name, base, candidate, margin),
+        Metric::ErrorRate => error_rate(base, candidate, margin, alpha),
+        Metric::LatencyP95 => latency(base, candidate, margin, alpha),
+        Metric::CostPerCall => cost(base, candidate, margin, alpha),
+        Metric::Score(name) => score(&name, base, candidate, margin, alpha),
     }
 }
 
-fn error_rate(base: &Evidence, cand: &Evidence, margin: f64) -> Finding {
+fn error_rate(base: &Evidence, cand: &Evidence, margin: f64, alpha: f64) -> Finding {
     let (Some(pb), Some(pc)) = (base.error_rate(), cand.error_rate()) else {
         return insufficient("error rate: no calls in one of the arms".into());
     };
     let diff = pc - pb;
     let se = (pb * (1.0 - pb) / base.count as f64 + pc * (1.0 - pc) / cand.count as f64).sqrt();
-    let p = if se > 0.0 { normal_tail((diff - margin) / se) } else if diff > margin { 0.0 } else { 1.0 };
+    let p = if se > 0.0 {
+        normal_tail((diff - margin) / se)
+    } else if diff > margin {
+        0.0
+    } else {
+        1.0
+    };
     let points = format!("{}-point", trim(margin * 100.0));
     let head = format!("error rate {} vs {}", pct(pc), pct(pb));
-    let (outcome, message) = if p < ALPHA {
-        (Outcome::Fail, format!("{head}: {} points worse, beyond the {points} margin ({})", trim(diff * 100.0), significance(p)))
+    let (outcome, message) = if p < alpha {
+        (
+            Outcome::Fail,
+            format!("{head}: {} points worse, beyond the {points} margin ({})", trim(diff * 100.0), significance(p)),
+        )
     } else if diff > margin {
-        (Outcome::Pass, format!("{head}: above the {points} margin, but not significantly ({}), so not a failure", significance(p)))
+        (
+            Outcome::Pass,
+            format!("{head}: above the {points} margin, but not significantly ({}), so not a failure", significance(p)),
+        )
     } else {
         (Outcome::Pass, format!("{head}, within the {points} margin"))
     };
     Finding { base: Some(pb), candidate: Some(pc), outcome, p_value: Some(p), message }
 }
 
-fn latency(base: &Evidence, cand: &Evidence, margin: f64) -> Finding {
+fn latency(base: &Evidence, cand: &Evidence, margin: f64, alpha: f64) -> Finding {
     let (nb, nc) = (base.latency.count(), cand.latency.count());
     let (Some(pb), Some(pc)) = (base.latency.quantile(0.95), cand.latency.quantile(0.95)) else {
         return pass_unjudged("latency (95th percentile): no latency was reported in one of the arms; not compared");
     };
     // Ranks bounding the p95 at 95 % confidence (normal approximation of the binomial).
-    let spread = |n: u64| z_crit() * (n as f64 * 0.95 * 0.05).sqrt();
+    let spread = |n: u64| z_crit(alpha) * (n as f64 * 0.95 * 0.05).sqrt();
     let cand_low = cand.latency.at_rank((nc as f64 * 0.95 - spread(nc)).floor().max(1.0) as u64).unwrap_or(pc);
     let base_high = base.latency.at_rank((nb as f64 * 0.95 + spread(nb)).ceil() as u64).unwrap_or(pb);
     let ratio = if pb > 0.0 { pc / pb } else { f64::INFINITY };
     let head = format!("latency p95 {pc:.0} ms vs {pb:.0} ms (×{ratio:.2})");
     let bound = format!("×{}", trim(margin));
     let (outcome, message) = if cand_low > margin * base_high {
-        (Outcome::Fail, format!("{head}: beyond the {bound} margin even at the edges of both 95 % confidence intervals ({cand_low:.0} ms vs {base_high:.0} ms)"))
+        (
+            Outcome::Fail,
+            format!(
+                "{head}: beyond the {bound} margin even at the edges of both {:.1} % confidence intervals ({cand_low:.0} ms vs {base_high:.0} ms)",
+                (1.0 - alpha) * 100.0
+            ),
+        )
     } else if ratio > margin {
-        (Outcome::Pass, format!("{head}: above the {bound} margin, but not beyond the noise of {nc} and {nb} calls, so not a failure"))
+        (
+            Outcome::Pass,
+            format!(
+                "{head}: above the {bound} margin, but not beyond the noise of {nc} and {nb} calls, so not a failure"
+            ),
+        )
     } else {
         (Outcome::Pass, format!("{head}, within the {bound} margin"))
     };
     Finding { base: Some(pb), candidate: Some(pc), outcome, p_value: None, message }
 }
 
-fn cost(base: &Evidence, cand: &Evidence, margin: f64) -> Finding {
+fn cost(base: &Evidence, cand: &Evidence, margin: f64, alpha: f64) -> Finding {
     let (Some((mb, vb, nb)), Some((mc, vc, nc))) = (base.cost_moments(), cand.cost_moments()) else {
-        return pass_unjudged("cost per call: too few priced calls in one of the arms (is the model in the price table?); not compared");
+        return pass_unjudged(
+            "cost per call: too few priced calls in one of the arms (is the model in the price table?); not compared",
+        );
     };
     let p = welch(mc - margin * mb, vc / nc as f64, nc, margin * margin * vb / nb as f64, nb);
     let ratio = if mb > 0.0 { mc / mb } else { f64::INFINITY };
     let head = format!("cost per call {} vs {} (×{ratio:.2})", money(mc), money(mb));
     let bound = format!("×{}", trim(margin));
-    let (outcome, message) = if p < ALPHA {
+    let (outcome, message) = if p < alpha {
         (Outcome::Fail, format!("{head}: beyond the {bound} margin ({})", significance(p)))
     } else if ratio > margin {
-        (Outcome::Pass, format!("{head}: above the {bound} margin, but not significantly ({}), so not a failure", significance(p)))
+        (
+            Outcome::Pass,
+            format!("{head}: above the {bound} margin, but not significantly ({}), so not a failure", significance(p)),
+        )
     } else {
         (Outcome::Pass, format!("{head}, within the {bound} margin"))
     };
     Finding { base: Some(mb), candidate: Some(mc), outcome, p_value: Some(p), message }
 }
 
-fn score(name: &str, base: &Evidence, cand: &Evidence, margin: f64) -> Finding {
+fn score(name: &str, base: &Evidence, cand: &Evidence, margin: f64, alpha: f64) -> Finding {
     let get = |e: &Evidence| e.scores.get(name).copied().unwrap_or_default();
     let (b, c) = (get(base), get(cand));
     if b.0 < MIN_SCORES || c.0 < MIN_SCORES {
@@ -219,10 +258,16 @@ fn score(name: &str, base: &Evidence, cand: &Evidence, margin: f64) -> Finding {
     let p = welch(drop - margin, vb / nb as f64, nb, vc / nc as f64, nc);
     let head = format!("score '{name}' {mc:.3} vs {mb:.3}");
     let bound = format!("{}-point", trim(margin));
-    let (outcome, message) = if p < ALPHA {
+    let (outcome, message) = if p < alpha {
         (Outcome::Fail, format!("{head}: {drop:.3} lower, beyond the {bound} margin ({})", significance(p)))
     } else if drop > margin {
-        (Outcome::Pass, format!("{head}: lower by more than the {bound} margin, but not significantly ({}), so not a failure", significance(p)))
+        (
+            Outcome::Pass,
+            format!(
+                "{head}: lower by more than the {bound} margin, but not significantly ({}), so not a failure",
+                significance(p)
+            ),
+        )
     } else {
         (Outcome::Pass, format!("{head}, within the {bound} margin"))
     };
@@ -259,11 +304,21 @@ mod tests {
     #[test]
     fn error_rate_needs_the_margin_and_significance() {
         let base = calls(400, 2, |_| 100.0, 0.001);
-        assert_eq!(judge(&Guard::new("error_rate", 0.02), &base, &calls(400, 120, |_| 100.0, 0.001)).outcome, Outcome::Fail);
+        assert_eq!(
+            judge(&Guard::new("error_rate", 0.02), &base, &calls(400, 120, |_| 100.0, 0.001), FINAL).outcome,
+            Outcome::Fail
+        );
         // 1.5 points worse: within a 2-point margin.
-        assert_eq!(judge(&Guard::new("error_rate", 0.02), &base, &calls(400, 8, |_| 100.0, 0.001)).outcome, Outcome::Pass);
+        assert_eq!(
+            judge(&Guard::new("error_rate", 0.02), &base, &calls(400, 8, |_| 100.0, 0.001), FINAL).outcome,
+            Outcome::Pass
+        );
         // 3 points worse on 40 calls: above the margin, not significant.
-        let small = judge(&Guard::new("error_rate", 0.02), &calls(40, 0, |_| 1.0, 0.0), &calls(40, 2, |_| 1.0, 0.0));
+        // The same overwhelming regression fails an interim look too.
+        let bad = calls(400, 120, |_| 100.0, 0.001);
+        assert_eq!(judge(&Guard::new("error_rate", 0.02), &base, &bad, INTERIM).outcome, Outcome::Fail);
+        let small =
+            judge(&Guard::new("error_rate", 0.02), &calls(40, 0, |_| 1.0, 0.0), &calls(40, 2, |_| 1.0, 0.0), FINAL);
         assert_eq!(small.outcome, Outcome::Pass, "{}", small.message);
     }
 
@@ -271,25 +326,31 @@ mod tests {
     fn latency_fails_only_beyond_the_noise() {
         let base = calls(300, 0, |i| 100.0 + (i % 100) as f64, 0.0);
         let slow = calls(300, 0, |i| 200.0 + (i % 100) as f64 * 2.0, 0.0);
-        let f = judge(&Guard::new("latency_p95", 1.25), &base, &slow);
+        let f = judge(&Guard::new("latency_p95", 1.25), &base, &slow, FINAL);
         assert_eq!(f.outcome, Outcome::Fail, "{}", f.message);
         let same = calls(300, 0, |i| 100.0 + ((i * 7) % 100) as f64, 0.0);
-        assert_eq!(judge(&Guard::new("latency_p95", 1.25), &base, &same).outcome, Outcome::Pass);
+        assert_eq!(judge(&Guard::new("latency_p95", 1.25), &base, &same, FINAL).outcome, Outcome::Pass);
     }
 
     #[test]
     fn cost_and_scores() {
         let base = calls(200, 0, |_| 1.0, 0.001);
-        assert_eq!(judge(&Guard::new("cost_per_call", 1.1), &base, &calls(200, 0, |_| 1.0, 0.002)).outcome, Outcome::Fail);
-        assert_eq!(judge(&Guard::new("cost_per_call", 1.1), &base, &calls(200, 0, |_| 1.0, 0.00105)).outcome, Outcome::Pass);
+        assert_eq!(
+            judge(&Guard::new("cost_per_call", 1.1), &base, &calls(200, 0, |_| 1.0, 0.002), FINAL).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            judge(&Guard::new("cost_per_call", 1.1), &base, &calls(200, 0, |_| 1.0, 0.00105), FINAL).outcome,
+            Outcome::Pass
+        );
         let with = |count: i64, ones: i64| {
             let mut e = Evidence::default();
             e.scores.insert("thumbs_up".into(), (count, ones as f64, ones as f64));
             e
         };
         let g = Guard::new("score:thumbs_up", 0.05);
-        assert_eq!(judge(&g, &with(200, 160), &with(200, 80)).outcome, Outcome::Fail);
-        assert_eq!(judge(&g, &with(200, 160), &with(200, 158)).outcome, Outcome::Pass);
-        assert_eq!(judge(&g, &with(200, 160), &with(5, 1)).outcome, Outcome::Insufficient);
+        assert_eq!(judge(&g, &with(200, 160), &with(200, 80), FINAL).outcome, Outcome::Fail);
+        assert_eq!(judge(&g, &with(200, 160), &with(200, 158), FINAL).outcome, Outcome::Pass);
+        assert_eq!(judge(&g, &with(200, 160), &with(5, 1), FINAL).outcome, Outcome::Insufficient);
     }
 }

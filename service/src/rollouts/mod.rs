@@ -38,6 +38,7 @@ const LIST_LIMIT: i64 = 100;
 pub(crate) struct Live {
     pub row: RolloutRow,
     pub status: RolloutStatus,
+    pub steps: Vec<u32>,
     pub guards: Vec<Guard>,
     /// When each phase started, oldest first: a generation counts in the last phase that
     /// started at or before it.
@@ -46,7 +47,7 @@ pub(crate) struct Live {
 
 impl Live {
     fn new(row: RolloutRow, phase_starts: Vec<i64>) -> Result<Live> {
-        Ok(Live { status: row.status()?, guards: row.guards()?, phase_starts, row })
+        Ok(Live { status: row.status()?, steps: row.steps()?, guards: row.guards()?, phase_starts, row })
     }
 
     /// The phase a call that started at `at` counts in.
@@ -215,7 +216,12 @@ impl Registry {
         if live.status.is_live() {
             let candidate =
                 carried.or(candidate).ok_or_else(|| ServiceError::internal("rollout candidate not loaded"))?;
-            plans.push(SplitPlan { label: row.label.clone(), id: row.id.clone(), weight: row.weight as u32, candidate });
+            plans.push(SplitPlan {
+                label: row.label.clone(),
+                id: row.id.clone(),
+                weight: row.weight as u32,
+                candidate,
+            });
             self.inner.rollouts.live.write().insert(row.id.clone(), live.clone());
         } else {
             self.inner.rollouts.live.write().remove(&row.id);
@@ -519,25 +525,20 @@ impl Registry {
         Ok(out)
     }
 
-    /// Judges every running rollout whose step is due; what it did is logged.
+    /// Judges every running rollout: a step that is due, and an interim look at one that
+    /// is not (which can only roll back); what it did is logged.
     pub async fn judge_rollouts(&self) -> Result<()> {
         let now = time::now_us();
-        let due: Vec<Arc<Live>> = self
-            .inner
-            .rollouts
-            .live
-            .read()
-            .values()
-            .filter(|l| l.status == RolloutStatus::Running && now >= l.deadlines().0)
-            .cloned()
-            .collect();
-        for live in due {
+        let running: Vec<Arc<Live>> =
+            self.inner.rollouts.live.read().values().filter(|l| l.status == RolloutStatus::Running).cloned().collect();
+        for live in running {
             self.judge_one(&live, now).await?;
         }
         Ok(())
     }
 
     async fn judge_one(&self, live: &Live, now: i64) -> Result<()> {
+        let due = now >= live.deadlines().0;
         let row = &live.row;
         let phase = live.phase_starts.len() as i64 - 1;
         let evidence = self.evidence(&row.id).await?;
@@ -557,7 +558,22 @@ impl Registry {
         };
         let mut verdicts = Vec::new();
         let min = row.min_samples;
-        if base.count < min || candidate.count < min {
+        if !due {
+            if base.count < min || candidate.count < min {
+                return Ok(());
+            }
+            for guard in &live.guards {
+                let finding = judge::judge(guard, base, candidate, judge::INTERIM);
+                if finding.outcome == Outcome::Fail {
+                    let mut v = verdict(&guard.metric, finding);
+                    v.message = format!("{} (before the step's end: the evidence was already overwhelming)", v.message);
+                    verdicts.push(v);
+                }
+            }
+            if verdicts.is_empty() {
+                return Ok(());
+            }
+        } else if base.count < min || candidate.count < min {
             verdicts.push(verdict(
                 "samples",
                 judge::Finding {
@@ -572,8 +588,10 @@ impl Registry {
                 },
             ));
         } else {
+            let looks = live.guards.len() * (live.steps.len() - 1);
+            let alpha = judge::FINAL / looks.max(1) as f64;
             for guard in &live.guards {
-                verdicts.push(verdict(&guard.metric, judge::judge(guard, base, candidate)));
+                verdicts.push(verdict(&guard.metric, judge::judge(guard, base, candidate, alpha)));
             }
         }
         let change = if verdicts.iter().any(|v| v.outcome == Outcome::Fail) {
@@ -608,7 +626,12 @@ impl Registry {
 
     /// What a label served at instant `at`, if a rollout was live then: (rollout id,
     /// candidate version, weight).
-    pub(crate) async fn rollout_at(&self, entry: &PromptEntry, label: &str, at: i64) -> Result<Option<(String, i64, u32)>> {
+    pub(crate) async fn rollout_at(
+        &self,
+        entry: &PromptEntry,
+        label: &str,
+        at: i64,
+    ) -> Result<Option<(String, i64, u32)>> {
         Ok(sql::serving_at(&self.store().reader, entry.id, label, at)
             .await?
             .filter(|(_, _, weight)| *weight > 0)
@@ -630,7 +653,9 @@ async fn check_startable(conn: &mut SqliteConnection, entry: &PromptEntry, label
     match base {
         None => Err(ServiceError::rule(
             "label_unset",
-            format!("'{label}' of '{name}' points at no version yet: move it to a first version, then roll out the next one gradually"),
+            format!(
+                "'{label}' of '{name}' points at no version yet: move it to a first version, then roll out the next one gradually"
+            ),
         )),
         Some(v) if v == candidate => {
             Err(ServiceError::rule("already_live", format!("'{label}' of '{name}' already points at version {v}")))
@@ -642,4 +667,3 @@ async fn check_startable(conn: &mut SqliteConnection, entry: &PromptEntry, label
 fn because(reason: &str) -> String {
     if reason.is_empty() { String::new() } else { format!(": {reason}") }
 }
-

@@ -552,7 +552,16 @@ pub async fn rollout_evidence(
         .into_iter()
         .map(|(phase, arm, count, errors, priced, cost, cost_sq, latency)| {
             let latency = Histogram::from_bytes(&latency);
-            let r = Rollup { count, errors, priced, cost, cost_sq, latency_n: latency.count() as i64, latency, ..Default::default() };
+            let r = Rollup {
+                count,
+                errors,
+                priced,
+                cost,
+                cost_sq,
+                latency_n: latency.count() as i64,
+                latency,
+                ..Default::default()
+            };
             (phase, arm, r)
         })
         .collect();
@@ -566,7 +575,11 @@ pub async fn rollout_evidence(
 }
 
 /// A rollout's rollup rows over its whole life, per arm: (arm, version, figures).
-pub async fn rollout_rollups(ex: impl SqliteExecutor<'_>, prompt: &str, rollout: &str) -> Result<Vec<(String, i64, Rollup)>> {
+pub async fn rollout_rollups(
+    ex: impl SqliteExecutor<'_>,
+    prompt: &str,
+    rollout: &str,
+) -> Result<Vec<(String, i64, Rollup)>> {
     let rows: Vec<(String, RollupRow)> = sqlx::query_as::<_, RollupArmRow>(&format!(
         "SELECT arm, {ROLLUP_COLUMNS} FROM rollups WHERE prompt = ? AND rollout = ? ORDER BY bucket"
     ))
