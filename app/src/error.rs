@@ -85,7 +85,9 @@ impl From<service::ServiceError> for AppError {
             E::Forbidden(m) => AppError::NotAllowed(capitalise(&m) + "."),
             E::NotFound(m) => AppError::NotFound(capitalise(&m) + "."),
             E::NameTaken(m) | E::BadRequest(m) => AppError::Invalid(capitalise(&m) + "."),
-            e @ (E::Stale { .. } | E::Closed(_)) => AppError::Conflict(capitalise(&e.to_string()) + "."),
+            e @ (E::Stale { .. } | E::Closed(_) | E::Rollout { .. }) => {
+                AppError::Conflict(capitalise(&e.to_string()) + ".")
+            }
             e @ (E::RateLimited { .. } | E::BudgetExceeded { .. }) => {
                 AppError::RateLimited(capitalise(&e.to_string()) + ".")
             }

@@ -62,6 +62,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/production/*name") view=|| view! { <Gate><pages::production::ProductionPage/></Gate> }/>
                         <Route path=path!("/calls") view=|| view! { <Gate><pages::calls::CallPage/></Gate> }/>
                         <Route path=path!("/evals/*name") view=|| view! { <Gate><pages::evals::EvalsPage/></Gate> }/>
+                        <Route path=path!("/rollouts/:id") view=|| view! { <Gate><pages::rollouts::RolloutPage/></Gate> }/>
                         <Route path=path!("/runs/:id") view=|| view! { <Gate><pages::evals::RunPage/></Gate> }/>
                         <Route path=path!("/compare-runs") view=|| view! { <Gate><pages::evals::CompareRunsPage/></Gate> }/>
                         <Route path=path!("/approvals") view=|| view! { <Gate><pages::approvals::ApprovalsPage/></Gate> }/>

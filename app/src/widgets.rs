@@ -1,5 +1,5 @@
-//! Small pieces the pages share: error and loading states, time, label badges, the
-//! side-by-side comparison.
+//! Small pieces the pages share: error and loading states, time, money and rates, label
+//! badges, the side-by-side comparison.
 
 use domain::diff::SideRow;
 use leptos::prelude::*;
@@ -18,6 +18,22 @@ pub fn ErrorNote(error: AppError) -> impl IntoView {
 
 pub fn loading(what: &'static str) -> impl IntoView {
     view! { <p class="loading" role="status">{format!("Loading {what}…")}</p> }
+}
+
+/// Dollars as people read them: `$0`, `$0.00012`, `$12.50`.
+pub fn dollars(v: f64) -> String {
+    if v == 0.0 {
+        "$0".into()
+    } else if v < 0.01 {
+        format!("${v:.5}")
+    } else {
+        format!("${v:.2}")
+    }
+}
+
+/// A rate (0.125) as a percentage with one decimal (`12.5%`).
+pub fn percent(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
 }
 
 /// `2026-03-15T14:47:00.123456Z` as `2026-03-15 14:47 UTC`, the full instant on hover.

@@ -408,6 +408,8 @@ pub struct WeightChange {
     pub candidate_version: i64,
     pub weight: u32,
     pub at: String,
+    /// When the next weight (or the end of the rollout) took over.
+    pub until: Option<String>,
     pub actor: String,
     pub reason: String,
 }

@@ -17,6 +17,12 @@ export function adminKey(): string {
   return out.toString().trim().split('\n').pop()!;
 }
 
+/** An `app` key, as a running application has, made with the real CLI. */
+export function appKey(): string {
+  const out = execFileSync(bin, ['--db', db, 'apikey', 'create', '--name', unique('app'), '--scope', 'app']);
+  return out.toString().trim().split('\n').pop()!;
+}
+
 /** A person with a role, added with the real CLI (password on stdin). */
 export function addUser(role: 'viewer' | 'editor' | 'publisher' | 'admin'): string {
   const name = unique(role);

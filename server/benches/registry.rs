@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use domain::access::Scope;
 use domain::model::{MoveLabel, NewPrompt, NewVersion};
+use domain::rollout::{NewRollout, RolloutOutcome};
 use service::{Durability, Principal, Registry};
 
 const CONNECTIONS: usize = 32;
@@ -176,6 +177,90 @@ async fn seed(registry: &Registry, prompts: usize, versions: i64, writers: usize
     }
 }
 
+/// From the commit of the batch that completes a step's evidence of a regression to the
+/// label serving only the base, over 10 rollouts (1-second steps, 200 calls per arm).
+async fn reaction(server: &Server) {
+    let op = Principal::operator();
+    let app = server.registry.create_key(&op, "bench-app", Scope::App, None).await.unwrap().key;
+    let http = reqwest::Client::new();
+    let mut took = Vec::new();
+    for t in 0..10 {
+        let name = format!("react{t}");
+        let new = |template: &str| NewPrompt {
+            name: name.clone(),
+            description: String::new(),
+            tags: vec![],
+            prompt_type: None,
+            template: Some(template.into()),
+            messages: None,
+            config: None,
+            message: None,
+        };
+        server.registry.create_prompt(&op, new("v1")).await.unwrap();
+        let v2 = NewVersion {
+            base_version: Some(1),
+            prompt_type: None,
+            template: Some("v2".into()),
+            messages: None,
+            config: None,
+            message: None,
+        };
+        server.registry.add_version(&op, &name, v2).await.unwrap();
+        server
+            .registry
+            .move_label(&op, &name, "stable", MoveLabel { version: 1, reason: String::new() })
+            .await
+            .unwrap();
+        let plan = NewRollout { steps: vec![50, 100], step_seconds: 1, ..NewRollout::new("stable", 2, "bench") };
+        let RolloutOutcome::Started(rollout) = server.registry.start_rollout(&op, &name, plan).await.unwrap() else {
+            panic!("no approval here")
+        };
+        let unit = (0..).map(|u| format!("u{u}")).find(|u| domain::rollout::bucket(&rollout.id, u) < 5000).unwrap();
+        let items = |arm: &str, from: usize, n: usize| -> Vec<serde_json::Value> {
+            (from..from + n)
+                .map(|i| {
+                    serde_json::json!({"id": format!("{}-{arm}-{i}", rollout.id), "prompt": name,
+                        "version": if arm == "base" { 1 } else { 2 }, "rollout": rollout.id, "arm": arm,
+                        "status": if arm == "candidate" && i % 2 == 0 { "error" } else { "ok" },
+                        "latency_ms": 300, "cost": 0.001, "started_at": service::time::format_us(service::time::now_us())})
+                })
+                .collect()
+        };
+        let send = async |items: Vec<serde_json::Value>| {
+            let r = http
+                .post(format!("{}/api/v1/generations", server.base))
+                .bearer_auth(&app)
+                .json(&serde_json::json!({ "items": items }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        };
+        let mut first = items("base", 0, 200);
+        first.extend(items("candidate", 0, 199));
+        send(first).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        send(items("candidate", 199, 1)).await;
+        let committed = Instant::now();
+        loop {
+            let r = http
+                .get(format!("{}/api/v1/prompts/{name}?unit={unit}", server.base))
+                .bearer_auth(&app)
+                .send()
+                .await
+                .unwrap();
+            let v: serde_json::Value = r.json().await.unwrap();
+            if v["version"] == 1 {
+                break;
+            }
+        }
+        took.push(committed.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    println!("\n[rollback reaction: last evidence committed -> only the base served, 10 rollouts]");
+    println!("  p50 {:.1} ms  max {:.1} ms  (goal <= 1 s)", took[took.len() / 2], took[took.len() - 1]);
+}
+
 fn show(what: &str, l: &Load) {
     println!("  {what:<22} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}", l.rps, l.p50_ms, l.p99_ms, l.errors);
 }
@@ -216,7 +301,12 @@ async fn main() {
         let app = server::router(small.registry.clone(), None);
         let auth = format!("Bearer {}", small.key);
         println!("\n[server-side cost per request, in process (router oneshot, 200,000 each)]");
-        for (what, uri) in [("healthz", "/healthz"), ("resolve", "/api/v1/prompts/folder1%2Fprompt1")] {
+        let paths = [
+            ("healthz", "/healthz"),
+            ("resolve", "/api/v1/prompts/folder1%2Fprompt1"),
+            ("resolve under a rollout, with a unit", "/api/v1/prompts/folder3%2Fprompt3?unit=user-42"),
+        ];
+        for (what, uri) in paths {
             let started = Instant::now();
             for _ in 0..200_000 {
                 let req = axum::http::Request::get(uri)
@@ -227,13 +317,26 @@ async fn main() {
                 assert!(resp.status().is_success());
                 let _ = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
             }
-            println!("  {what:<8} {:.2} µs", started.elapsed().as_secs_f64() * 1e6 / 200_000.0);
+            println!("  {what:<38} {:.2} µs", started.elapsed().as_secs_f64() * 1e6 / 200_000.0);
         }
     }
 
+    // A running rollout on one prompt's stable (5 % on v2, no step ends during the run).
+    let rolled = "folder3/prompt3";
+    small
+        .registry
+        .start_rollout(
+            &Principal::operator(),
+            rolled,
+            NewRollout { step_seconds: 86_400, ..NewRollout::new("stable", 2, "bench") },
+        )
+        .await
+        .unwrap();
+
     println!("\n[resolve (stable label) vs /healthz, {TURNS} interleaved turns]");
     println!("  (healthz requests carry the same Authorization header, so both cost the client the same)");
-    let (mut vs_health, mut big_vs_small) = (Vec::new(), Vec::new());
+    let (mut vs_health, mut big_vs_small, mut rollout_vs_health) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rollout_p99 = Vec::new();
     for turn in 1..=TURNS {
         let (base, key) = (small.base.clone(), small.key.clone());
         let h = load(move |c, _| c.get(format!("{base}/healthz")).bearer_auth(&key)).await;
@@ -248,11 +351,18 @@ async fn main() {
             c.get(format!("{base}/api/v1/prompts/folder{}%2Fprompt{p}", p % 100)).bearer_auth(&key)
         })
         .await;
+        let (base, key) = (small.base.clone(), small.key.clone());
+        let ro =
+            load(move |c, i| c.get(format!("{base}/api/v1/prompts/folder3%2Fprompt3?unit=user-{i}")).bearer_auth(&key))
+                .await;
         show(&format!("turn {turn} healthz"), &h);
         show(&format!("turn {turn} resolve, 10"), &r10);
         show(&format!("turn {turn} resolve, 10,000"), &r10k);
+        show(&format!("turn {turn} resolve, rollout"), &ro);
         vs_health.push(r10.rps / h.rps);
         big_vs_small.push(r10k.rps / r10.rps);
+        rollout_vs_health.push(ro.rps / h.rps);
+        rollout_p99.push(ro.p99_ms);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -265,6 +375,12 @@ async fn main() {
     );
     println!("  ratio resolve/healthz (10 prompts), median:        {:.3}  (goal >= 0.9)", median(&mut vs_health));
     println!("  ratio resolve 10,000 / 10 prompts, median:         {:.3}  (goal >= 0.95)", median(&mut big_vs_small));
+    println!(
+        "  ratio resolve under a rollout with units / healthz: {:.3}  (goal >= 0.9); its client p99, median {:.2} ms (goal <= 2 ms)",
+        median(&mut rollout_vs_health),
+        median(&mut rollout_p99)
+    );
+    reaction(&small).await;
 
     // 32 writers, each saving versions of its own prompt over HTTP, fsync on every commit.
     let (base, key) = (small.base.clone(), small.key.clone());

@@ -213,6 +213,17 @@ async fn units_are_bucketed_by_the_published_formula_and_stay_on_the_candidate()
     assert_eq!(weights, [25, 5]);
     assert_eq!(labels["labels"]["stable"], 1, "the label stays on the base while it runs");
 
+    // A call that names the rollout is judged against what its arm serves: the
+    // candidate's arm with the base's version is drift; no stale-label drift otherwise.
+    let mut wrong = call("greet", &id, "candidate", 0, false, 100.0, 0.001);
+    wrong["version"] = json!(1);
+    let right = call("greet", &id, "candidate", 1, false, 100.0, 0.001);
+    send(&s, &app, vec![wrong.clone(), right.clone()]).await;
+    let drift = async |g: &Value| {
+        s.get(&format!("/api/v1/generations/{}", g["id"].as_str().unwrap()), &s.admin).await.body["drift"].clone()
+    };
+    assert_eq!((drift(&wrong).await, drift(&right).await), (json!("stale_label"), Value::Null));
+
     // A unit that is too long is a clear 400.
     let long = "u".repeat(300);
     let r = s.get(&format!("/api/v1/prompts/greet?unit={long}"), &app).await;
@@ -529,9 +540,9 @@ async fn people_pause_resume_advance_and_abort_and_bad_requests_change_nothing()
     let id = started(&s, "m", json!({"step_seconds": 3600})).await;
     // One live rollout per label, and no hand moves under it.
     let r = start(&s, &s.admin, "m", json!({"version": 2})).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "rollout_running"), "{}", r.text);
     let r = s.put("/api/v1/prompts/m/labels/stable", &s.admin, json!({"version": 2})).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "rollout_running"), "{}", r.text);
     assert_eq!(s.post(&format!("/api/v1/rollouts/{id}/pause"), &reader, json!({})).await.status, StatusCode::FORBIDDEN);
     assert_eq!(s.get(&format!("/api/v1/rollouts/{id}"), &reader).await.status, StatusCode::OK);
     assert_eq!(s.get("/api/v1/rollouts/ro_nope", &s.admin).await.status, StatusCode::NOT_FOUND);
@@ -541,7 +552,8 @@ async fn people_pause_resume_advance_and_abort_and_bad_requests_change_nothing()
     };
     let r = act("pause").await;
     assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("paused")));
-    assert_eq!(act("pause").await.status, StatusCode::CONFLICT);
+    let r = act("pause").await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "rollout_state"));
     assert_eq!(act("resume").await.body["status"], "running");
     assert_eq!(act("resume").await.status, StatusCode::CONFLICT);
     assert_eq!(act("advance").await.body["weight"], 25);

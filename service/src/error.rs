@@ -46,6 +46,10 @@ pub enum ServiceError {
     /// A label request that is no longer pending (decided, withdrawn or expired). HTTP 409.
     #[error("{0}")]
     Closed(String),
+    /// A rollout in the way of the change (live on the label), or one whose state does not
+    /// allow it (ended, not paused...). HTTP 409 with `code`.
+    #[error("{message}")]
+    Rollout { code: &'static str, message: String },
     /// One item of a batch breaks a rule; nothing of the batch was stored. HTTP 422.
     #[error("item {index}: {message}")]
     InvalidItem { index: usize, field: &'static str, message: String },

@@ -26,10 +26,13 @@ const HISTORY_LIMIT: i64 = 1000;
 /// A label under a live rollout is moved by the rollout only.
 pub(crate) async fn refuse_during_rollout(conn: &mut SqliteConnection, entry: &PromptEntry, label: &str) -> Result<()> {
     match store::rollouts::live_on(conn, entry.id, label).await? {
-        Some(rollout) => Err(ServiceError::Closed(format!(
-            "rollout {} is moving '{label}' of '{}' to version {}: abort it, or let it finish, before moving the label by hand",
-            rollout.id, entry.summary.name, rollout.candidate_version
-        ))),
+        Some(rollout) => Err(ServiceError::Rollout {
+            code: "rollout_running",
+            message: format!(
+                "rollout {} is moving '{label}' of '{}' to version {}: abort it, or let it finish, before moving the label by hand",
+                rollout.id, entry.summary.name, rollout.candidate_version
+            ),
+        }),
         None => Ok(()),
     }
 }
@@ -182,13 +185,14 @@ impl Registry {
         let rollouts = store::rollouts::weight_history(&self.store().reader, entry.id, HISTORY_LIMIT)
             .await?
             .into_iter()
-            .map(|(rollout, label, base_version, candidate_version, weight, at, actor, reason, _)| WeightChange {
+            .map(|(rollout, label, base_version, candidate_version, weight, at, actor, reason, until)| WeightChange {
                 rollout,
                 label,
                 base_version,
                 candidate_version,
                 weight: weight as u32,
                 at: time::format_us(at),
+                until: until.map(time::format_us),
                 actor,
                 reason,
             })

@@ -93,6 +93,9 @@ pub fn ApprovalsPage() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map();
     let notice = move || {
         query.with(|q| match (q.get("approved"), q.get("rejected")) {
+            (Some(p), _) if q.get("gradual").is_some() => {
+                Some(format!("Approved: the gradual rollout of {p} started. Follow it from the prompt's page."))
+            }
             (Some(p), _) => Some(format!("Approved: the label of {p} moved.")),
             (None, Some(p)) => Some(format!("Rejected: the label of {p} stays where it was.")),
             _ => None,
@@ -120,9 +123,17 @@ fn ApprovalCard(approval: Approval) -> impl IntoView {
     let me = me();
     let r = approval.request.clone();
     let can_decide = me.can(Action::MoveProtectedLabel) && me.username != r.requested_by;
-    let now = match approval.current {
-        Some(c) => format!("{} serves version {c} now; approving makes it serve version {}.", r.label, r.version),
-        None => format!("{} is new on this prompt; approving makes it serve version {}.", r.label, r.version),
+    let now = match (approval.current, &r.rollout) {
+        (Some(c), Some(plan)) => format!(
+            "{} serves version {c} now; approving starts a gradual rollout: version {} goes to {}, and goes back by itself if it does worse.",
+            r.label,
+            r.version,
+            crate::pages::rollouts::steps_words(&plan.steps)
+        ),
+        (Some(c), None) => {
+            format!("{} serves version {c} now; approving makes it serve version {}.", r.label, r.version)
+        }
+        (None, _) => format!("{} is new on this prompt; approving makes it serve version {}.", r.label, r.version),
     };
     let title = format!("{} · {} → v{}", r.prompt, r.label, r.version);
     let region = title.clone();
@@ -161,7 +172,8 @@ fn Decide(id: String, title: String) -> impl IntoView {
     Effect::new(move |_| {
         if let Some(Ok(r)) = decide.value().get() {
             let outcome = if r.status == RequestStatus::Approved { "approved" } else { "rejected" };
-            crate::auth::reload_to(&format!("/approvals?{outcome}={}", r.prompt));
+            let gradual = if r.rollout.is_some() { "&gradual=1" } else { "" };
+            crate::auth::reload_to(&format!("/approvals?{outcome}={}{gradual}", r.prompt));
         }
     });
     let field = format!("comment-{id}");

@@ -1,22 +1,32 @@
 //! The audit log for every signed-in person (a viewer is the compliance officer): events
 //! filtered by prompt, person, action and time, newest first, paged through the server,
-//! exported as CSV or JSON, the chain verified, and what a label served at an instant.
+//! exported as CSV or JSON, the chain verified, and what a label served at an instant
+//! (both versions, when a gradual rollout was under way then).
 //! Times are UTC throughout: the date pickers' values are read as UTC.
 
 use domain::model::{AuditEvent, Page, VerifyReport, VersionView};
 use leptos::prelude::*;
 use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
+use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 use crate::pages::prompts::urlencode;
+use crate::pages::rollouts::steps_words;
 use crate::widgets::{ErrorNote, Time, loading};
 
 /// The actions the service writes, in the order the filter offers them.
-pub const ACTIONS: [(&str, &str); 9] = [
+pub const ACTIONS: [(&str, &str); 16] = [
     ("version.created", "version.created: a version was saved"),
     ("prompt.created", "prompt.created: a prompt was created"),
     ("label.moved", "label.moved: a label was moved"),
+    ("rollout.started", "rollout.started: a gradual rollout began"),
+    ("rollout.advanced", "rollout.advanced: a rollout went to its next step"),
+    ("rollout.paused", "rollout.paused: a rollout stopped to wait for a person"),
+    ("rollout.resumed", "rollout.resumed: a paused rollout carried on"),
+    ("rollout.completed", "rollout.completed: a rollout reached everyone"),
+    ("rollout.rolled_back", "rollout.rolled_back: a rollout took itself back"),
+    ("rollout.aborted", "rollout.aborted: a person stopped a rollout"),
     ("user.created", "user.created: a person was added"),
     ("user.updated", "user.updated: a person's role or password changed"),
     ("user.disabled", "user.disabled: a person was disabled"),
@@ -156,9 +166,24 @@ pub async fn verify_chain() -> Result<VerifyReport, AppError> {
     Ok(registry.verify(&who).await?)
 }
 
+/// What a label served at an instant: the version it pointed at, and the new version of
+/// a gradual rollout under way then with its share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveAt {
+    pub version: VersionView,
+    pub rollout: Option<LiveSplit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveSplit {
+    pub id: String,
+    pub weight: u32,
+    pub candidate: VersionView,
+}
+
 /// The version `label` of prompt `name` served at the instant `at` (UTC).
 #[server(endpoint = "console/live_version")]
-pub async fn live_version(name: String, label: String, at: String) -> Result<VersionView, AppError> {
+pub async fn live_version(name: String, label: String, at: String) -> Result<LiveAt, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
     let name = name.trim();
     if name.is_empty() {
@@ -179,7 +204,15 @@ pub async fn live_version(name: String, label: String, at: String) -> Result<Ver
     };
     let selector = domain::model::Selector { version: None, label: Some(label.to_owned()), at: Some(at), unit: None };
     let served = registry.resolve(&who, name, &selector).await?;
-    Ok(served.base.view.clone())
+    let Some(arm) = served.rollout.clone() else {
+        return Ok(LiveAt { version: served.base.view.clone(), rollout: None });
+    };
+    // Resolve picked one of the rollout's two versions; show both, by number.
+    let rollout = registry.rollout(&who, &arm.id).await?;
+    let exact = |v: i64| domain::model::Selector { version: Some(v), ..Default::default() };
+    let base = registry.resolve(&who, name, &exact(rollout.base_version)).await?.base.view.clone();
+    let candidate = registry.resolve(&who, name, &exact(rollout.candidate_version)).await?.base.view.clone();
+    Ok(LiveAt { version: base, rollout: Some(LiveSplit { id: arm.id, weight: arm.weight, candidate }) })
 }
 
 /// `/audit?...` with the given filters (empty ones left out).
@@ -313,6 +346,9 @@ fn EventTable(
             <tbody>
                 {page.items.into_iter().map(|ev| {
                     let details = summarise(&ev);
+                    let rollout = ev.detail.get("rollout").and_then(|v| v.as_str()).map(|id| view! {
+                        " " <a href=format!("/rollouts/{id}")>"Open the rollout"</a>
+                    });
                     let prompt = ev.prompt.clone().map(|p| view! { <A href=format!("/prompts/{p}")>{p.clone()}</A> });
                     view! {
                         <tr class="audit-row" id=format!("event-{}", ev.seq)>
@@ -323,7 +359,7 @@ fn EventTable(
                             <td class="name">{prompt}</td>
                             <td class="num">{ev.version.map(|v| format!("v{v}"))}</td>
                             <td>{ev.label.clone()}</td>
-                            <td class="details">{details}</td>
+                            <td class="details">{details}{rollout}</td>
                         </tr>
                     }
                 }).collect_view()}
@@ -382,6 +418,23 @@ pub fn summarise(ev: &AuditEvent) -> String {
             format!("{} ({}…), {} scope{acts_as}", text("name"), text("prefix"), text("scope"))
         }
         "apikey.revoked" => format!("{} ({}…)", text("name"), text("prefix")),
+        action if action.starts_with("rollout.") => {
+            let number = |k: &str| d.get(k).and_then(|v| v.as_i64()).unwrap_or_default();
+            let what = match action {
+                "rollout.started" => {
+                    let steps: Vec<u32> = serde_json::from_value(d["steps"].clone()).unwrap_or_default();
+                    format!("Gradual rollout from v{}: {}", number("base_version"), steps_words(&steps))
+                }
+                "rollout.advanced" => format!("Next step: {} % of users", number("weight")),
+                "rollout.resumed" => format!("Resumed at {} % of users", number("weight")),
+                "rollout.completed" => "Finished: everyone gets this version".to_owned(),
+                _ => text("note"),
+            };
+            match text("reason") {
+                r if r.trim().is_empty() || what.contains(&r) => what,
+                r => format!("{what}. Reason: “{r}”"),
+            }
+        }
         _ => {
             let all = d.to_string();
             if all.chars().count() > 200 { format!("{}…", all.chars().take(200).collect::<String>()) } else { all }
@@ -491,7 +544,7 @@ fn LiveAtPanel(prompt: String) -> impl IntoView {
                         return Some(view! { <p class="loading" role="status">"Looking it up…"</p> }.into_any());
                     }
                     action.value().get().map(|result| match result {
-                        Ok(version) => live_result(version, asked.get_untracked()).into_any(),
+                        Ok(live) => live_result(live, asked.get_untracked()).into_any(),
                         Err(error) => view! { <ErrorNote error/> }.into_any(),
                     })
                 }}
@@ -500,9 +553,33 @@ fn LiveAtPanel(prompt: String) -> impl IntoView {
     }
 }
 
-fn live_result(version: VersionView, asked: Option<Asked>) -> impl IntoView {
+fn live_result(live: LiveAt, asked: Option<Asked>) -> impl IntoView {
     let asked = asked.unwrap_or(Asked { label: "stable".into(), at: String::new() });
-    let heading = format!("{} · {} served version {} at {}", version.name, asked.label, version.version, asked.at);
+    let version = live.version;
+    let Some(split) = live.rollout else {
+        let heading = format!("{} · {} served version {} at {}", version.name, asked.label, version.version, asked.at);
+        return view! { <h3 class="live-heading">{heading}</h3> {version_block(version)} }.into_any();
+    };
+    let heading = format!(
+        "{} · {} served version {}, with version {} at {} % (rollout {}) at {}",
+        version.name, asked.label, version.version, split.candidate.version, split.weight, split.id, asked.at
+    );
+    let base_share = format!("Version {} ({} % of users)", version.version, 100 - split.weight.min(100));
+    let new_share =
+        format!("Version {} ({} % of users, in the gradual rollout)", split.candidate.version, split.weight);
+    view! {
+        <h3 class="live-heading">{heading}</h3>
+        <p><a href=format!("/rollouts/{}", split.id)>"Open the rollout"</a>" to see how the two versions did."</p>
+        <h4>{base_share}</h4>
+        {version_block(version)}
+        <h4>{new_share}</h4>
+        {version_block(split.candidate)}
+    }
+    .into_any()
+}
+
+/// A version's text (or messages) with who saved it and why.
+fn version_block(version: VersionView) -> impl IntoView {
     let text = match (&version.template, &version.messages) {
         (Some(template), _) => template.clone().into_any(),
         (None, Some(messages)) => messages
@@ -524,7 +601,6 @@ fn live_result(version: VersionView, asked: Option<Asked>) -> impl IntoView {
     let message =
         if version.message.trim().is_empty() { "no message".to_owned() } else { format!("“{}”", version.message) };
     view! {
-        <h3 class="live-heading">{heading}</h3>
         <p class="version-meta">
             {format!("Version {} saved by {}, ", version.version, version.created_by)}
             <Time at=version.created_at.clone()/>

@@ -117,7 +117,15 @@ fn CallView(detail: GenerationDetail) -> impl IntoView {
         </div>
         {drift.map(|d| view! { <p class="error" role="alert">{d}</p> })}
         <dl class="facts card">
-            <dt>"What was live"</dt><dd>{serving}</dd>
+            <dt>"What was live"</dt><dd>{serving}
+                {g.rollout.clone().map(|id| view! {
+                    " " {match g.arm {
+                        Some(domain::telemetry::Arm::Candidate) => "It got the new version in ",
+                        Some(domain::telemetry::Arm::Base) => "It got the old version in ",
+                        None => "It was part of ",
+                    }}
+                    <a href=format!("/rollouts/{id}")>{format!("gradual rollout {id}")}</a> "."
+                })}</dd>
             <dt>"Model"</dt><dd>{g.model.clone().unwrap_or_else(|| "not sent".into())}</dd>
             <dt>"Latency"</dt><dd>{g.latency_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "not sent".into())}
                 {g.ttft_ms.map(|t| format!(" (first token after {t:.0} ms)"))}</dd>

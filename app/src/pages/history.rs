@@ -1,12 +1,14 @@
 //! A prompt's history and releases: the version timeline, any two versions compared
 //! side by side, and promotion / roll back as a label move confirmed against the diff
-//! between what the label serves now and what it will serve, with the label history.
+//! between what the label serves now and what it will serve (or a gradual rollout with
+//! safe defaults), with the label history and the prompt's rollouts.
 
 use std::collections::BTreeMap;
 
 use domain::access::Action;
 use domain::model::{Comparison, LabelMove, LabelOutcome, VersionView};
 use domain::names::{LATEST, STABLE};
+use domain::rollout::{Rollout, RolloutOutcome, RolloutStatus, SplitBrief, WeightChange};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::me;
 use crate::error::AppError;
 use crate::pages::evals::RunBadge;
+use crate::pages::rollouts::{LiveSplits, RolloutList, StartRollout, plan_words, sentence};
 use crate::widgets::{ErrorNote, LabelBadge, SideBySide, Time, loading};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +27,10 @@ pub struct History {
     pub moves: Vec<LabelMove>,
     /// The latest finished evaluation run of each version.
     pub results: BTreeMap<i64, domain::eval::EvalRun>,
+    /// Rollouts' stretches at one weight, newest first (for the label history).
+    pub weights: Vec<WeightChange>,
+    /// The prompt's rollouts, newest first.
+    pub rollouts: Vec<Rollout>,
 }
 
 /// What a label move would change, for the confirmation.
@@ -36,6 +43,8 @@ pub struct MoveReview {
     /// The label's rules, and why its eval gate would refuse this version (if it would).
     pub policy: domain::model::LabelPolicy,
     pub gate_refusal: Option<String>,
+    /// A gradual rollout moving this label now: the label is moved by it only.
+    pub rollout: Option<SplitBrief>,
 }
 
 #[server(endpoint = "console/get_history")]
@@ -46,7 +55,8 @@ pub async fn get_history(name: String) -> Result<History, AppError> {
     let versions = registry.list_versions(&who, &name, Some(TIMELINE), None).await?.items;
     let labels = registry.labels(&who, &name).await?;
     let results = registry.latest_results(&who, &name).await?;
-    Ok(History { versions, labels: labels.labels, moves: labels.history, results })
+    let rollouts = registry.rollouts(&who, &name).await?;
+    Ok(History { versions, labels: labels.labels, moves: labels.history, results, weights: labels.rollouts, rollouts })
 }
 
 #[server(endpoint = "console/compare_versions")]
@@ -70,7 +80,8 @@ pub async fn review_move(name: String, label: String, version: i64) -> Result<Mo
     registry.resolve(&who, &name, &exact).await?;
     let policy = registry.label_policy(&who, &label).await?;
     let gate_refusal = registry.gate_refusal(&who, &name, &label, version).await?;
-    Ok(MoveReview { label, current, target: version, comparison, policy, gate_refusal })
+    let rollout = registry.prompt(&who, &name)?.rollouts.remove(&label);
+    Ok(MoveReview { label, current, target: version, comparison, policy, gate_refusal, rollout })
 }
 
 #[server(endpoint = "console/move_label")]
@@ -104,14 +115,18 @@ pub fn HistoryPage() -> impl IntoView {
     let params = use_params_map();
     let name = Memo::new(move |_| params.with(|p| p.get("name")).unwrap_or_default());
     let history = Resource::new(move || name.get(), get_history);
-    // After a label move the page is loaded again with what moved (`?moved=stable&to=2`),
-    // and a roll-back link asks for a review (`?review=stable&version=1`).
+    // After a label move the page is loaded again with what moved (`?moved=stable&to=2`;
+    // `&gradual=1` when a gradual rollout waits for approval), and a roll-back link asks
+    // for a review (`?review=stable&version=1`).
     let query = use_query_map();
     let notice = move || {
         query.with(|q| {
             let to = q.get("to")?.parse::<i64>().ok()?;
             match (q.get("moved"), q.get("requested")) {
                 (Some(label), _) => Some(format!("{label} now serves version {to}.")),
+                (None, Some(label)) if q.get("gradual").is_some() => Some(format!(
+                    "Rolling out version {to} on {label} gradually needs approval: another publisher or admin will find your request in their approvals, and the rollout starts when they approve it."
+                )),
                 (None, Some(label)) => Some(format!(
                     "Moving {label} to version {to} needs approval: another publisher or admin will find your request in their approvals."
                 )),
@@ -144,7 +159,6 @@ fn HistoryView(name: String, history: History, review: Option<(String, i64)>) ->
     let numbers: Vec<i64> = history.versions.iter().map(|v| v.version).collect();
     let prompt_href = format!("/prompts/{name}");
     let title = name.clone();
-    let history_name = name.clone();
     let release = can_move.then(|| {
         view! {
             <ReleaseForm name=name.clone() labels=history.labels.clone() numbers=numbers.clone()
@@ -152,6 +166,15 @@ fn HistoryView(name: String, history: History, review: Option<(String, i64)>) ->
         }
     });
     let compare = view! { <Compare name=name.clone() numbers=numbers.clone() newest/> };
+    let rows = history_rows(&name, &history, can_move, can_protected);
+    let splits = history
+        .rollouts
+        .iter()
+        .filter(|r| r.status.is_live())
+        .map(|r| {
+            (r.label.clone(), SplitBrief { id: r.id.clone(), candidate_version: r.candidate_version, weight: r.weight })
+        })
+        .collect();
     view! {
         <div class="page-head">
             <div>
@@ -163,6 +186,7 @@ fn HistoryView(name: String, history: History, review: Option<(String, i64)>) ->
         <div class="labels-now">
             {history.labels.iter().map(|(l, v)| view! { <LabelBadge label=l.clone() version=*v/> }).collect_view()}
         </div>
+        <LiveSplits splits=splits labels=history.labels.clone()/>
         {release}
         {compare}
         <section class="card" aria-labelledby="timeline-title">
@@ -193,48 +217,99 @@ fn HistoryView(name: String, history: History, review: Option<(String, i64)>) ->
         </section>
         <section class="card" aria-labelledby="moves-title">
             <h2 id="moves-title">"Label history"</h2>
-            {if history.moves.is_empty() {
+            {if rows.is_empty() {
                 view! { <p class="empty">"No label has been moved yet. Promote a version above to release it."</p> }.into_any()
             } else {
                 view! {
                     <table class="label-history">
-                        <caption class="visually-hidden">"Every label move, newest first: who, when and why"</caption>
+                        <caption class="visually-hidden">"Every label move and gradual rollout step, newest first: who, when and why"</caption>
                         <thead><tr>
                             <th scope="col">"Label"</th><th scope="col">"Change"</th><th scope="col">"Who"</th>
                             <th scope="col">"When"</th><th scope="col">"Why"</th>
                             {can_move.then(|| view! { <th scope="col"><span class="visually-hidden">"Actions"</span></th> })}
                         </tr></thead>
-                        <tbody>
-                            {history.moves.into_iter().map(|m| {
-                                let change = match m.previous_version {
-                                    Some(p) => format!("v{p} → v{}", m.version),
-                                    None => format!("→ v{}", m.version),
-                                };
-                                let allowed = can_move && (m.label != STABLE || can_protected);
-                                let back = m.previous_version.filter(|_| allowed);
-                                let label = m.label.clone();
-                                let prompt = history_name.clone();
-                                view! {
-                                    <tr>
-                                        <td><LabelBadge label=m.label.clone()/></td>
-                                        <td>{change}</td>
-                                        <td>{m.actor.clone()}</td>
-                                        <td><Time at=m.at.clone()/></td>
-                                        <td>{if m.reason.is_empty() { "—".to_string() } else { m.reason.clone() }}</td>
-                                        {can_move.then(|| view! { <td>{back.map(|p| view! {
-                                            <a class="button" href=format!("/history/{prompt}?review={label}&version={p}#release-title")>
-                                                {format!("Roll back to v{p}")}
-                                            </a>
-                                        })}</td> })}
-                                    </tr>
-                                }
-                            }).collect_view()}
-                        </tbody>
+                        <tbody>{rows.into_iter().map(|(_, row)| row).collect_view()}</tbody>
                     </table>
                 }.into_any()
             }}
         </section>
+        <RolloutList rollouts=history.rollouts/>
     }
+}
+
+/// Text, or a dash when there is none.
+fn or_dash(text: &str) -> String {
+    if text.trim().is_empty() { "—".to_owned() } else { text.to_owned() }
+}
+
+/// The label history as table rows with their instants: moves (with a roll-back link),
+/// each step of a gradual rollout ("v1, with v2 at 25 %"), and rollouts that took
+/// themselves back or were aborted.
+fn history_rows(name: &str, history: &History, can_move: bool, can_protected: bool) -> Vec<(String, AnyView)> {
+    let action_cell = move |content: Option<AnyView>| can_move.then(|| view! { <td>{content}</td> });
+    let mut rows: Vec<(String, AnyView)> = Vec::new();
+    for m in &history.moves {
+        let change = match m.previous_version {
+            Some(p) => format!("v{p} → v{}", m.version),
+            None => format!("→ v{}", m.version),
+        };
+        let allowed = can_move && (m.label != STABLE || can_protected);
+        let back = m.previous_version.filter(|_| allowed).map(|p| {
+            view! {
+                <a class="button" href=format!("/history/{name}?review={}&version={p}#release-title", m.label)>
+                    {format!("Roll back to v{p}")}
+                </a>
+            }
+            .into_any()
+        });
+        let row = view! {
+            <tr>
+                <td><LabelBadge label=m.label.clone()/></td>
+                <td>{change}</td>
+                <td>{m.actor.clone()}</td>
+                <td><Time at=m.at.clone()/></td>
+                <td>{or_dash(&m.reason)}</td>
+                {action_cell(back)}
+            </tr>
+        };
+        rows.push((m.at.clone(), row.into_any()));
+    }
+    for w in &history.weights {
+        let row = view! {
+            <tr class="rollout-step">
+                <td><LabelBadge label=w.label.clone()/></td>
+                <td><a href=format!("/rollouts/{}", w.rollout)>
+                    {format!("v{}, with v{} at {} %", w.base_version, w.candidate_version, w.weight)}</a>
+                    " " <span class="hint">"(gradual rollout)"</span></td>
+                <td>{w.actor.clone()}</td>
+                <td><Time at=w.at.clone()/></td>
+                <td>{or_dash(&w.reason)}</td>
+                {action_cell(None)}
+            </tr>
+        };
+        rows.push((w.at.clone(), row.into_any()));
+    }
+    let ended =
+        history.rollouts.iter().filter(|r| matches!(r.status, RolloutStatus::RolledBack | RolloutStatus::Aborted));
+    for r in ended {
+        let Some(at) = r.ended_at.clone() else { continue };
+        let who = if r.status == RolloutStatus::RolledBack { "automatic" } else { "—" };
+        let row = view! {
+            <tr class="rollout-step">
+                <td><LabelBadge label=r.label.clone()/></td>
+                <td><a href=format!("/rollouts/{}", r.id)>{format!("v{} for everyone again", r.base_version)}</a>
+                    " " <span class="hint">{format!("(rollout to v{} {})", r.candidate_version, r.status.words())}</span></td>
+                <td>{who}</td>
+                <td><Time at=at.clone()/></td>
+                <td>{r.note.as_deref().map(sentence).unwrap_or_else(|| "—".into())}</td>
+                {action_cell(None)}
+            </tr>
+        };
+        rows.push((at, row.into_any()));
+    }
+    // Instants share one format, so they sort as text.
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows
 }
 
 #[island(lazy)]
@@ -295,6 +370,7 @@ fn ReleaseForm(
     let reason = RwSignal::new(String::new());
     let review = ServerAction::<ReviewMove>::new();
     let apply = ServerAction::<MoveLabel>::new();
+    let gradual = ServerAction::<StartRollout>::new();
     let chosen_label = move || {
         let typed = new_label.get_untracked().trim().to_owned();
         if typed.is_empty() { label.get_untracked() } else { typed }
@@ -303,6 +379,7 @@ fn ReleaseForm(
     let on_review = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         apply.clear();
+        gradual.clear();
         review.dispatch(ReviewMove {
             name: review_name.clone(),
             label: chosen_label(),
@@ -327,6 +404,16 @@ fn ReleaseForm(
         }
         _ => {}
     });
+    // Started: follow it on its page; waiting for approval: say so here.
+    let gradual_name = name.clone();
+    Effect::new(move |_| match gradual.value().get() {
+        Some(Ok(RolloutOutcome::Started(r))) => crate::auth::reload_to(&format!("/rollouts/{}", r.id)),
+        Some(Ok(RolloutOutcome::Requested(r))) => {
+            crate::auth::reload_to(&format!("/history/{gradual_name}?requested={}&to={}&gradual=1", r.label, r.version))
+        }
+        _ => {}
+    });
+    let busy = move || apply.pending().get() || gradual.pending().get();
     let version_options =
         numbers.iter().map(|&n| view! { <option value=n.to_string()>{format!("v{n}")}</option> }).collect_view();
     let apply_name = StoredValue::new(name);
@@ -359,7 +446,16 @@ fn ReleaseForm(
                         None => format!("{} is a new label; it will serve version {}.", r.label, r.target),
                     };
                     let same = r.current == Some(r.target);
-                    let blocked = r.gate_refusal.is_some();
+                    let blocked = r.gate_refusal.is_some() || r.rollout.is_some();
+                    // Gradually only forward, from a version the label serves: a roll back
+                    // should be immediate.
+                    let base = r.current.filter(|c| *c < r.target && r.label != LATEST);
+                    let plan = base.map(|b| {
+                        let p = domain::rollout::NewRollout::new(&r.label, r.target, "");
+                        plan_words(b, r.target, &p.steps, p.step_seconds, p.min_samples, &p.guards)
+                    });
+                    let gradual_button = if r.policy.require_approval { "Ask for approval to roll out gradually" } else { "Roll out gradually" };
+                    let rollout_href = r.rollout.as_ref().map(|s| format!("/rollouts/{}", s.id));
                     let (label, target) = (r.label.clone(), r.target);
                     let button = if r.policy.require_approval {
                         format!("Ask for approval to {} {label} to v{target}", verb.to_lowercase())
@@ -376,6 +472,11 @@ fn ReleaseForm(
                                 <p class="error gate" role="alert">"This move is blocked: " {why} ". "
                                     <a href=evals_href.clone()>"Open the evaluations"</a> " to run the suite."</p>
                             })}
+                            {r.rollout.clone().map(|s| view! {
+                                <p class="error gate" role="alert">{format!(
+                                    "A gradual rollout is moving {} now (v{} at {} %): the label moves only with it. ", r.label, s.candidate_version, s.weight)}
+                                    <a href=rollout_href.clone().unwrap_or_default()>"Open the rollout"</a> " to follow it, finish it or stop it."</p>
+                            })}
                             {r.comparison.map(|c| view! {
                                 <SideBySide rows=c.rows old_title=format!("Now: version {}", c.from)
                                     new_title=format!("After: version {}", c.to) config_changed=c.config_changed/>
@@ -388,15 +489,37 @@ fn ReleaseForm(
                                     <label for="move-reason">"Why? (kept in the label history)"</label>
                                     <input id="move-reason" placeholder="e.g. Approved by support lead" prop:value=move || reason.get()
                                         on:input=move |ev| reason.set(event_target_value(&ev))/>
-                                    <button type="submit" class="primary">{move || if apply.pending().get() { "Moving…".to_string() } else { button.clone() }}</button>
+                                    <button type="submit" class="primary" disabled=busy>{move || if apply.pending().get() { "Moving…".to_string() } else { button.clone() }}</button>
+                                    {plan.is_some().then(|| {
+                                        let label = r.label.clone();
+                                        view! {
+                                            <button type="button" disabled=busy on:click=move |_| {
+                                                gradual.dispatch(StartRollout { name: apply_name.get_value(), label: label.clone(), version: target, reason: reason.get_untracked() });
+                                            }>{move || if gradual.pending().get() { "Starting…" } else { gradual_button }}</button>
+                                        }
+                                    })}
                                     <button type="button" on:click=move |_| review.clear()>"Cancel"</button>
                                 </form>
+                                {plan.map(|plan| view! {
+                                    <div class="gradual">
+                                        <p><strong>"Roll out gradually"</strong> " instead of moving everyone at once:"</p>
+                                        <ul class="plan">{plan.into_iter().map(|s| view! { <li>{s}</li> }).collect_view()}</ul>
+                                        <p class="hint">"You can follow it live, pause it or stop it on its page."</p>
+                                    </div>
+                                })}
                             })}
                         </div>
                     }.into_any()
                 }
             })}
             {move || apply.value().get().and_then(Result::err).map(|error| view! { <ErrorNote error/> })}
+            {move || gradual.value().get().and_then(Result::err).map(|error| {
+                let running = matches!(error, AppError::Conflict(_));
+                view! {
+                    <ErrorNote error/>
+                    {running.then(|| view! { <p class="hint">"The Gradual rollouts list below shows the one under way: let it finish or stop it there, then try again."</p> })}
+                }
+            })}
         </section>
     }
 }

@@ -9,3 +9,4 @@ pub mod history;
 pub mod production;
 pub mod prompt;
 pub mod prompts;
+pub mod rollouts;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::me;
 use crate::error::AppError;
-use crate::widgets::{ErrorNote, Time, loading};
+use crate::widgets::{ErrorNote, Time, dollars, loading, percent};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Production {
@@ -162,20 +162,6 @@ fn ProductionView(data: Production, filter: CallFilter) -> impl IntoView {
         <BudgetCard name=name.clone() budget=data.budget.clone() can_budget/>
         <RecentCalls name=name period=data.period.clone() calls=data.calls filter versions=data.metrics.versions/>
     }
-}
-
-fn dollars(v: f64) -> String {
-    if v == 0.0 {
-        "$0".into()
-    } else if v < 0.01 {
-        format!("${v:.5}")
-    } else {
-        format!("${v:.2}")
-    }
-}
-
-fn percent(v: f64) -> String {
-    format!("{:.1}%", v * 100.0)
 }
 
 /// Drift in plain words: "3 calls used a version stable had left".

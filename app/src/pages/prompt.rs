@@ -30,6 +30,8 @@ pub struct PromptDetail {
     pub labels: BTreeMap<String, i64>,
     pub latest: VersionView,
     pub stable: Option<VersionView>,
+    /// Gradual rollouts running now, by label.
+    pub rollouts: BTreeMap<String, domain::rollout::SplitBrief>,
 }
 
 /// What the editor sends to save.
@@ -82,12 +84,17 @@ pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
     labels.insert(domain::names::LATEST.into(), summary.latest_version);
     let pick = |label: &str| Selector { label: Some(label.into()), ..Default::default() };
     let latest = registry.resolve(&who, &name, &pick(domain::names::LATEST)).await?.base.view.clone();
-    let stable = match registry.resolve(&who, &name, &pick(domain::names::STABLE)).await {
-        Ok(served) => Some(served.base.view.clone()),
-        Err(service::ServiceError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
+    // The version stable points at, asked for by number: during a gradual rollout,
+    // resolving the label would pick one of the two versions at random.
+    let stable = match labels.get(domain::names::STABLE) {
+        Some(&v) => {
+            let exact = Selector { version: Some(v), ..Default::default() };
+            Some(registry.resolve(&who, &name, &exact).await?.base.view.clone())
+        }
+        None => None,
     };
-    Ok(PromptDetail { name, description: summary.description, tags: summary.tags, labels, latest, stable })
+    let rollouts = summary.rollouts;
+    Ok(PromptDetail { name, description: summary.description, tags: summary.tags, labels, latest, stable, rollouts })
 }
 
 #[server(input = leptos::server_fn::codec::Json, endpoint = "console/save_version")]
@@ -159,6 +166,9 @@ fn PromptView(detail: PromptDetail) -> impl IntoView {
     let history = format!("/history/{}", detail.name);
     let stable = detail.stable.clone();
     let latest = detail.latest.clone();
+    let stable_note = detail.rollouts.get(domain::names::STABLE).map(|s| {
+        format!("To most users: a gradual rollout gives version {} to {} % of them.", s.candidate_version, s.weight)
+    });
     view! {
         <div class="page-head">
             <div>
@@ -175,9 +185,10 @@ fn PromptView(detail: PromptDetail) -> impl IntoView {
         <div class="labels-now">
             {detail.labels.iter().map(|(l, v)| view! { <LabelBadge label=l.clone() version=*v/> }).collect_view()}
         </div>
+        <crate::pages::rollouts::LiveSplits splits=detail.rollouts.clone() labels=detail.labels.clone()/>
         <div class="serving">
-            <ServingCard title="Production (stable) serves" version=stable/>
-            <ServingCard title="Newest version (latest)" version=Some(latest.clone())/>
+            <ServingCard title="Production (stable) serves" version=stable note=stable_note/>
+            <ServingCard title="Newest version (latest)" version=Some(latest.clone()) note=None/>
         </div>
         {if can_edit {
             view! { <Editor name=detail.name.clone() latest/> }.into_any()
@@ -190,10 +201,11 @@ fn PromptView(detail: PromptDetail) -> impl IntoView {
 }
 
 #[component]
-fn ServingCard(title: &'static str, version: Option<VersionView>) -> impl IntoView {
+fn ServingCard(title: &'static str, version: Option<VersionView>, note: Option<String>) -> impl IntoView {
     view! {
         <section class="card serving-card">
             <h2>{title}</h2>
+            {note.map(|n| view! { <p class="hint">{n}</p> })}
             {match version {
                 None => view! { <p class="empty">"Nothing yet. A publisher promotes a version to stable from the History page."</p> }.into_any(),
                 Some(v) => view! {

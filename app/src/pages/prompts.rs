@@ -176,6 +176,12 @@ fn PromptList(
                                     {p.labels.iter().map(|(label, version)| view! {
                                         <LabelBadge label=label.clone() version=*version/>
                                     }).collect_view()}
+                                    {p.rollouts.iter().map(|(label, split)| view! {
+                                        <a class="badge badge-rollout" href=format!("/rollouts/{}", split.id)
+                                            title="A gradual rollout is running">
+                                            {format!("{label}: v{} at {} %", split.candidate_version, split.weight)}
+                                        </a>
+                                    }).collect_view()}
                                 </td>
                                 <td><Time at=p.updated_at.clone()/> <span class="by">{format!("by {}", p.updated_by)}</span></td>
                             </tr>

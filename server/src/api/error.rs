@@ -71,6 +71,7 @@ impl From<ServiceError> for ApiError {
                     .with("best_run", best_run)
             }
             ServiceError::Closed(_) => ApiError::new(S::CONFLICT, "request_closed", message),
+            ServiceError::Rollout { code, .. } => ApiError::new(S::CONFLICT, code, message),
             ServiceError::InvalidItem { index, field, .. } => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_item", message)
                     .with("index", index)

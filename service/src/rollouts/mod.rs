@@ -332,7 +332,7 @@ impl Registry {
                 Change::Advance | Change::Abort => status.is_live(),
             };
             if !allowed {
-                return Err(ServiceError::Closed(format!(
+                return Err(ServiceError::Rollout { code: "rollout_state", message: format!(
                     "rollout {id} is {}: it cannot be {}",
                     status.words(),
                     match change {
@@ -342,7 +342,7 @@ impl Registry {
                         Change::Abort => "aborted",
                         Change::RollBack => "rolled back",
                     }
-                )));
+                )});
             }
             let entry = this.entry(&row.prompt)?;
             let candidate = version_row(&mut w.tx, &entry, row.candidate_version).await?;
@@ -370,7 +370,7 @@ impl Registry {
                             "paused: step {} did not get enough calls to judge in {} seconds ({}); resume it, advance it or abort it",
                             row.step + 1,
                             PATIENCE as i64 * row.step_seconds,
-                            failing.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; ")
+                            words(&failing)
                         ),
                         _ => format!("paused by {}{}", who.actor, because(&reason)),
                     });
@@ -411,11 +411,7 @@ impl Registry {
                     row.note = Some(if change == Change::Abort {
                         format!("aborted by {}{}", who.actor, because(&reason))
                     } else {
-                        format!(
-                            "rolled back at step {}: {}",
-                            row.step + 1,
-                            failing.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; ")
-                        )
+                        format!("rolled back at step {}: {}", row.step + 1, words(&failing))
                     });
                 }
             }
@@ -613,11 +609,19 @@ impl Registry {
         Ok(())
     }
 
-    /// Judges rollouts until the process ends (run by `serve`): every second, at once
-    /// when new evidence or a rollout change arrives.
+    /// Judges rollouts until the process ends (run by `serve`): every second, at a step's
+    /// deadline, and at once when new evidence or a rollout change arrives.
     pub async fn run_rollout_judge(self) {
         loop {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.rollouts.wake.notified()).await;
+            let now = time::now_us();
+            let next_deadline = (self.inner.rollouts.live.read().values())
+                .filter(|l| l.status == RolloutStatus::Running)
+                .map(|l| l.deadlines().0 - now)
+                .filter(|us| *us > 0)
+                .min();
+            let wait = next_deadline
+                .map_or(Duration::from_secs(1), |us| Duration::from_micros(us as u64).min(Duration::from_secs(1)));
+            let _ = tokio::time::timeout(wait, self.inner.rollouts.wake.notified()).await;
             if let Err(e) = self.judge_rollouts().await {
                 tracing::error!(error = %e, "judging rollouts failed");
             }
@@ -644,10 +648,13 @@ impl Registry {
 async fn check_startable(conn: &mut SqliteConnection, entry: &PromptEntry, label: &str, candidate: i64) -> Result<i64> {
     let name = &entry.summary.name;
     if let Some(live) = sql::live_on(&mut *conn, entry.id, label).await? {
-        return Err(ServiceError::Closed(format!(
-            "rollout {} is already moving '{label}' of '{name}' (to version {}): one rollout per label at a time",
-            live.id, live.candidate_version
-        )));
+        return Err(ServiceError::Rollout {
+            code: "rollout_running",
+            message: format!(
+                "rollout {} is already moving '{label}' of '{name}' (to version {}): one rollout per label at a time",
+                live.id, live.candidate_version
+            ),
+        });
     }
     let base: Option<i64> = store::label_at(conn, entry.id, label, i64::MAX).await?;
     match base {
@@ -662,6 +669,13 @@ async fn check_startable(conn: &mut SqliteConnection, entry: &PromptEntry, label
         }
         Some(v) => Ok(v),
     }
+}
+
+/// The verdicts' messages without their "step N: " (the note says the step once).
+fn words(verdicts: &[&Verdict]) -> String {
+    let strip =
+        |m: &str| m.split_once(": ").filter(|(h, _)| h.starts_with("step ")).map_or(m, |(_, rest)| rest).to_owned();
+    verdicts.iter().map(|v| strip(&v.message)).collect::<Vec<_>>().join("; ")
 }
 
 fn because(reason: &str) -> String {
