@@ -132,17 +132,17 @@ impl Guard {
     pub fn words(&self) -> String {
         let Ok((metric, margin)) = self.check() else { return self.metric.clone() };
         match metric {
-            Metric::ErrorRate => format!("error rate may rise by at most {} points", trim(margin * 100.0)),
+            Metric::ErrorRate => format!("error rate may rise by at most {} points", plain(margin * 100.0)),
             Metric::LatencyP95 | Metric::CostPerCall => {
-                format!("{} may grow by at most {} %", metric.words(), trim((margin - 1.0) * 100.0))
+                format!("{} may grow by at most {} %", metric.words(), plain((margin - 1.0) * 100.0))
             }
-            Metric::Score(_) => format!("{} may fall by at most {}", metric.words(), trim(margin)),
+            Metric::Score(_) => format!("{} may fall by at most {}", metric.words(), plain(margin)),
         }
     }
 }
 
-/// A number without trailing zeros (2, 0.5, 12.5).
-fn trim(x: f64) -> String {
+/// A number for people: two decimals at most, no trailing zeros (2, 0.5, 12.5).
+pub fn plain(x: f64) -> String {
     let s = format!("{:.2}", x);
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }

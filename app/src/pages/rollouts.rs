@@ -8,7 +8,7 @@
 
 use domain::access::Action;
 use domain::names::STABLE;
-use domain::rollout::{Guard, Metric, Outcome, Rollout, RolloutOutcome, RolloutStatus, SplitBrief, StepView};
+use domain::rollout::{Guard, Metric, Outcome, Rollout, RolloutOutcome, RolloutStatus, SplitBrief, StepView, plain};
 use domain::telemetry::VersionMetrics;
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -61,11 +61,6 @@ pub async fn change_rollout(id: String, action: RolloutAction, reason: String) -
 
 // ---------------------------------------------------------------- the plan in words
 
-/// 2, 0.5, 12.5: a number without trailing zeros.
-fn number(x: f64) -> String {
-    let s = format!("{x:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
 
 /// "10 minutes", "1 hour", "30 seconds".
 pub fn duration_words(seconds: u64) -> String {
@@ -91,10 +86,10 @@ pub fn steps_words(steps: &[u32]) -> String {
 /// A guard as the condition that takes the rollout back: "if it gets 25 % slower".
 pub fn guard_condition(guard: &Guard) -> String {
     match guard.check() {
-        Ok((Metric::ErrorRate, m)) => format!("if errors rise by more than {} points", number(m * 100.0)),
-        Ok((Metric::LatencyP95, m)) => format!("if it gets {} % slower", number((m - 1.0) * 100.0)),
-        Ok((Metric::CostPerCall, m)) => format!("if it costs {} % more per call", number((m - 1.0) * 100.0)),
-        Ok((Metric::Score(name), m)) => format!("if the {name} score falls by more than {}", number(m)),
+        Ok((Metric::ErrorRate, m)) => format!("if errors rise by more than {} points", plain(m * 100.0)),
+        Ok((Metric::LatencyP95, m)) => format!("if it gets {} % slower", plain((m - 1.0) * 100.0)),
+        Ok((Metric::CostPerCall, m)) => format!("if it costs {} % more per call", plain((m - 1.0) * 100.0)),
+        Ok((Metric::Score(name), m)) => format!("if the {name} score falls by more than {}", plain(m)),
         Err(_) => format!("if {} gets worse", guard.metric),
     }
 }

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use domain::rollout::{Guard, MIN_SCORES, Metric, Outcome, StepArm};
+use domain::rollout::{Guard, MIN_SCORES, Metric, Outcome, StepArm, plain};
 use domain::telemetry::Histogram;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
@@ -168,12 +168,12 @@ fn error_rate(base: &Evidence, cand: &Evidence, margin: f64, alpha: f64) -> Find
     } else {
         1.0
     };
-    let points = format!("{}-point", trim(margin * 100.0));
+    let points = format!("{}-point", plain(margin * 100.0));
     let head = format!("error rate {} vs {}", pct(pc), pct(pb));
     let (outcome, message) = if p < alpha {
         (
             Outcome::Fail,
-            format!("{head}: {} points worse, beyond the {points} margin ({})", trim(diff * 100.0), significance(p)),
+            format!("{head}: {} points worse, beyond the {points} margin ({})", plain(diff * 100.0), significance(p)),
         )
     } else if diff > margin {
         (
@@ -197,7 +197,7 @@ fn latency(base: &Evidence, cand: &Evidence, margin: f64, alpha: f64) -> Finding
     let base_high = base.latency.at_rank((nb as f64 * 0.95 + spread(nb)).ceil() as u64).unwrap_or(pb);
     let ratio = if pb > 0.0 { pc / pb } else { f64::INFINITY };
     let head = format!("latency p95 {pc:.0} ms vs {pb:.0} ms (×{ratio:.2})");
-    let bound = format!("×{}", trim(margin));
+    let bound = format!("×{}", plain(margin));
     let (outcome, message) = if cand_low > margin * base_high {
         (
             Outcome::Fail,
@@ -228,7 +228,7 @@ fn cost(base: &Evidence, cand: &Evidence, margin: f64, alpha: f64) -> Finding {
     let p = welch(mc - margin * mb, vc / nc as f64, nc, margin * margin * vb / nb as f64, nb);
     let ratio = if mb > 0.0 { mc / mb } else { f64::INFINITY };
     let head = format!("cost per call {} vs {} (×{ratio:.2})", money(mc), money(mb));
-    let bound = format!("×{}", trim(margin));
+    let bound = format!("×{}", plain(margin));
     let (outcome, message) = if p < alpha {
         (Outcome::Fail, format!("{head}: beyond the {bound} margin ({})", significance(p)))
     } else if ratio > margin {
@@ -257,7 +257,7 @@ fn score(name: &str, base: &Evidence, cand: &Evidence, margin: f64, alpha: f64) 
     let drop = mb - mc;
     let p = welch(drop - margin, vb / nb as f64, nb, vc / nc as f64, nc);
     let head = format!("score '{name}' {mc:.3} vs {mb:.3}");
-    let bound = format!("{}-point", trim(margin));
+    let bound = format!("{}-point", plain(margin));
     let (outcome, message) = if p < alpha {
         (Outcome::Fail, format!("{head}: {drop:.3} lower, beyond the {bound} margin ({})", significance(p)))
     } else if drop > margin {
@@ -282,10 +282,6 @@ fn pass_unjudged(message: &str) -> Finding {
     Finding { base: None, candidate: None, outcome: Outcome::Pass, p_value: None, message: message.into() }
 }
 
-fn trim(x: f64) -> String {
-    let s = format!("{x:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
 
 #[cfg(test)]
 mod tests {
