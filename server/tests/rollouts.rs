@@ -240,7 +240,7 @@ async fn a_rollout_advances_step_by_step_and_completes_with_an_audited_label_mov
     two_versions(&s, "c").await;
     let app = s.key("app", Scope::App, None).await;
     let id = started(&s, "c", json!({"steps": [10, 50, 100], "step_seconds": 1, "min_samples": 30})).await;
-    let good = |_: &str, i: usize| (i % 50 == 0, 400.0 + (i % 7) as f64 * 10.0, 0.001);
+    let good = |_: &str, i: usize| (i.is_multiple_of(50), 400.0 + (i % 7) as f64 * 10.0, 0.001);
     feed(&s, &app, "c", &id, 40, good).await;
     eventually("step 2", async || rollout(&s, &id).await["step"] == 1).await;
     let view = rollout(&s, &id).await;

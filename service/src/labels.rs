@@ -185,16 +185,16 @@ impl Registry {
         let rollouts = store::rollouts::weight_history(&self.store().reader, entry.id, HISTORY_LIMIT)
             .await?
             .into_iter()
-            .map(|(rollout, label, base_version, candidate_version, weight, at, actor, reason, until)| WeightChange {
-                rollout,
-                label,
-                base_version,
-                candidate_version,
-                weight: weight as u32,
-                at: time::format_us(at),
-                until: until.map(time::format_us),
-                actor,
-                reason,
+            .map(|w| WeightChange {
+                rollout: w.rollout,
+                label: w.label,
+                base_version: w.base_version,
+                candidate_version: w.candidate_version,
+                weight: w.weight as u32,
+                at: time::format_us(w.started_at),
+                until: w.ended_at.map(time::format_us),
+                actor: w.actor,
+                reason: w.reason,
             })
             .collect();
         Ok(LabelsView { labels, history, rollouts })

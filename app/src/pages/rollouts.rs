@@ -61,7 +61,6 @@ pub async fn change_rollout(id: String, action: RolloutAction, reason: String) -
 
 // ---------------------------------------------------------------- the plan in words
 
-
 /// "10 minutes", "1 hour", "30 seconds".
 pub fn duration_words(seconds: u64) -> String {
     let (n, unit) = match seconds {

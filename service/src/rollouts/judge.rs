@@ -282,7 +282,6 @@ fn pass_unjudged(message: &str) -> Finding {
     Finding { base: None, candidate: None, outcome: Outcome::Pass, p_value: None, message: message.into() }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

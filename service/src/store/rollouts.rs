@@ -203,14 +203,25 @@ pub async fn serving_at(
     .await?)
 }
 
+/// A phase of a rollout with its rollout's plan, for the label history.
+#[derive(Debug, Clone, FromRow)]
+pub struct WeightRow {
+    pub rollout: String,
+    pub label: String,
+    pub base_version: i64,
+    pub candidate_version: i64,
+    pub weight: i64,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub actor: String,
+    pub reason: String,
+}
+
 /// Every phase of a prompt's rollouts, newest first (the label history).
-pub async fn weight_history(
-    ex: impl SqliteExecutor<'_>,
-    prompt_id: i64,
-    limit: i64,
-) -> Result<Vec<(String, String, i64, i64, i64, i64, String, String, Option<i64>)>> {
+pub async fn weight_history(ex: impl SqliteExecutor<'_>, prompt_id: i64, limit: i64) -> Result<Vec<WeightRow>> {
     Ok(sqlx::query_as(
-        "SELECT r.id, r.label, r.base_version, r.candidate_version, f.weight, f.started_at, f.actor, r.reason, f.ended_at
+        "SELECT r.id AS rollout, r.label, r.base_version, r.candidate_version, f.weight, f.started_at, f.ended_at,
+                f.actor, r.reason
          FROM rollout_phases f JOIN rollouts r ON r.id = f.rollout_id
          WHERE r.prompt_id = ? ORDER BY f.started_at DESC, f.phase DESC LIMIT ?",
     )
@@ -244,8 +255,20 @@ pub async fn insert_verdict(conn: &mut SqliteConnection, rollout: &str, at: i64,
     Ok(())
 }
 
+#[derive(FromRow)]
+struct VerdictRow {
+    at: i64,
+    step: i64,
+    guard: String,
+    base: Option<f64>,
+    candidate: Option<f64>,
+    outcome: String,
+    p_value: Option<f64>,
+    message: String,
+}
+
 pub async fn verdicts(ex: impl SqliteExecutor<'_>, rollout: &str) -> Result<Vec<Verdict>> {
-    let rows: Vec<(i64, i64, String, Option<f64>, Option<f64>, String, Option<f64>, String)> = sqlx::query_as(
+    let rows: Vec<VerdictRow> = sqlx::query_as(
         "SELECT at, step, guard, base, candidate, outcome, p_value, message FROM rollout_verdicts
          WHERE rollout_id = ? ORDER BY id",
     )
@@ -253,14 +276,23 @@ pub async fn verdicts(ex: impl SqliteExecutor<'_>, rollout: &str) -> Result<Vec<
     .fetch_all(ex)
     .await?;
     rows.into_iter()
-        .map(|(at, step, guard, base, candidate, outcome, p_value, message)| {
-            let outcome = match outcome.as_str() {
+        .map(|r| {
+            let outcome = match r.outcome.as_str() {
                 "pass" => Outcome::Pass,
                 "fail" => Outcome::Fail,
                 "insufficient" => Outcome::Insufficient,
                 _ => return Err(corrupt("verdict outcome")),
             };
-            Ok(Verdict { at: format_us(at), step, guard, base, candidate, outcome, p_value, message })
+            Ok(Verdict {
+                at: format_us(r.at),
+                step: r.step,
+                guard: r.guard,
+                base: r.base,
+                candidate: r.candidate,
+                outcome,
+                p_value: r.p_value,
+                message: r.message,
+            })
         })
         .collect()
 }

@@ -536,12 +536,15 @@ pub struct ScoreSums {
     pub sum_sq: f64,
 }
 
-/// A rollout's evidence: (phase, arm, figures) and its scores, phase by phase.
-pub async fn rollout_evidence(
-    ex: &sqlx::SqlitePool,
-    rollout: &str,
-) -> Result<(Vec<(i64, String, Rollup)>, Vec<ScoreSums>)> {
-    let rows: Vec<(i64, String, i64, i64, i64, f64, f64, Vec<u8>)> = sqlx::query_as(
+/// (phase, arm, figures) of a rollout, and its scores.
+pub type RolloutEvidence = (Vec<(i64, String, Rollup)>, Vec<ScoreSums>);
+
+/// phase, arm, count, errors, priced, cost, cost_sq, latency histogram.
+type EvidenceRow = (i64, String, i64, i64, i64, f64, f64, Vec<u8>);
+
+/// A rollout's evidence, phase by phase.
+pub async fn rollout_evidence(ex: &sqlx::SqlitePool, rollout: &str) -> Result<RolloutEvidence> {
+    let rows: Vec<EvidenceRow> = sqlx::query_as(
         "SELECT phase, arm, count, errors, priced, cost, cost_sq, latency FROM rollout_rollups WHERE rollout = ?
          ORDER BY phase, arm",
     )
