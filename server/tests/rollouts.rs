@@ -223,6 +223,14 @@ async fn units_are_bucketed_by_the_published_formula_and_stay_on_the_candidate()
         s.get(&format!("/api/v1/generations/{}", g["id"].as_str().unwrap()), &s.admin).await.body["drift"].clone()
     };
     assert_eq!((drift(&wrong).await, drift(&right).await), (json!("stale_label"), Value::Null));
+    // Evidence is what the arm served, of this prompt: neither the drifted call nor one
+    // of another prompt naming this rollout counts.
+    s.create_text("other", "o").await;
+    let mut foreign = call("other", &id, "candidate", 2, false, 100.0, 0.001);
+    foreign["version"] = json!(1);
+    send(&s, &app, vec![foreign]).await;
+    let view = rollout(&s, &id).await;
+    assert_eq!(view["history"][1]["candidate"]["count"], 1, "{view}");
 
     // A unit that is too long is a clear 400.
     let long = "u".repeat(300);

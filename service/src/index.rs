@@ -154,7 +154,7 @@ impl PromptEntry {
             .collect()
     }
 
-    /// Every version the entry holds (served, and rollout candidates), to rebuild from.
+    /// Every version a label points at, to build the next entry from.
     pub fn bases(&self) -> impl Iterator<Item = Arc<VersionBase>> + '_ {
         self.served.values().map(|s| s.base.clone())
     }

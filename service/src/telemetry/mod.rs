@@ -225,10 +225,10 @@ impl Registry {
                 }
                 (None, None) => unreachable!("checked: version or hash"),
             };
-            // A call that names a live rollout is judged against what the rollout serves
-            // (the arm's version); one naming an ended rollout is not judged (it may
-            // arrive after the rollout ended).
-            let live = g.rollout.as_deref().and_then(|id| self.live_rollout(id));
+            // A call that names a live rollout of its prompt is judged against what the
+            // rollout serves (the arm's version) and counts as its evidence; one naming an
+            // ended (or another prompt's) rollout is neither (it may arrive late).
+            let live = g.rollout.as_deref().and_then(|id| self.live_rollout(id)).filter(|l| l.row.prompt == g.prompt);
             let drift = drift.or_else(|| match (&g.label, &g.rollout, &live) {
                 (Some(label), None, _) if f.stale(label, version, started_at) => Some(Drift::StaleLabel),
                 (_, Some(_), Some(live)) => {
@@ -240,7 +240,8 @@ impl Registry {
                 }
                 _ => None,
             });
-            let phase = live.as_ref().filter(|_| g.arm.is_some()).map(|l| l.phase_at(started_at));
+            // Evidence is what an arm served: a call with its arm's version, undrifted.
+            let phase = live.as_ref().filter(|_| g.arm.is_some() && drift.is_none()).map(|l| l.phase_at(started_at));
             let (cost, cost_source) = match g.cost {
                 Some(c) => (Some(c), Some("sent")),
                 None => {
