@@ -370,6 +370,8 @@ pub struct Rollout {
     pub created_by: String,
     pub created_at: String,
     pub ended_at: Option<String>,
+    /// Who ended it: a person, or `system` (the judge).
+    pub ended_by: Option<String>,
     pub reason: String,
     /// Why it ended or paused, in words.
     pub note: Option<String>,

@@ -292,7 +292,7 @@ async fn a_worse_error_rate_rolls_back_at_once_with_its_verdict_and_webhook() {
     let id = started(&s, "e", json!({"step_seconds": 1, "min_samples": 100})).await;
     feed(&s, &app, "e", &id, 150, |arm, i| (i % if arm == "candidate" { 3 } else { 100 } == 0, 300.0, 0.001)).await;
     let back = until_status(&s, &id, "rolled_back").await;
-    assert_eq!(back["weight"], 0);
+    assert_eq!((back["weight"].as_u64(), back["ended_by"].as_str()), (Some(0), Some("system")));
     let failed: Vec<&Value> = back["verdicts"].as_array().unwrap().iter().filter(|v| v["outcome"] == "fail").collect();
     assert_eq!(failed.len(), 1, "{back}");
     assert_eq!(failed[0]["guard"], "error_rate");
@@ -568,6 +568,7 @@ async fn people_pause_resume_advance_and_abort_and_bad_requests_change_nothing()
     let r = act("abort").await;
     assert_eq!((r.body["status"].as_str(), r.body["weight"].as_u64()), (Some("aborted"), Some(0)));
     assert!(r.body["note"].as_str().unwrap().contains("checking"));
+    assert_eq!(r.body["ended_by"], "key:test-admin");
     for action in ["pause", "resume", "advance", "abort"] {
         assert_eq!(act(action).await.status, StatusCode::CONFLICT, "{action} after abort");
     }

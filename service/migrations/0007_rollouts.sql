@@ -24,6 +24,8 @@ CREATE TABLE rollouts (
     creator_user_id   INTEGER,
     created_at        INTEGER NOT NULL,
     ended_at          INTEGER,
+    -- Who ended it: a person (abort, advance to 100) or `system` (the judge).
+    ended_by          TEXT,
     FOREIGN KEY (prompt_id, base_version) REFERENCES versions (prompt_id, version),
     FOREIGN KEY (prompt_id, candidate_version) REFERENCES versions (prompt_id, version)
 );

@@ -293,7 +293,11 @@ fn history_rows(name: &str, history: &History, can_move: bool, can_protected: bo
         history.rollouts.iter().filter(|r| matches!(r.status, RolloutStatus::RolledBack | RolloutStatus::Aborted));
     for r in ended {
         let Some(at) = r.ended_at.clone() else { continue };
-        let who = if r.status == RolloutStatus::RolledBack { "automatic" } else { "—" };
+        let who = match (r.status, r.ended_by.as_deref()) {
+            (RolloutStatus::RolledBack, _) => "automatic".to_owned(),
+            (_, Some(person)) => person.to_owned(),
+            (_, None) => "—".to_owned(),
+        };
         let row = view! {
             <tr class="rollout-step">
                 <td><LabelBadge label=r.label.clone()/></td>

@@ -185,6 +185,7 @@ impl Registry {
             creator_user_id: requester.1,
             created_at: at,
             ended_at: None,
+            ended_by: None,
         };
         sql::insert(&mut *conn, &row).await?;
         sql::start_phase(&mut *conn, &row.id, 0, row.weight, at, &who.actor).await?;
@@ -390,6 +391,7 @@ impl Registry {
                     row.step = next as i64;
                     row.weight = 100;
                     row.ended_at = Some(at);
+                    row.ended_by = Some(who.actor.clone());
                     row.note = None;
                 }
                 Change::Advance => {
@@ -408,6 +410,7 @@ impl Registry {
                         .into();
                     row.weight = 0;
                     row.ended_at = Some(at);
+                    row.ended_by = Some(who.actor.clone());
                     row.note = Some(if change == Change::Abort {
                         format!("aborted by {}{}", who.actor, because(&reason))
                     } else {
@@ -497,6 +500,7 @@ impl Registry {
             verdicts,
             created_at: time::format_us(row.created_at),
             ended_at: row.ended_at.map(time::format_us),
+            ended_by: row.ended_by,
             id: row.id,
             prompt: row.prompt,
             label: row.label,

@@ -30,6 +30,7 @@ pub struct RolloutRow {
     pub creator_user_id: Option<i64>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    pub ended_by: Option<String>,
 }
 
 impl RolloutRow {
@@ -48,7 +49,7 @@ impl RolloutRow {
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt, r.label, r.base_version, r.candidate_version, r.steps,
     r.step_seconds, r.min_samples, r.guards, r.reason, r.status, r.step, r.weight, r.step_started_at, r.note,
-    r.created_by, r.creator_user_id, r.created_at, r.ended_at";
+    r.created_by, r.creator_user_id, r.created_at, r.ended_at, r.ended_by";
 
 pub async fn insert(conn: &mut SqliteConnection, r: &RolloutRow) -> Result<()> {
     sqlx::query(
@@ -82,7 +83,8 @@ pub async fn insert(conn: &mut SqliteConnection, r: &RolloutRow) -> Result<()> {
 /// Writes where a rollout is now (status, step, weight, note, end).
 pub async fn update(conn: &mut SqliteConnection, r: &RolloutRow) -> Result<()> {
     sqlx::query(
-        "UPDATE rollouts SET status = ?, step = ?, weight = ?, step_started_at = ?, note = ?, ended_at = ? WHERE id = ?",
+        "UPDATE rollouts SET status = ?, step = ?, weight = ?, step_started_at = ?, note = ?, ended_at = ?, ended_by = ?
+         WHERE id = ?",
     )
     .bind(&r.status)
     .bind(r.step)
@@ -90,6 +92,7 @@ pub async fn update(conn: &mut SqliteConnection, r: &RolloutRow) -> Result<()> {
     .bind(r.step_started_at)
     .bind(&r.note)
     .bind(r.ended_at)
+    .bind(&r.ended_by)
     .bind(&r.id)
     .execute(conn)
     .await?;
