@@ -155,6 +155,7 @@ async fn units_are_bucketed_by_the_published_formula_and_stay_on_the_candidate()
         let expected = if bucket(&id, &unit) < 500 { "candidate" } else { "base" };
         let r = resolve(&s, &app, &format!("/api/v1/prompts/greet?unit={unit}")).await;
         assert_eq!(r.headers["x-promptledger-arm"], expected, "{unit}");
+        assert_eq!(r.headers["vary"], "x-promptledger-unit");
         assert_eq!(r.body["rollout"], json!({"id": id, "arm": expected, "weight": 5}));
         let hash = if expected == "candidate" { &v2 } else { &v1 };
         assert_eq!(r.body["hash"], *hash);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, IF_NONE_MATCH};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use service::{Principal, Registry};
 
@@ -179,14 +179,14 @@ pub fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8], shap
 /// `X-Promptledger-Unit`: a rollout's unit (a user id...), when not in the query.
 pub struct UnitHeader(pub Option<String>);
 
-pub const UNIT_HEADER: &str = "x-promptledger-unit";
-pub const ARM_HEADER: &str = "x-promptledger-arm";
+pub const UNIT_HEADER: HeaderName = HeaderName::from_static("x-promptledger-unit");
+pub const ARM_HEADER: HeaderName = HeaderName::from_static("x-promptledger-arm");
 
 impl<S: Send + Sync> FromRequestParts<S> for UnitHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        match parts.headers.get(UNIT_HEADER) {
+        match parts.headers.get(&UNIT_HEADER) {
             None => Ok(UnitHeader(None)),
             Some(v) => v
                 .to_str()

@@ -121,10 +121,12 @@ async fn resolve(
     Ok(response)
 }
 
-/// `X-Promptledger-Arm` on an answer a rollout chose.
+/// `X-Promptledger-Arm` on an answer a rollout chose, which varies with the unit.
 fn with_arm(response: &mut Response, rollout: Option<&RolloutRef>) {
     if let Some(rollout) = rollout {
-        response.headers_mut().insert(ARM_HEADER, HeaderValue::from_static(rollout.arm.as_str()));
+        let headers = response.headers_mut();
+        headers.insert(ARM_HEADER, HeaderValue::from_static(rollout.arm.as_str()));
+        headers.insert(header::VARY, HeaderValue::from_static("x-promptledger-unit"));
     }
 }
 
