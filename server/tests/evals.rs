@@ -532,6 +532,34 @@ async fn suites_import_and_export_csv_and_jsonl() {
     server.stop().await;
 }
 
+/// Imports at the same moment lose no case: each reads and writes the suite in one
+/// transaction.
+#[tokio::test]
+async fn imports_at_once_lose_no_case() {
+    let (server, _mock) = setup("support/faq", "{{ question }}", "PL_KEY_IMPORTS").await;
+    let base = format!("{}/api/v1/prompts/{}/suites/faq", server.base, enc("support/faq"));
+    let mut imports = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let line = format!(
+            "{{\"description\": \"case {i}\", \"vars\": {{\"question\": \"q{i}\"}}, \"assert\": [{{\"type\": \"contains\", \"value\": \"q\"}}]}}\n"
+        );
+        let request =
+            server.http.post(format!("{base}/import?format=jsonl&mode=append")).bearer_auth(&server.admin).body(line);
+        imports.spawn(async move { request.send().await.unwrap().status() });
+    }
+    while let Some(status) = imports.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let suite = server.get(&format!("/api/v1/prompts/{}/suites/faq", enc("support/faq")), &server.admin).await.body;
+    let mut got: Vec<String> =
+        suite["cases"].as_array().unwrap().iter().map(|c| c["description"].as_str().unwrap().to_owned()).collect();
+    got.sort();
+    let mut want: Vec<String> = (0..12).map(|i| format!("case {i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    server.stop().await;
+}
+
 /// A model migration: every suite of every stable prompt in a folder against a candidate
 /// model, with the prompts that regress versus their stable results first; and two runs
 /// compared case by case.

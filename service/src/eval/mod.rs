@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use providers::RetryPolicy;
 
+use crate::index::PromptEntry;
 use crate::store::{self, NewEvent, evals as sql};
 use crate::{Principal, Registry, Result, ServiceError, detached, page_limit, time};
 
@@ -215,25 +216,9 @@ impl Registry {
     /// Creates or replaces a suite of a prompt.
     pub async fn put_suite(&self, who: &Principal, prompt: &str, name: &str, suite: Suite) -> Result<SuiteView> {
         who.require(Action::Write)?;
-        validate_suite_name(name)?;
-        if suite.cases.is_empty() || suite.cases.len() > MAX_CASES {
-            return Err(ServiceError::rule(
-                "invalid_suite",
-                format!("a suite has 1 to {MAX_CASES} cases (this one has {})", suite.cases.len()),
-            ));
-        }
-        assertions::validate_suite(&suite)?;
         let entry = self.entry(prompt)?;
         let mut w = self.store().write().await?;
-        let at = time::now_us();
-        if sql::put_suite(&mut w.tx, entry.id, name, &suite, &who.actor, at).await? {
-            let detail =
-                json!({"suite": name, "hash": suite.hash(), "cases": suite.cases.len(), "threshold": suite.threshold});
-            store::append_event(&mut w.tx, at, event(who, "suite.saved", Some(prompt), detail)).await?;
-        }
-        let view = sql::suite(&mut *w.tx, entry.id, prompt, name)
-            .await?
-            .ok_or_else(|| ServiceError::internal("suite vanished"))?;
+        let view = write_suite(&mut w.tx, who, &entry, name, suite).await?;
         w.tx.commit().await?;
         Ok(view)
     }
@@ -253,7 +238,8 @@ impl Registry {
     }
 
     /// Reads cases from a CSV or JSONL file into a suite (created when missing, with
-    /// threshold 1): they replace its cases, or are added after them with `append`.
+    /// threshold 1): they replace its cases, or are added after them with `append`. The
+    /// suite is read and written in one transaction, so imports at once lose no case.
     pub async fn import_cases(
         &self,
         who: &Principal,
@@ -265,16 +251,19 @@ impl Registry {
     ) -> Result<SuiteView> {
         who.require(Action::Write)?;
         let cases = io::read(format, text)?;
-        let (threshold, mut all) = match self.suite(who, prompt, name).await {
-            Ok(current) => (current.threshold, current.cases),
-            Err(ServiceError::NotFound(_)) => (1.0, Vec::new()),
-            Err(e) => return Err(e),
+        let entry = self.entry(prompt)?;
+        let mut w = self.store().write().await?;
+        let (threshold, mut all) = match sql::suite(&mut *w.tx, entry.id, prompt, name).await? {
+            Some(current) => (current.threshold, current.cases),
+            None => (1.0, Vec::new()),
         };
         if !append {
             all.clear();
         }
         all.extend(cases);
-        self.put_suite(who, prompt, name, Suite { threshold, cases: all }).await
+        let view = write_suite(&mut w.tx, who, &entry, name, Suite { threshold, cases: all }).await?;
+        w.tx.commit().await?;
+        Ok(view)
     }
 
     /// A suite's cases as a CSV or JSONL file.
@@ -642,4 +631,31 @@ fn run_not_found(id: &str) -> ServiceError {
 
 fn event<'a>(who: &'a Principal, action: &'a str, prompt: Option<&'a str>, detail: serde_json::Value) -> NewEvent<'a> {
     NewEvent { actor: &who.actor, action, prompt, version: None, label: None, detail }
+}
+
+/// Checks and saves a suite (with its audit event when it changed) in the caller's
+/// transaction, and reads it back.
+async fn write_suite(
+    conn: &mut sqlx::SqliteConnection,
+    who: &Principal,
+    entry: &PromptEntry,
+    name: &str,
+    suite: Suite,
+) -> Result<SuiteView> {
+    validate_suite_name(name)?;
+    if suite.cases.is_empty() || suite.cases.len() > MAX_CASES {
+        return Err(ServiceError::rule(
+            "invalid_suite",
+            format!("a suite has 1 to {MAX_CASES} cases (this one has {})", suite.cases.len()),
+        ));
+    }
+    assertions::validate_suite(&suite)?;
+    let prompt = &entry.summary.name;
+    let at = time::now_us();
+    if sql::put_suite(&mut *conn, entry.id, name, &suite, &who.actor, at).await? {
+        let detail =
+            json!({"suite": name, "hash": suite.hash(), "cases": suite.cases.len(), "threshold": suite.threshold});
+        store::append_event(&mut *conn, at, event(who, "suite.saved", Some(prompt), detail)).await?;
+    }
+    sql::suite(conn, entry.id, prompt, name).await?.ok_or_else(|| ServiceError::internal("suite vanished"))
 }
