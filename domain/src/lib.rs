@@ -15,6 +15,7 @@ pub mod names;
 pub mod rollout;
 pub mod telemetry;
 pub mod template;
+pub mod vocabulary;
 
 pub use access::{Action, Role, Scope};
 pub use content::{Content, Message, MessageRole, PromptBody, PromptType, Rendered};

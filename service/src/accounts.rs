@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use domain::access::{Action, Role, Scope};
+use domain::vocabulary::AuditAction;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -143,7 +144,7 @@ impl Registry {
                 at,
                 NewEvent {
                     actor: &who.actor,
-                    action: "user.created",
+                    action: AuditAction::UserCreated,
                     prompt: None,
                     version: None,
                     label: None,
@@ -189,9 +190,9 @@ impl Registry {
                 store::delete_user_sessions(&mut w.tx, user.id).await?;
             }
             let action = match (disabled != user.disabled, disabled) {
-                (true, true) => "user.disabled",
-                (true, false) => "user.enabled",
-                _ => "user.updated",
+                (true, true) => AuditAction::UserDisabled,
+                (true, false) => AuditAction::UserEnabled,
+                _ => AuditAction::UserUpdated,
             };
             let detail = json!({
                 "username": username,
@@ -249,7 +250,7 @@ impl Registry {
                 at,
                 NewEvent {
                     actor: &who.actor,
-                    action: "apikey.created",
+                    action: AuditAction::KeyCreated,
                     prompt: None,
                     version: None,
                     label: None,
@@ -281,7 +282,7 @@ impl Registry {
                     at,
                     NewEvent {
                         actor: &who.actor,
-                        action: "apikey.revoked",
+                        action: AuditAction::KeyRevoked,
                         prompt: None,
                         version: None,
                         label: None,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use domain::access::Action;
 use domain::audit::GENESIS;
 use domain::model::{AuditEvent, Page, VerifyReport};
+use domain::vocabulary::AuditAction;
 use sqlx::SqliteConnection;
 
 use crate::store::{self, AuditFilter};
@@ -116,7 +117,7 @@ async fn check_chain(conn: &mut SqliteConnection) -> Result<Chain> {
                 chain.problem = Some((row.seq, message));
                 return Ok(chain);
             }
-            if matches!(row.action.as_str(), "prompt.created" | "version.created")
+            if matches!(AuditAction::parse(&row.action), Some(AuditAction::PromptCreated | AuditAction::VersionCreated))
                 && let (Some(prompt), Some(version)) = (row.prompt, row.version)
             {
                 let hash = serde_json::from_str::<RecordedHash>(&row.detail).map(|d| d.hash).unwrap_or_default();

@@ -8,6 +8,7 @@ use domain::access::Action;
 use domain::model::{Decision, EvalGate, LabelPolicy, LabelRequest, MoveLabel, RequestStatus};
 use domain::names::{self, LATEST};
 use domain::rollout::NewRollout;
+use domain::vocabulary::AuditAction;
 use serde_json::json;
 use sqlx::SqliteConnection;
 
@@ -77,7 +78,7 @@ impl Registry {
                             "require_eval": policy.require_eval.as_ref().map(|g| json!({"suite": g.suite, "min_pass_rate": g.min_pass_rate}))});
         let e = NewEvent {
             actor: &who.actor,
-            action: "label.policy.set",
+            action: AuditAction::LabelPolicySet,
             prompt: None,
             version: None,
             label: Some(label),
@@ -172,7 +173,7 @@ impl Registry {
         }
         let e = NewEvent {
             actor: &who.actor,
-            action: "label.request.opened",
+            action: AuditAction::RequestOpened,
             prompt: Some(name),
             version: Some(req.version),
             label: Some(label),
@@ -220,7 +221,7 @@ impl Registry {
             }
             let e = NewEvent {
                 actor: &who.actor,
-                action: "label.request.approved",
+                action: AuditAction::RequestApproved,
                 prompt: Some(&row.prompt),
                 version: Some(row.version),
                 label: Some(&row.label),
@@ -253,7 +254,7 @@ impl Registry {
 
     pub async fn reject_request(&self, who: &Principal, id: &str, decision: Decision) -> Result<LabelRequest> {
         let row = self.decidable(who, id, &decision).await?;
-        self.close_request(who, &row, RequestStatus::Rejected, "label.request.rejected", &decision.comment).await
+        self.close_request(who, &row, RequestStatus::Rejected, AuditAction::RequestRejected, &decision.comment).await
     }
 
     /// The requester (or an admin) takes a pending request back.
@@ -268,7 +269,7 @@ impl Registry {
                 row.requested_by
             )));
         }
-        self.close_request(who, &row, RequestStatus::Withdrawn, "label.request.withdrawn", &decision.comment).await
+        self.close_request(who, &row, RequestStatus::Withdrawn, AuditAction::RequestWithdrawn, &decision.comment).await
     }
 
     /// The request, if `who` may decide it now: a publisher or admin who did not ask.
@@ -293,7 +294,7 @@ impl Registry {
         who: &Principal,
         row: &sql::RequestRow,
         status: RequestStatus,
-        action: &str,
+        action: AuditAction,
         comment: &str,
     ) -> Result<LabelRequest> {
         let mut w = self.store().write().await?;
@@ -327,7 +328,7 @@ impl Registry {
             if sql::decide(&mut w.tx, &row.id, RequestStatus::Expired, "system", None, now).await? {
                 let e = NewEvent {
                     actor: "system",
-                    action: "label.request.expired",
+                    action: AuditAction::RequestExpired,
                     prompt: Some(&row.prompt),
                     version: Some(row.version),
                     label: Some(&row.label),

@@ -6,6 +6,7 @@ use domain::access::Action;
 use domain::model::{LabelOutcome, LabelPolicy, LabelsView, MoveLabel, MovedLabel};
 use domain::names::{self, LATEST};
 use domain::rollout::WeightChange;
+use domain::vocabulary::AuditAction;
 use serde_json::{Value, json};
 use sqlx::SqliteConnection;
 
@@ -134,7 +135,7 @@ impl Registry {
         }
         let e = NewEvent {
             actor: &who.actor,
-            action: "label.moved",
+            action: AuditAction::LabelMoved,
             prompt: Some(name),
             version: Some(row.version),
             label: Some(label),

@@ -12,6 +12,7 @@ use domain::names::{self, LATEST, STABLE};
 use domain::rollout::{self, BUCKETS, RolloutRef};
 use domain::telemetry::Arm;
 use domain::template::RenderLimits;
+use domain::vocabulary::AuditAction;
 use serde_json::{Map, Value, json};
 
 use crate::index::{PromptEntry, ServedVersion, VersionBase};
@@ -132,7 +133,7 @@ impl Registry {
                 at,
                 NewEvent {
                     actor: &who.actor,
-                    action: "prompt.created",
+                    action: AuditAction::PromptCreated,
                     prompt: Some(&name),
                     version: Some(1),
                     label: None,
@@ -206,7 +207,7 @@ impl Registry {
                 at,
                 NewEvent {
                     actor: &who.actor,
-                    action: "version.created",
+                    action: AuditAction::VersionCreated,
                     prompt: Some(&name),
                     version: Some(version),
                     label: None,

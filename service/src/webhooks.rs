@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use domain::access::Action;
 use domain::model::{AuditEvent, CreatedWebhook, NewWebhook, Webhook, WebhookDelivery};
+use domain::vocabulary::{AuditAction, WebhookEvent};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
@@ -78,10 +79,13 @@ impl Registry {
         let mut events = req.events.clone();
         events.sort();
         events.dedup();
-        if events.is_empty() || events.iter().any(|e| !sql::EVENTS.contains(&e.as_str())) {
+        if events.is_empty() || events.iter().any(|e| WebhookEvent::parse(e).is_none()) {
             return Err(ServiceError::rule(
                 "invalid_events",
-                format!("events must be one or more of: {}", sql::EVENTS.join(", ")),
+                format!(
+                    "events must be one or more of: {}",
+                    WebhookEvent::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+                ),
             ));
         }
         let id = crate::random_id("wh")?;
@@ -89,8 +93,14 @@ impl Registry {
         let mut w = self.store().write().await?;
         sql::insert(&mut w.tx, &id, &req.url, &events, &who.actor, at).await?;
         let detail = json!({"webhook": id, "url": req.url, "events": events});
-        let e =
-            NewEvent { actor: &who.actor, action: "webhook.created", prompt: None, version: None, label: None, detail };
+        let e = NewEvent {
+            actor: &who.actor,
+            action: AuditAction::WebhookCreated,
+            prompt: None,
+            version: None,
+            label: None,
+            detail,
+        };
         store::append_event(&mut w.tx, at, e).await?;
         let webhook = sql::get(&mut *w.tx, &id).await?.ok_or_else(|| ServiceError::internal("webhook vanished"))?;
         w.tx.commit().await?;
@@ -112,7 +122,7 @@ impl Registry {
         let at = time::now_us();
         let e = NewEvent {
             actor: &who.actor,
-            action: "webhook.deleted",
+            action: AuditAction::WebhookDeleted,
             prompt: None,
             version: None,
             label: None,

@@ -4,6 +4,7 @@
 
 use domain::access::{Action, Role, Scope};
 use domain::model::{CreatedKey, KeyInfo, UserInfo};
+use domain::vocabulary::WebhookEvent;
 use leptos::prelude::*;
 
 use crate::error::AppError;
@@ -633,19 +634,6 @@ fn ProvidersPanel() -> impl IntoView {
     }
 }
 
-const WEBHOOK_EVENTS: [(&str, &str); 10] = [
-    ("version.created", "a version is saved"),
-    ("label.moved", "a label moves"),
-    ("request.opened", "a label move is requested"),
-    ("request.decided", "a request is approved, rejected, withdrawn or expires"),
-    ("eval.run.finished", "an evaluation run finishes"),
-    ("drift.detected", "production runs something the registry did not say (at most hourly per prompt)"),
-    ("budget.threshold", "a prompt's spending reaches an alert threshold of its budget"),
-    ("rollout.rolled_back", "a gradual rollout takes itself back because the new version did worse"),
-    ("rollout.paused", "a gradual rollout stops to wait for a person (too few calls to judge, or paused by hand)"),
-    ("rollout.completed", "a gradual rollout reaches everyone and moves the label"),
-];
-
 /// Webhooks: endpoints that get signed events, and the log of what was delivered.
 #[island(lazy)]
 fn WebhooksPanel() -> impl IntoView {
@@ -705,8 +693,8 @@ fn WebhooksPanel() -> impl IntoView {
                 </div>
                 <fieldset>
                     <legend>"Send when"</legend>
-                    {WEBHOOK_EVENTS.iter().map(|(event, words)| view! {
-                        <label class="inline"><input type="checkbox" name="events[]" value=*event/> " " {*words}</label>
+                    {WebhookEvent::ALL.iter().map(|e| view! {
+                        <label class="inline"><input type="checkbox" name="events[]" value=e.as_str()/> " " {e.words()}</label>
                     }).collect_view()}
                 </fieldset>
                 <button type="submit" class="primary" disabled=move || add.pending().get()>"Add the webhook"</button>

@@ -5,6 +5,7 @@
 //! Times are UTC throughout: the date pickers' values are read as UTC.
 
 use domain::model::{AuditEvent, Page, VerifyReport, VersionView};
+use domain::vocabulary::AuditAction;
 use leptos::prelude::*;
 use leptos_router::components::{A, Form};
 use leptos_router::hooks::use_query_map;
@@ -14,26 +15,6 @@ use crate::error::AppError;
 use crate::pages::prompts::urlencode;
 use crate::pages::rollouts::steps_words;
 use crate::widgets::{ErrorNote, Time, loading};
-
-/// The actions the service writes, in the order the filter offers them.
-pub const ACTIONS: [(&str, &str); 16] = [
-    ("version.created", "version.created: a version was saved"),
-    ("prompt.created", "prompt.created: a prompt was created"),
-    ("label.moved", "label.moved: a label was moved"),
-    ("rollout.started", "rollout.started: a gradual rollout began"),
-    ("rollout.advanced", "rollout.advanced: a rollout went to its next step"),
-    ("rollout.paused", "rollout.paused: a rollout stopped to wait for a person"),
-    ("rollout.resumed", "rollout.resumed: a paused rollout carried on"),
-    ("rollout.completed", "rollout.completed: a rollout reached everyone"),
-    ("rollout.rolled_back", "rollout.rolled_back: a rollout took itself back"),
-    ("rollout.aborted", "rollout.aborted: a person stopped a rollout"),
-    ("user.created", "user.created: a person was added"),
-    ("user.updated", "user.updated: a person's role or password changed"),
-    ("user.disabled", "user.disabled: a person was disabled"),
-    ("user.enabled", "user.enabled: a person was enabled again"),
-    ("apikey.created", "apikey.created: an API key was created"),
-    ("apikey.revoked", "apikey.revoked: an API key was revoked"),
-];
 
 /// The filters, as the address and the export links carry them.
 const FILTERS: [&str; 5] = ["prompt", "actor", "action", "since", "until"];
@@ -261,8 +242,13 @@ pub fn AuditPage() -> impl IntoView {
                     <label for="filter-action">"Action"</label>
                     <select id="filter-action" name="action" prop:value=value("action")>
                         <option value="" selected=move || param("action").is_none()>"Any action"</option>
-                        {ACTIONS.into_iter().map(|(action, text)| view! {
-                            <option value=action selected=move || param("action").as_deref() == Some(action)>{text}</option>
+                        {AuditAction::ALL.iter().map(|a| {
+                            let action = a.as_str();
+                            view! {
+                                <option value=action selected=move || param("action").as_deref() == Some(action)>
+                                    {format!("{action}: {}", a.words())}
+                                </option>
+                            }
                         }).collect_view()}
                     </select>
                 </div>

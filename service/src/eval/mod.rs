@@ -18,6 +18,7 @@ use domain::eval::{
 };
 use domain::model::{Page, Selector};
 use domain::names;
+use domain::vocabulary::AuditAction;
 use parking_lot::{Mutex, RwLock};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -171,7 +172,7 @@ impl Registry {
         let created = sql::put_provider(&mut w.tx, &provider, &who.actor, at).await?;
         let detail = json!({"provider": provider.name, "kind": sql::kind_str(provider.kind), "base_url": provider.base_url,
                             "api_key_env": provider.api_key_env, "created": created});
-        store::append_event(&mut w.tx, at, event(who, "provider.saved", None, detail)).await?;
+        store::append_event(&mut w.tx, at, event(who, AuditAction::ProviderSaved, None, detail)).await?;
         w.tx.commit().await?;
         Ok(provider)
     }
@@ -203,7 +204,7 @@ impl Registry {
         sql::put_price(&mut w.tx, provider, &price, &who.actor, at).await?;
         let detail = json!({"provider": provider, "model": price.model, "input_per_mtok": price.input_per_mtok,
                             "output_per_mtok": price.output_per_mtok});
-        store::append_event(&mut w.tx, at, event(who, "price.saved", None, detail)).await?;
+        store::append_event(&mut w.tx, at, event(who, AuditAction::PriceSaved, None, detail)).await?;
         w.tx.commit().await?;
         Ok(price)
     }
@@ -366,7 +367,7 @@ impl Registry {
             };
             sql::insert_run(&mut w.tx, &row).await?;
             let detail = json!({"run": id, "suite": suite.name, "suite_hash": suite.hash, "model": model, "hash": hash, "batch": batch});
-            let mut e = event(who, "eval.run.started", Some(&prompt), detail);
+            let mut e = event(who, AuditAction::RunStarted, Some(&prompt), detail);
             e.version = Some(version);
             store::append_event(&mut w.tx, at, e).await?;
             w.tx.commit().await?;
@@ -429,7 +430,7 @@ impl Registry {
             let mut w = self.store().write().await?;
             sql::insert_batch(&mut w.tx, &id, &req.model, folder, &who.actor, at).await?;
             let detail = json!({"migration": id, "model": req.model, "folder": folder, "runs": plans.len()});
-            store::append_event(&mut w.tx, at, event(who, "eval.migration.started", None, detail)).await?;
+            store::append_event(&mut w.tx, at, event(who, AuditAction::MigrationStarted, None, detail)).await?;
             w.tx.commit().await?;
         }
         let permits = Arc::new(Semaphore::new(concurrency as usize));
@@ -548,7 +549,7 @@ impl Registry {
             let mut w = this.store().write().await?;
             let at = time::now_us();
             if sql::finish_run(&mut w.tx, &id, RunStatus::Cancelled, None, at).await? {
-                let mut e = event(&who, "eval.run.cancelled", Some(&row.prompt), json!({"run": id}));
+                let mut e = event(&who, AuditAction::RunCancelled, Some(&row.prompt), json!({"run": id}));
                 e.version = Some(row.version);
                 store::append_event(&mut w.tx, at, e).await?;
             }
@@ -580,7 +581,7 @@ impl Registry {
                 let detail = json!({"run": id, "reason": "shutdown"});
                 let e = NewEvent {
                     actor: "system",
-                    action: "eval.run.interrupted",
+                    action: AuditAction::RunInterrupted,
                     prompt: prompt.as_deref(),
                     version: None,
                     label: None,
@@ -610,7 +611,7 @@ impl Registry {
             if sql::finish_run(&mut w.tx, id, RunStatus::Error, Some(message), at).await? {
                 let e = NewEvent {
                     actor: "system",
-                    action: "eval.run.interrupted",
+                    action: AuditAction::RunInterrupted,
                     prompt: Some(prompt),
                     version: None,
                     label: None,
@@ -629,7 +630,12 @@ fn run_not_found(id: &str) -> ServiceError {
     ServiceError::NotFound(format!("there is no evaluation run '{id}'"))
 }
 
-fn event<'a>(who: &'a Principal, action: &'a str, prompt: Option<&'a str>, detail: serde_json::Value) -> NewEvent<'a> {
+fn event<'a>(
+    who: &'a Principal,
+    action: AuditAction,
+    prompt: Option<&'a str>,
+    detail: serde_json::Value,
+) -> NewEvent<'a> {
     NewEvent { actor: &who.actor, action, prompt, version: None, label: None, detail }
 }
 
@@ -655,7 +661,7 @@ async fn write_suite(
     if sql::put_suite(&mut *conn, entry.id, name, &suite, &who.actor, at).await? {
         let detail =
             json!({"suite": name, "hash": suite.hash(), "cases": suite.cases.len(), "threshold": suite.threshold});
-        store::append_event(&mut *conn, at, event(who, "suite.saved", Some(prompt), detail)).await?;
+        store::append_event(&mut *conn, at, event(who, AuditAction::SuiteSaved, Some(prompt), detail)).await?;
     }
     sql::suite(conn, entry.id, prompt, name).await?.ok_or_else(|| ServiceError::internal("suite vanished"))
 }

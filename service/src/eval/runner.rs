@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use domain::content::{Content, Rendered};
 use domain::eval::{Assertion, AssertionResult, Case, CaseResult, ModelPrice, RunStatus, Suite};
 use domain::template::RenderLimits;
+use domain::vocabulary::AuditAction;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -184,7 +185,7 @@ async fn finish(registry: &Registry, id: &str, actor: &str, failure: Option<&str
                             "total": run.total, "cost": run.cost, "model": run.model, "suite": run.suite});
         let e = NewEvent {
             actor,
-            action: "eval.run.finished",
+            action: AuditAction::RunFinished,
             prompt: Some(&run.prompt),
             version: Some(run.version),
             label: None,

@@ -17,6 +17,7 @@ use domain::rollout::{
     Arms, Guard, NewRollout, Outcome, PATIENCE, Rollout, RolloutOutcome, RolloutStatus, StepView, Verdict,
 };
 use domain::telemetry::{Arm, ScoreStat};
+use domain::vocabulary::AuditAction;
 use parking_lot::RwLock;
 use serde_json::json;
 use sqlx::SqliteConnection;
@@ -91,14 +92,14 @@ enum Change {
 }
 
 impl Change {
-    fn action(self, completes: bool) -> &'static str {
+    fn action(self, completes: bool) -> AuditAction {
         match self {
-            Change::Pause | Change::Starve => "rollout.paused",
-            Change::Resume => "rollout.resumed",
-            Change::Advance if completes => "rollout.completed",
-            Change::Advance => "rollout.advanced",
-            Change::Abort => "rollout.aborted",
-            Change::RollBack => "rollout.rolled_back",
+            Change::Pause | Change::Starve => AuditAction::RolloutPaused,
+            Change::Resume => AuditAction::RolloutResumed,
+            Change::Advance if completes => AuditAction::RolloutCompleted,
+            Change::Advance => AuditAction::RolloutAdvanced,
+            Change::Abort => AuditAction::RolloutAborted,
+            Change::RollBack => AuditAction::RolloutRolledBack,
         }
     }
 }
@@ -195,7 +196,7 @@ impl Registry {
                             "hash": candidate.hash});
         let e = NewEvent {
             actor: &who.actor,
-            action: "rollout.started",
+            action: AuditAction::RolloutStarted,
             prompt: Some(&entry.summary.name),
             version: Some(candidate.version),
             label: Some(&plan.label),

@@ -16,6 +16,7 @@ use std::time::Duration;
 use domain::audit::{EventFields, GENESIS};
 use domain::content::{Content, Message, Parts, PromptBody};
 use domain::model::{AuditEvent, LabelMove, VersionView};
+use domain::vocabulary::AuditAction;
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, Transaction};
@@ -495,7 +496,7 @@ impl From<AuditRow> for AuditEvent {
 /// What a change records; the store adds seq, time and the chain.
 pub struct NewEvent<'a> {
     pub actor: &'a str,
-    pub action: &'a str,
+    pub action: AuditAction,
     pub prompt: Option<&'a str>,
     pub version: Option<i64>,
     pub label: Option<&'a str>,
@@ -516,7 +517,7 @@ pub async fn append_event(conn: &mut SqliteConnection, at: i64, e: NewEvent<'_>)
         seq,
         at,
         actor: e.actor.to_owned(),
-        action: e.action.to_owned(),
+        action: e.action.as_str().to_owned(),
         prompt: e.prompt.map(str::to_owned),
         version: e.version,
         label: e.label.map(str::to_owned),
@@ -541,8 +542,8 @@ pub async fn append_event(conn: &mut SqliteConnection, at: i64, e: NewEvent<'_>)
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
-    if let Some(event) = webhooks::event_of(e.action) {
-        webhooks::enqueue(conn, event, seq, at).await?;
+    if let Some(event) = e.action.webhook() {
+        webhooks::enqueue(conn, event.as_str(), seq, at).await?;
     }
     Ok(seq)
 }

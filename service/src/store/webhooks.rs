@@ -7,38 +7,6 @@ use super::corrupt;
 use crate::error::Result;
 use crate::time::format_us;
 
-/// The webhook event an audit action raises, if any.
-pub fn event_of(action: &str) -> Option<&'static str> {
-    Some(match action {
-        "prompt.created" | "version.created" => "version.created",
-        "label.moved" => "label.moved",
-        "label.request.opened" => "request.opened",
-        "label.request.approved" | "label.request.rejected" | "label.request.withdrawn" | "label.request.expired" => {
-            "request.decided"
-        }
-        "eval.run.finished" => "eval.run.finished",
-        "drift.detected" => "drift.detected",
-        "budget.alert" => "budget.threshold",
-        "rollout.rolled_back" => "rollout.rolled_back",
-        "rollout.paused" => "rollout.paused",
-        "rollout.completed" => "rollout.completed",
-        _ => return None,
-    })
-}
-
-pub const EVENTS: [&str; 10] = [
-    "version.created",
-    "label.moved",
-    "request.opened",
-    "request.decided",
-    "eval.run.finished",
-    "drift.detected",
-    "budget.threshold",
-    "rollout.rolled_back",
-    "rollout.paused",
-    "rollout.completed",
-];
-
 /// Queues a delivery of audit event `seq` to every active webhook that wants `event`,
 /// inside the change's own transaction.
 pub async fn enqueue(conn: &mut SqliteConnection, event: &str, seq: i64, at: i64) -> Result<()> {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use domain::access::Action;
 use domain::telemetry::{Budget, BudgetView, OnExceed, forecast};
+use domain::vocabulary::AuditAction;
 use parking_lot::RwLock;
 use serde_json::json;
 
@@ -121,7 +122,7 @@ impl Registry {
                                 "on_exceed": budget.on_exceed});
             let e = NewEvent {
                 actor: &who.actor,
-                action: "budget.set",
+                action: AuditAction::BudgetSet,
                 prompt: Some(prompt),
                 version: None,
                 label: None,
@@ -166,7 +167,7 @@ impl Registry {
         }
         let e = NewEvent {
             actor: &who.actor,
-            action: "budget.removed",
+            action: AuditAction::BudgetRemoved,
             prompt: Some(prompt),
             version: None,
             label: None,
@@ -255,7 +256,7 @@ impl Registry {
             });
             let e = NewEvent {
                 actor: SYSTEM,
-                action: "budget.alert",
+                action: AuditAction::BudgetAlert,
                 prompt: Some(prompt),
                 version: None,
                 label: None,

@@ -19,6 +19,7 @@ use domain::telemetry::{
     NewScore, STALE_AFTER_US, Score,
 };
 use domain::template::RenderLimits;
+use domain::vocabulary::AuditAction;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sqlx::SqliteConnection;
@@ -402,7 +403,7 @@ impl Registry {
             let mut w = self.store().write().await?;
             let e = NewEvent {
                 actor: SYSTEM,
-                action: "drift.detected",
+                action: AuditAction::DriftDetected,
                 prompt: Some(&prompt),
                 version: Some(example.version),
                 label: example.label.as_deref(),
