@@ -202,7 +202,7 @@ fn RolloutView(rollout: Rollout) -> impl IntoView {
             <h2 id="plan-title">"The plan"</h2>
             <ul class="plan">{plan.into_iter().map(|s| view! { <li>{s}</li> }).collect_view()}</ul>
             <p class="hint">"A guard counts only when the difference is clear enough not to be chance, so a few unlucky calls never take it back. \
-                Any person with write access may pause, advance or abort it; every change is in the audit log."</p>
+                Any person with write access may pause or abort it; resuming and advancing follow the label's rules, like a move. Every change is in the audit log."</p>
         </section>
     }
 }
