@@ -98,6 +98,31 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// An evaluation assertion's type (each may also be written with `not-` before it).
+    AssertionType {
+        Equals = "equals": "is exactly",
+        Contains = "contains": "contains (exact case)",
+        Icontains = "icontains": "contains (any case)",
+        StartsWith = "starts-with": "starts with",
+        ContainsAny = "contains-any": "contains any of, exact case (comma-separated)",
+        ContainsAll = "contains-all": "contains all of, exact case (comma-separated)",
+        IcontainsAny = "icontains-any": "contains any of (comma-separated)",
+        IcontainsAll = "icontains-all": "contains all of (comma-separated)",
+        Regex = "regex": "matches the pattern",
+        IsJson = "is-json": "is JSON",
+        ContainsJson = "contains-json": "contains JSON",
+        JsonSchema = "json-schema": "is JSON matching the schema",
+        Levenshtein = "levenshtein": "is within N edits of",
+        WordCount = "word-count": "has this many words (min-max)",
+        Latency = "latency": "answers within (ms)",
+        Cost = "cost": "costs at most ($)",
+        FinishReason = "finish-reason": "stops because of",
+        LlmRubric = "llm-rubric": "a judge model agrees that",
+        Similar = "similar": "means about the same as",
+    }
+}
+
 impl AuditAction {
     /// The webhook event an audit event raises, if any.
     pub fn webhook(self) -> Option<WebhookEvent> {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use domain::access::Action;
 use domain::eval::{Assertion, Case, Change, EvalRun, RunComparison, RunStatus, Suite, SuiteView};
+use domain::vocabulary::AssertionType;
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -386,25 +387,6 @@ fn PassRateChart(runs: Vec<EvalRun>) -> impl IntoView {
 
 // ---------------------------------------------------------------- the suite editor
 
-const KINDS: &[(&str, &str)] = &[
-    ("icontains", "contains (any case)"),
-    ("contains", "contains (exact case)"),
-    ("equals", "is exactly"),
-    ("starts-with", "starts with"),
-    ("icontains-any", "contains any of (comma-separated)"),
-    ("icontains-all", "contains all of (comma-separated)"),
-    ("regex", "matches the pattern"),
-    ("llm-rubric", "a judge model agrees that"),
-    ("similar", "means about the same as"),
-    ("is-json", "is JSON"),
-    ("json-schema", "is JSON matching the schema"),
-    ("word-count", "has this many words (min-max)"),
-    ("latency", "answers within (ms)"),
-    ("cost", "costs at most ($)"),
-    ("finish-reason", "stops because of"),
-    ("levenshtein", "is within N edits of"),
-];
-
 #[derive(Clone, Copy)]
 struct CheckDraft {
     id: u32,
@@ -697,8 +679,9 @@ fn CheckRow(case_number: usize, index: usize, check: CheckDraft, checks: RwSigna
             </label>
             <label class="visually-hidden" for=format!("{id}-kind")>{format!("Kind of {label}")}</label>
             <select id=format!("{id}-kind") on:change=move |ev| check.kind.set(event_target_value(&ev))>
-                {KINDS.iter().map(|(k, words)| view! {
-                    <option value=*k selected=move || check.kind.get() == *k>{*words}</option>
+                {AssertionType::ALL.iter().map(|t| {
+                    let k = t.as_str();
+                    view! { <option value=k selected=move || check.kind.get() == k>{t.words()}</option> }
                 }).collect_view()}
             </select>
             <label class="visually-hidden" for=format!("{id}-value")>{format!("Value of {label}")}</label>

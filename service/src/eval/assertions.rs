@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 
 use domain::eval::{Assertion, AssertionResult, Suite};
+/// An assertion type without its `not-`.
+use domain::vocabulary::AssertionType as Kind;
 use jsonschema::Validator;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
@@ -31,59 +33,13 @@ const QUOTE_CHARS: usize = 200;
 /// How many strings or schema violations a reason lists.
 const LISTED: usize = 5;
 
-/// An assertion type without its `not-`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Equals,
-    Contains,
-    Icontains,
-    StartsWith,
-    ContainsAny,
-    ContainsAll,
-    IcontainsAny,
-    IcontainsAll,
-    Regex,
-    IsJson,
-    ContainsJson,
-    JsonSchema,
-    Levenshtein,
-    WordCount,
-    Latency,
-    Cost,
-    FinishReason,
-    LlmRubric,
-    Similar,
-}
-
-const KINDS: [(&str, Kind); 19] = [
-    ("equals", Kind::Equals),
-    ("contains", Kind::Contains),
-    ("icontains", Kind::Icontains),
-    ("starts-with", Kind::StartsWith),
-    ("contains-any", Kind::ContainsAny),
-    ("contains-all", Kind::ContainsAll),
-    ("icontains-any", Kind::IcontainsAny),
-    ("icontains-all", Kind::IcontainsAll),
-    ("regex", Kind::Regex),
-    ("is-json", Kind::IsJson),
-    ("contains-json", Kind::ContainsJson),
-    ("json-schema", Kind::JsonSchema),
-    ("levenshtein", Kind::Levenshtein),
-    ("word-count", Kind::WordCount),
-    ("latency", Kind::Latency),
-    ("cost", Kind::Cost),
-    ("finish-reason", Kind::FinishReason),
-    ("llm-rubric", Kind::LlmRubric),
-    ("similar", Kind::Similar),
-];
-
 /// Reads a type: its kind, and whether `not-` negates it.
 fn parse_kind(kind: &str) -> Result<(Kind, bool), String> {
     let (negate, name) = kind.strip_prefix("not-").map_or((false, kind), |rest| (true, rest));
-    if let Some((_, k)) = KINDS.iter().find(|(n, _)| *n == name) {
-        return Ok((*k, negate));
+    if let Some(k) = Kind::parse(name) {
+        return Ok((k, negate));
     }
-    let known = KINDS.map(|(n, _)| n).join(", ");
+    let known = Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
     if negate && name.is_empty() {
         return Err(format!("\"not-\" must be followed by a type, one of: {known}"));
     }
@@ -1152,7 +1108,7 @@ mod tests {
         ];
         let outputs = ["", " ", "🙂", "{", "[1,", "{\"pass\": true}", "\u{0}\u{feff}İ", "not-"];
         let numbers = [None, Some(0.0), Some(-1.0), Some(f64::NAN), Some(f64::INFINITY), Some(1e18)];
-        let mut kinds: Vec<String> = KINDS.iter().flat_map(|(k, _)| [k.to_string(), format!("not-{k}")]).collect();
+        let mut kinds: Vec<String> = Kind::ALL.iter().flat_map(|k| [k.to_string(), format!("not-{k}")]).collect();
         kinds.extend(["".into(), "not-".into(), "NOT-contains".into()]);
         for kind in &kinds {
             for value in &values {
