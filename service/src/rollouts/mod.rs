@@ -334,17 +334,15 @@ impl Registry {
                 Change::Advance | Change::Abort => status.is_live(),
             };
             if !allowed {
-                return Err(ServiceError::Rollout { code: "rollout_state", message: format!(
-                    "rollout {id} is {}: it cannot be {}",
-                    status.words(),
-                    match change {
-                        Change::Pause | Change::Starve => "paused",
-                        Change::Resume => "resumed (only a paused rollout can)",
-                        Change::Advance => "advanced",
-                        Change::Abort => "aborted",
-                        Change::RollBack => "rolled back",
-                    }
-                )});
+                let verb = match change {
+                    Change::Pause | Change::Starve => "paused",
+                    Change::Resume => "resumed (only a paused rollout can)",
+                    Change::Advance => "advanced",
+                    Change::Abort => "aborted",
+                    Change::RollBack => "rolled back",
+                };
+                let message = format!("rollout {id} is {}: it cannot be {verb}", status.words());
+                return Err(ServiceError::Rollout { code: "rollout_state", message });
             }
             let entry = this.entry(&row.prompt)?;
             let candidate = version_row(&mut w.tx, &entry, row.candidate_version).await?;
