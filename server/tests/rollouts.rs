@@ -261,7 +261,19 @@ async fn a_rollout_advances_step_by_step_and_completes_with_an_audited_label_mov
     // Evidence from the first step does not count for the second.
     assert_eq!(view["history"][1]["candidate"]["count"], 0);
     assert_eq!(view["history"][0]["candidate"]["count"], 40);
-    feed(&s, &app, "c", &id, 40, good).await;
+    // Evidence counts in the step it arrives in, whatever the application's clock says:
+    // calls stamped an hour ago still judge the second step.
+    let hour_ago = service::time::format_us(service::time::now_us() - 3_600_000_000);
+    let mut late = Vec::new();
+    for arm in ["base", "candidate"] {
+        for i in 0..40 {
+            let (error, latency, cost) = good(arm, i);
+            let mut item = call("c", &id, arm, i + 1000, error, latency, cost);
+            item["started_at"] = json!(hour_ago);
+            late.push(item);
+        }
+    }
+    send(&s, &app, late).await;
     let done = until_status(&s, &id, "completed").await;
     assert_eq!((done["weight"].as_u64(), done["step"].as_i64()), (Some(100), Some(2)));
     assert_eq!(done["arms"]["candidate"]["count"], 80);

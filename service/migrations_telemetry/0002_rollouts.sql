@@ -1,5 +1,5 @@
 -- Evidence for rollouts: each generation that names a live rollout is counted in the
--- phase (stretch at one weight) in which it started, per arm, so the judge reads two rows
+-- phase (stretch at one weight) running when it arrives, per arm, so the judge reads two rows
 -- per step instead of scanning generations. `phase` on the generation joins scores that
 -- arrive later.
 ALTER TABLE generations ADD COLUMN phase INTEGER;

@@ -1,7 +1,8 @@
 //! Rollouts (API.md "Rollouts"): a label moved to a new version gradually. The plan and
 //! where each rollout is live in the registry's database; the resolve index serves the
 //! split; a judge in the server compares the arms on the evidence that ingest counts per
-//! phase (a stretch at one weight), and advances, pauses or rolls back. Every change is
+//! phase (a stretch at one weight, counting what arrives during it), and advances, pauses
+//! or rolls back. Every change is
 //! one write transaction with its audit event, like a label move, and survives a restart.
 
 mod judge;
@@ -41,19 +42,14 @@ pub(crate) struct Live {
     pub status: RolloutStatus,
     pub steps: Vec<u32>,
     pub guards: Vec<Guard>,
-    /// When each phase started, oldest first: a generation counts in the last phase that
-    /// started at or before it.
-    pub phase_starts: Vec<i64>,
+    /// The current phase (stretch at one weight): the evidence that arrives now counts in
+    /// it, whatever the caller's clock says of the call.
+    pub phase: i64,
 }
 
 impl Live {
-    fn new(row: RolloutRow, phase_starts: Vec<i64>) -> Result<Live> {
-        Ok(Live { status: row.status()?, steps: row.steps()?, guards: row.guards()?, phase_starts, row })
-    }
-
-    /// The phase a call that started at `at` counts in.
-    pub fn phase_at(&self, at: i64) -> i64 {
-        self.phase_starts.partition_point(|s| *s <= at).saturating_sub(1) as i64
+    fn new(row: RolloutRow, phase: i64) -> Result<Live> {
+        Ok(Live { status: row.status()?, steps: row.steps()?, guards: row.guards()?, phase, row })
     }
 
     /// The version an arm serves.
@@ -203,7 +199,7 @@ impl Registry {
             detail,
         };
         store::append_event(conn, at, e).await?;
-        let live = Arc::new(Live::new(row, vec![at])?);
+        let live = Arc::new(Live::new(row, 0)?);
         Ok((live, Arc::new(crate::version_base(&entry.summary.name, candidate)?)))
     }
 
@@ -238,13 +234,13 @@ impl Registry {
     pub(crate) async fn load_rollouts(&self) -> Result<()> {
         let reader = &self.store().reader;
         for row in sql::live(reader).await? {
-            let starts = sql::phases(reader, &row.id).await?.iter().map(|p| p.started_at).collect();
+            let phase = sql::phases(reader, &row.id).await?.len() as i64 - 1;
             let entry = self.entry(&row.prompt)?;
             let candidate = store::version(reader, entry.id, row.candidate_version)
                 .await?
                 .ok_or_else(|| ServiceError::internal("rollout candidate vanished"))?;
             let base = Arc::new(crate::version_base(&row.prompt, &candidate)?);
-            self.publish_rollout(&Arc::new(Live::new(row, starts)?), Some(base))?;
+            self.publish_rollout(&Arc::new(Live::new(row, phase)?), Some(base))?;
         }
         Ok(())
     }
@@ -435,8 +431,8 @@ impl Registry {
             };
             store::append_event(&mut w.tx, at, e).await?;
             w.tx.commit().await?;
-            let starts = sql::phases(&this.store().reader, &id).await?.iter().map(|p| p.started_at).collect();
-            let live = Arc::new(Live::new(row, starts)?);
+            let phase = sql::phases(&this.store().reader, &id).await?.len() as i64 - 1;
+            let live = Arc::new(Live::new(row, phase)?);
             if completes {
                 this.publish_move(&entry, &live.row.label, &candidate, &who.actor, at)?;
             }
@@ -539,7 +535,7 @@ impl Registry {
     async fn judge_one(&self, live: &Live, now: i64) -> Result<()> {
         let due = now >= live.deadlines().0;
         let row = &live.row;
-        let phase = live.phase_starts.len() as i64 - 1;
+        let phase = live.phase;
         let evidence = self.evidence(&row.id).await?;
         let empty = Evidence::default();
         let base = evidence.get(&(phase, Arm::Base.as_str().to_owned())).unwrap_or(&empty);

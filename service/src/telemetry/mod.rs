@@ -242,7 +242,7 @@ impl Registry {
                 _ => None,
             });
             // Evidence is what an arm served: a call with its arm's version, undrifted.
-            let phase = live.as_ref().filter(|_| g.arm.is_some() && drift.is_none()).map(|l| l.phase_at(started_at));
+            let phase = live.as_ref().filter(|_| g.arm.is_some() && drift.is_none()).map(|l| l.phase);
             let (cost, cost_source) = match g.cost {
                 Some(c) => (Some(c), Some("sent")),
                 None => {
