@@ -24,13 +24,13 @@ pub(crate) async fn version_row(conn: &mut SqliteConnection, entry: &PromptEntry
 /// Label history entries returned with the labels.
 const HISTORY_LIMIT: i64 = 1000;
 
-/// A label under a live rollout is moved by the rollout only.
+/// A label under a live rollout is moved by the rollout only (and gets no second one).
 pub(crate) async fn refuse_during_rollout(conn: &mut SqliteConnection, entry: &PromptEntry, label: &str) -> Result<()> {
     match store::rollouts::live_on(conn, entry.id, label).await? {
         Some(rollout) => Err(ServiceError::Rollout {
             code: "rollout_running",
             message: format!(
-                "rollout {} is moving '{label}' of '{}' to version {}: abort it, or let it finish, before moving the label by hand",
+                "rollout {} is moving '{label}' of '{}' to version {}: one rollout at a time, and no move by hand meanwhile; abort it, or let it finish, first",
                 rollout.id, entry.summary.name, rollout.candidate_version
             ),
         }),

@@ -221,7 +221,7 @@ impl Registry {
             summary.latest_version = version;
             summary.updated_at = time::format_us(at);
             summary.updated_by = who.actor.clone();
-            let candidates = entry.served.values().map(|s| s.base.clone()).chain([base.clone()]);
+            let candidates = entry.bases().chain([base.clone()]);
             let new_entry = PromptEntry::new(entry.id, summary, candidates, entry.split_plans());
             let view = with_labels(&base.view, new_entry.labels_of(version));
             this.index().put(new_entry);
