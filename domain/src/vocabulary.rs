@@ -125,6 +125,21 @@ vocabulary! {
 
 impl AuditAction {
     /// The webhook event an audit event raises, if any.
+    /// Whether the event changes who a key or session acts as (a cached key must be
+    /// checked again).
+    pub fn touches_keys(self) -> bool {
+        use AuditAction as A;
+        matches!(
+            self,
+            A::KeyCreated | A::KeyRevoked | A::UserCreated | A::UserUpdated | A::UserDisabled | A::UserEnabled
+        )
+    }
+
+    /// Whether the event changes a budget (which each replica holds in memory).
+    pub fn touches_budgets(self) -> bool {
+        matches!(self, AuditAction::BudgetSet | AuditAction::BudgetRemoved)
+    }
+
     pub fn webhook(self) -> Option<WebhookEvent> {
         use AuditAction as A;
         Some(match self {

@@ -3,18 +3,19 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use domain::access::{Role, Scope};
-use service::{Durability, Principal, Registry};
+use service::{Durability, Location, Principal, Registry};
 
 #[derive(Parser, Debug)]
 #[command(name = "promptledger", version, about = "A self-hosted registry for production prompts")]
 pub struct Cli {
-    /// The SQLite database file; created and migrated when missing.
-    #[arg(long, global = true, env = "PROMPTLEDGER_DB", default_value = "./promptledger.db")]
-    pub db: PathBuf,
+    /// The SQLite database file, or a PostgreSQL URL (`postgres://user:pass@host/db`) that
+    /// several replicas share; created (the file) and migrated when needed.
+    #[arg(long, global = true, env = "PROMPTLEDGER_DB", default_value = "./promptledger.db", value_parser = parse_location)]
+    pub db: Location,
 
     #[command(subcommand)]
     pub command: Command,
@@ -245,7 +246,7 @@ pub async fn run(cli: Cli) -> CliResult<i32> {
     }
 }
 
-async fn provider(db: &Path, cmd: ProviderCommand) -> CliResult<i32> {
+async fn provider(db: &Location, cmd: ProviderCommand) -> CliResult<i32> {
     use domain::eval::{ModelPrice, Provider, ProviderKind};
     let registry = open(db, Durability::Full).await?;
     let operator = Principal::operator();
@@ -276,7 +277,7 @@ async fn provider(db: &Path, cmd: ProviderCommand) -> CliResult<i32> {
 
 /// Runs a suite in this process against the database, with a progress bar, then prints
 /// a table of the cases and a summary. Ctrl-C cancels the run.
-async fn eval_run(db: &Path, cmd: EvalCommand) -> CliResult<i32> {
+async fn eval_run(db: &Location, cmd: EvalCommand) -> CliResult<i32> {
     use domain::eval::{NewRun, RunStatus};
     let EvalCommand::Run { prompt, suite, label, version, model, concurrency } = cmd;
     let registry = open(db, Durability::Full).await?;
@@ -369,13 +370,20 @@ fn read_password() -> CliResult<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-async fn open(db: &Path, durability: Durability) -> CliResult<Registry> {
+fn parse_location(db: &str) -> Result<Location, String> {
+    if db.is_empty() {
+        return Err("give a SQLite file path or a postgres:// URL".into());
+    }
+    Ok(Location::parse(db))
+}
+
+async fn open(db: &Location, durability: Durability) -> CliResult<Registry> {
     Registry::open(db, durability)
         .await
         .map_err(|e| CliError(format!("could not open the database {}: {e}", db.display())))
 }
 
-async fn serve(db: &Path, args: ServeArgs) -> CliResult<i32> {
+async fn serve(db: &Location, args: ServeArgs) -> CliResult<i32> {
     let durability = match args.durability {
         DurabilityArg::Full => Durability::Full,
         DurabilityArg::Normal => Durability::Normal,

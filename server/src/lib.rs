@@ -68,6 +68,8 @@ pub async fn serve(
         tokio::spawn(registry.clone().deliver_webhooks()),
         tokio::spawn(registry.clone().run_retention()),
         tokio::spawn(registry.clone().run_rollout_judge()),
+        // On PostgreSQL: changes made through other replicas, into this one's index.
+        tokio::spawn(registry.clone().follow_replicas()),
     ];
     // The peer address feeds the sign-in rate limit.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -8,7 +8,6 @@ use common::TestServer;
 use domain::access::Role;
 use reqwest::Method;
 use service::{Principal, ServiceError, UserChange};
-use sqlx::{Connection, SqliteConnection};
 
 const PASSWORD: &str = "a long enough password";
 
@@ -17,9 +16,9 @@ async fn with_user(s: &TestServer, name: &str, role: Role) {
 }
 
 async fn age_sessions(s: &TestServer, column: &str, hours: i64) {
-    let mut db = SqliteConnection::connect(&format!("sqlite:{}", s.db.display())).await.unwrap();
+    let mut db = s.sql().await;
     let shift = hours * 3_600_000_000;
-    sqlx::query(&format!("UPDATE sessions SET {column} = {column} - ?")).bind(shift).execute(&mut db).await.unwrap();
+    sqlx::query(&format!("UPDATE sessions SET {column} = {column} - $1")).bind(shift).execute(&mut db).await.unwrap();
 }
 
 fn ended(result: Result<std::sync::Arc<Principal>, ServiceError>) -> bool {
@@ -37,7 +36,7 @@ async fn sessions_end_when_idle_too_old_signed_out_or_disabled() {
     let who = r.authenticate_session(&session.token).await.unwrap();
     assert_eq!((who.actor.as_str(), who.grant.role), ("lead", Some(Role::Editor)));
     // The database holds only the SHA-256 of the cookie value.
-    let mut db = SqliteConnection::connect(&format!("sqlite:{}", s.db.display())).await.unwrap();
+    let mut db = s.sql().await;
     let stored: Vec<u8> = sqlx::query_scalar("SELECT id_hash FROM sessions").fetch_one(&mut db).await.unwrap();
     assert_ne!(stored, session.token.as_bytes());
     assert_eq!(hex::encode(&stored), {

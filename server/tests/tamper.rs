@@ -1,11 +1,11 @@
-//! History is append-only in the database itself, and editing the file behind the
-//! server's back (triggers dropped) is caught by verification.
+//! History is append-only in the database itself, and editing it behind the server's
+//! back (its triggers dropped or disabled) is caught by verification. Both backends.
 
 mod common;
 
 use common::TestServer;
 use serde_json::json;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::AnyConnection;
 
 async fn setup() -> TestServer {
     let s = TestServer::start().await;
@@ -21,8 +21,19 @@ async fn setup() -> TestServer {
     s
 }
 
-async fn file(s: &TestServer) -> SqliteConnection {
-    SqliteConnection::connect(&format!("sqlite:{}", s.db.display())).await.unwrap()
+async fn file(s: &TestServer) -> AnyConnection {
+    s.sql().await
+}
+
+/// What an attacker with the database does first: removes the guard on `table`.
+async fn unguard(db: &mut AnyConnection, table: &str) {
+    let sql = if db.backend_name() == "PostgreSQL" {
+        format!("ALTER TABLE {table} DISABLE TRIGGER USER")
+    } else {
+        let prefix = table.trim_end_matches("_events");
+        format!("DROP TRIGGER IF EXISTS {prefix}_no_update; DROP TRIGGER IF EXISTS {prefix}_no_delete")
+    };
+    sqlx::raw_sql(&sql).execute(db).await.unwrap();
 }
 
 #[tokio::test]
@@ -36,7 +47,10 @@ async fn triggers_refuse_changes_to_history() {
         "DELETE FROM audit_events WHERE seq = 2",
         "UPDATE label_moves SET version = 1",
         "DELETE FROM label_moves",
-    ] {
+    ]
+    .into_iter()
+    .chain(db.backend_name().eq("PostgreSQL").then_some(["TRUNCATE versions CASCADE", "TRUNCATE audit_events CASCADE"]).into_iter().flatten())
+    {
         let err = sqlx::query(sql).execute(&mut db).await.expect_err(sql);
         assert!(err.to_string().contains("immutable") || err.to_string().contains("append-only"), "{sql}: {err}");
     }
@@ -48,7 +62,7 @@ async fn triggers_refuse_changes_to_history() {
 async fn edited_version_content_is_detected() {
     let s = setup().await;
     let mut db = file(&s).await;
-    sqlx::query("DROP TRIGGER versions_no_update").execute(&mut db).await.unwrap();
+    unguard(&mut db, "versions").await;
     sqlx::query("UPDATE versions SET template = 'Be rude to {{ customer }}' WHERE version = 1")
         .execute(&mut db)
         .await
@@ -64,14 +78,14 @@ async fn edited_version_content_is_detected() {
 async fn a_recomputed_version_hash_still_disagrees_with_the_audit_log() {
     let s = setup().await;
     let mut db = file(&s).await;
-    sqlx::query("DROP TRIGGER versions_no_update").execute(&mut db).await.unwrap();
+    unguard(&mut db, "versions").await;
     // The attacker recomputes the content hash too; the chained event still holds the old one.
     let forged = domain::Content::new(
         domain::PromptBody::Text("Be rude to {{ customer }}".into()),
         serde_json::from_value(json!({"model": "gpt-4o-mini"})).unwrap(),
     )
     .unwrap();
-    sqlx::query("UPDATE versions SET template = ?, hash = ? WHERE version = 1")
+    sqlx::query("UPDATE versions SET template = $1, hash = $2 WHERE version = 1")
         .bind("Be rude to {{ customer }}")
         .bind(forged.hash())
         .execute(&mut db)
@@ -87,7 +101,7 @@ async fn a_recomputed_version_hash_still_disagrees_with_the_audit_log() {
 async fn edited_or_removed_audit_events_are_detected() {
     let s = setup().await;
     let mut db = file(&s).await;
-    sqlx::query("DROP TRIGGER audit_no_update").execute(&mut db).await.unwrap();
+    unguard(&mut db, "audit_events").await;
     sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3").execute(&mut db).await.unwrap();
     let v = s.get("/api/v1/audit/verify", &s.admin).await;
     assert_eq!((v.body["ok"].as_bool(), v.body["first_bad_seq"].as_i64()), (Some(false), Some(3)), "{}", v.text);
@@ -95,7 +109,6 @@ async fn edited_or_removed_audit_events_are_detected() {
     sqlx::query("UPDATE audit_events SET actor = 'key:test-admin' WHERE seq = 3").execute(&mut db).await.unwrap();
     assert_eq!(s.get("/api/v1/audit/verify", &s.admin).await.body["ok"], true);
 
-    sqlx::query("DROP TRIGGER audit_no_delete").execute(&mut db).await.unwrap();
     sqlx::query("DELETE FROM audit_events WHERE seq = 2").execute(&mut db).await.unwrap();
     let v = s.get("/api/v1/audit/verify", &s.admin).await;
     assert_eq!((v.body["ok"].as_bool(), v.body["first_bad_seq"].as_i64()), (Some(false), Some(3)), "{}", v.text);
@@ -106,13 +119,13 @@ async fn edited_or_removed_audit_events_are_detected() {
 async fn the_cli_exits_1_on_a_broken_chain() {
     let s = setup().await;
     let exe = env!("CARGO_BIN_EXE_promptledger");
-    let ok = std::process::Command::new(exe).args(["audit", "verify", "--db"]).arg(&s.db).output().unwrap();
+    let ok = std::process::Command::new(exe).args(["audit", "verify", "--db"]).arg(s.db_arg()).output().unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("intact: 4 events"));
     let mut db = file(&s).await;
-    sqlx::query("DROP TRIGGER audit_no_update").execute(&mut db).await.unwrap();
+    unguard(&mut db, "audit_events").await;
     sqlx::query("UPDATE audit_events SET detail = '{}' WHERE seq = 4").execute(&mut db).await.unwrap();
-    let bad = std::process::Command::new(exe).arg("--db").arg(&s.db).args(["audit", "verify"]).output().unwrap();
+    let bad = std::process::Command::new(exe).arg("--db").arg(s.db_arg()).args(["audit", "verify"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&bad.stdout).contains("BROKEN at event 4"),
@@ -143,11 +156,11 @@ async fn tampering_deep_in_a_long_log_is_found() {
         (Some(true), Some(2301), Some(2300))
     );
     let mut db = file(&s).await;
-    sqlx::query("DROP TRIGGER versions_no_update").execute(&mut db).await.unwrap();
+    unguard(&mut db, "versions").await;
     sqlx::query("UPDATE versions SET template = 'edited' WHERE version = 2222").execute(&mut db).await.unwrap();
     let v = s.get("/api/v1/audit/verify", &s.admin).await;
     assert_eq!((v.body["ok"].as_bool(), v.body["first_bad_seq"].as_i64()), (Some(false), Some(2223)), "{}", v.text);
-    sqlx::query("DROP TRIGGER audit_no_update").execute(&mut db).await.unwrap();
+    unguard(&mut db, "audit_events").await;
     sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2100").execute(&mut db).await.unwrap();
     let v = s.get("/api/v1/audit/verify", &s.admin).await;
     assert_eq!((v.body["ok"].as_bool(), v.body["first_bad_seq"].as_i64()), (Some(false), Some(2100)), "{}", v.text);

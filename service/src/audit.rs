@@ -6,7 +6,7 @@ use domain::access::Action;
 use domain::audit::GENESIS;
 use domain::model::{AuditEvent, Page, VerifyReport};
 use domain::vocabulary::AuditAction;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::store::{self, AuditFilter};
 use crate::{Principal, Registry, Result, number_cursor, page_limit};
@@ -94,7 +94,7 @@ struct Chain {
     recorded: Recorded,
 }
 
-async fn check_chain(conn: &mut SqliteConnection) -> Result<Chain> {
+async fn check_chain(conn: &mut AnyConnection) -> Result<Chain> {
     let mut chain = Chain { events: 0, head: GENESIS.to_owned(), problem: None, recorded: HashMap::new() };
     let mut expected_seq = 1;
     loop {
@@ -136,7 +136,7 @@ struct Versions {
     first_content_mismatch: Option<(String, i64)>,
 }
 
-async fn check_versions(conn: &mut SqliteConnection) -> Result<Versions> {
+async fn check_versions(conn: &mut AnyConnection) -> Result<Versions> {
     let names: HashMap<i64, String> =
         store::all_prompts(&mut *conn).await?.into_iter().map(|p| (p.id, p.name)).collect();
     let mut out = Versions { stored: Vec::new(), first_content_mismatch: None };

@@ -10,7 +10,7 @@ use domain::names::{self, LATEST};
 use domain::rollout::NewRollout;
 use domain::vocabulary::AuditAction;
 use serde_json::json;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::index::PromptEntry;
 use crate::store::{self, NewEvent, evals as eval_sql, governance as sql};
@@ -93,7 +93,7 @@ impl Registry {
     /// reached the pass rate; a prompt without the suite is refused too.
     pub(crate) async fn check_gate(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         prompt_id: i64,
         name: &str,
         version: i64,
@@ -142,7 +142,7 @@ impl Registry {
     /// transaction: a label move, or a gradual rollout when `rollout` is its plan.
     pub(crate) async fn insert_request(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         who: &Principal,
         entry: &PromptEntry,
         label: &str,

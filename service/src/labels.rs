@@ -8,14 +8,14 @@ use domain::names::{self, LATEST};
 use domain::rollout::WeightChange;
 use domain::vocabulary::AuditAction;
 use serde_json::{Value, json};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::index::{PromptEntry, VersionBase};
 use crate::store::{self, LabelMoveRow, NewEvent, VersionRow};
 use crate::{Principal, Registry, Result, ServiceError, check_len, detached, time};
 
 /// A version of the entry's prompt, read in the caller's transaction.
-pub(crate) async fn version_row(conn: &mut SqliteConnection, entry: &PromptEntry, version: i64) -> Result<VersionRow> {
+pub(crate) async fn version_row(conn: &mut AnyConnection, entry: &PromptEntry, version: i64) -> Result<VersionRow> {
     store::version(conn, entry.id, version)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("'{}' has no version {version}", entry.summary.name)))
@@ -25,7 +25,7 @@ pub(crate) async fn version_row(conn: &mut SqliteConnection, entry: &PromptEntry
 const HISTORY_LIMIT: i64 = 1000;
 
 /// A label under a live rollout is moved by the rollout only (and gets no second one).
-pub(crate) async fn refuse_during_rollout(conn: &mut SqliteConnection, entry: &PromptEntry, label: &str) -> Result<()> {
+pub(crate) async fn refuse_during_rollout(conn: &mut AnyConnection, entry: &PromptEntry, label: &str) -> Result<()> {
     match store::rollouts::live_on(conn, entry.id, label).await? {
         Some(rollout) => Err(ServiceError::Rollout {
             code: "rollout_running",
@@ -82,7 +82,7 @@ impl Registry {
     /// caller decides what approval means for it).
     pub(crate) async fn check_move_rules(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         who: &Principal,
         entry: &PromptEntry,
         label: &str,
@@ -104,7 +104,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn write_move(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         who: &Principal,
         entry: &PromptEntry,
         label: &str,

@@ -11,6 +11,7 @@ mod governance;
 mod index;
 mod labels;
 mod prompts;
+mod replicas;
 mod rollouts;
 mod sessions;
 mod store;
@@ -19,7 +20,6 @@ pub mod time;
 pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ pub use error::{Result, ServiceError};
 pub use index::ServedVersion;
 pub use prompts::PromptQuery;
 pub use sessions::{NewSession, SESSION_ABSOLUTE, SESSION_IDLE};
-pub use store::{AuditFilter, Durability};
+pub use store::{AuditFilter, Backend, Durability, Location, telemetry_path};
 pub use telemetry::TelemetrySettings;
 
 use index::{Index, PromptEntry, VersionBase};
@@ -111,7 +111,10 @@ pub struct Registry {
 }
 
 struct Inner {
+    location: Location,
     store: Store,
+    /// The last audit seq this replica's index has applied (see `replicas`).
+    applied_seq: std::sync::atomic::AtomicI64,
     index: Index,
     keys: RwLock<KeyCache>,
     logins: sessions::LoginLimiter,
@@ -128,12 +131,15 @@ struct Inner {
 impl Registry {
     /// Opens (creating and migrating if needed) the database at `path` and builds the
     /// resolve index from it.
-    pub async fn open(path: &Path, durability: Durability) -> Result<Registry> {
-        let store = Store::open(path, durability).await?;
-        let telemetry_store = Store::open_telemetry(&telemetry_path(path), durability).await?;
-        let server_key = server_key(path)?;
+    pub async fn open(at: impl Into<Location>, durability: Durability) -> Result<Registry> {
+        let at = at.into();
+        let server_key = server_key(&at)?;
+        let store = Store::open(&at, durability).await?;
+        let telemetry_store = Store::open_telemetry(&at, durability).await?;
         let registry = Registry {
             inner: Arc::new(Inner {
+                location: at,
+                applied_seq: Default::default(),
                 store,
                 index: Index::default(),
                 keys: RwLock::default(),
@@ -146,6 +152,9 @@ impl Registry {
                 rollouts: Default::default(),
             }),
         };
+        // Read before the index is built: a change committed meanwhile is caught up later.
+        let seq = store::last_seq(&registry.store().reader).await?;
+        registry.inner.applied_seq.store(seq, std::sync::atomic::Ordering::Release);
         registry.rebuild_index().await?;
         registry.load_rollouts().await?;
         registry.load_telemetry().await?;
@@ -179,23 +188,9 @@ impl Registry {
         }
         let mut entries = BTreeMap::new();
         for p in prompts {
-            let rows = served.remove(&p.id).unwrap_or_default();
-            let latest = rows.iter().map(|r| r.version).max().unwrap_or(0);
-            let mut bases = Vec::with_capacity(rows.len());
-            for row in &rows {
-                bases.push(Arc::new(version_base(&p.name, row)?));
-            }
-            let summary = PromptSummary {
-                name: p.name.clone(),
-                description: p.description,
-                tags: serde_json::from_str(&p.tags).unwrap_or_default(),
-                latest_version: latest,
-                labels: labels.remove(&p.id).unwrap_or_default(),
-                updated_at: time::format_us(p.updated_at),
-                updated_by: p.updated_by,
-                rollouts: Default::default(),
-            };
-            entries.insert(p.name, Arc::new(PromptEntry::new(p.id, summary, bases, Vec::new())));
+            let (labels, rows) = (labels.remove(&p.id).unwrap_or_default(), served.remove(&p.id).unwrap_or_default());
+            let name = p.name.clone();
+            entries.insert(name, Arc::new(prompt_entry(p, labels, &rows)?));
         }
         self.index().replace_all(entries);
         Ok(())
@@ -219,7 +214,7 @@ impl Registry {
         let scope = Scope::parse(&row.scope).ok_or_else(|| ServiceError::internal("stored scope"))?;
         let principal = Arc::new(match (&row.username, &row.user_role) {
             (Some(username), Some(role)) => {
-                if row.user_disabled == Some(true) {
+                if row.user_disabled {
                     return Err(ServiceError::Unauthenticated(format!(
                         "this API key acts for '{username}', whose account is disabled"
                     )));
@@ -251,21 +246,43 @@ impl Registry {
     }
 }
 
-/// The telemetry database beside the registry's: `<db>.telemetry`.
-pub fn telemetry_path(db: &Path) -> std::path::PathBuf {
-    let mut file = db.as_os_str().to_owned();
-    file.push(".telemetry");
-    file.into()
+/// A prompt's index entry (without rollouts) from its row, its labels and the versions
+/// it serves (the newest and every labelled one).
+fn prompt_entry(p: store::PromptRow, labels: BTreeMap<String, i64>, rows: &[store::VersionRow]) -> Result<PromptEntry> {
+    let latest = rows.iter().map(|r| r.version).max().unwrap_or(0);
+    let bases = rows.iter().map(|row| version_base(&p.name, row).map(Arc::new)).collect::<Result<Vec<_>>>()?;
+    let summary = PromptSummary {
+        tags: serde_json::from_str(&p.tags).unwrap_or_default(),
+        name: p.name,
+        description: p.description,
+        latest_version: latest,
+        labels,
+        updated_at: time::format_us(p.updated_at),
+        updated_by: p.updated_by,
+        rollouts: Default::default(),
+    };
+    Ok(PromptEntry::new(p.id, summary, bases, Vec::new()))
 }
 
-/// The server's key: from `PROMPTLEDGER_SECRET` when set, else from the file beside the
-/// database (`<db>.key`, created with mode 0600 on first use). Never in the database.
-fn server_key(db: &Path) -> Result<[u8; 32]> {
+/// The server's key: from `PROMPTLEDGER_SECRET` when set, else from the file beside a
+/// SQLite database (`<db>.key`, created with mode 0600 on first use). Never in the
+/// database. Replicas on PostgreSQL must share it, so there it must be set.
+fn server_key(at: &Location) -> Result<[u8; 32]> {
     if let Ok(secret) = std::env::var("PROMPTLEDGER_SECRET")
         && !secret.is_empty()
     {
         return Ok(Sha256::digest(secret.as_bytes()).into());
     }
+    let db = match at {
+        Location::File(path) => path,
+        Location::Postgres(_) => {
+            return Err(ServiceError::BadRequest(
+                "on PostgreSQL, set PROMPTLEDGER_SECRET to a long random value, the same on every replica \
+                 (it signs webhooks and derives keys; it is never stored in the database)"
+                    .into(),
+            ));
+        }
+    };
     let mut file = db.as_os_str().to_owned();
     file.push(".key");
     let file = std::path::PathBuf::from(file);

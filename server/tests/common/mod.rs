@@ -1,4 +1,6 @@
-//! A real server on a loopback port with a temporary SQLite file, and a small client.
+//! A real server on a loopback port with a temporary SQLite file (or, when
+//! `PROMPTLEDGER_TEST_POSTGRES` names a PostgreSQL server, a fresh database on it), and a
+//! small client.
 #![allow(dead_code)]
 
 pub mod hooks;
@@ -9,7 +11,7 @@ use std::path::PathBuf;
 use domain::access::{Role, Scope};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use service::{Durability, Principal, Registry};
+use service::{Durability, Location, Principal, Registry};
 use tokio::sync::oneshot;
 
 pub struct TestServer {
@@ -18,7 +20,9 @@ pub struct TestServer {
     /// An admin-scope service key.
     pub admin: String,
     pub registry: Registry,
+    /// The SQLite file (meaningless on PostgreSQL: see `location`).
     pub db: PathBuf,
+    pub location: Location,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -42,24 +46,47 @@ impl Reply {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        // The server's own log, shown for a failing test (`RUST_LOG` to choose how much).
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("registry.db");
-        let registry = Registry::open(&db, Durability::Normal).await.unwrap();
+        let location = match postgres() {
+            Some(server) => Location::Postgres(fresh_database(&server).await),
+            None => Location::File(db.clone()),
+        };
+        let registry = Registry::open(&location, Durability::Normal).await.unwrap();
         let admin = registry.create_key(&Principal::operator(), "test-admin", Scope::Admin, None).await.unwrap().key;
-        Self::serve(dir, db, registry, admin).await
+        Self::serve(dir, db, location, registry, admin).await
+    }
+
+    /// Another replica: a second server on the same database (PostgreSQL), with its own
+    /// resolve index, workers and port.
+    pub async fn replica(&self) -> TestServer {
+        let registry = Registry::open(&self.location, Durability::Normal).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        Self::serve(dir, self.db.clone(), self.location.clone(), registry, self.admin.clone()).await
     }
 
     /// Stops the server and starts a new process's worth of it on the same database
     /// (a new port; keys made before still work).
     pub async fn restart(mut self) -> TestServer {
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        let (db, admin) = (self.db.clone(), self.admin.clone());
+        let (db, location, admin) = (self.db.clone(), self.location.clone(), self.admin.clone());
         self.stop().await;
-        let registry = Registry::open(&db, Durability::Normal).await.unwrap();
-        Self::serve(dir, db, registry, admin).await
+        let registry = Registry::open(&location, Durability::Normal).await.unwrap();
+        Self::serve(dir, db, location, registry, admin).await
     }
 
-    async fn serve(dir: tempfile::TempDir, db: PathBuf, registry: Registry, admin: String) -> TestServer {
+    async fn serve(
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        location: Location,
+        registry: Registry,
+        admin: String,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -78,6 +105,7 @@ impl TestServer {
             admin,
             registry,
             db,
+            location,
             _dir: dir,
             stop: Some(stop),
             task: Some(task),
@@ -92,6 +120,26 @@ impl TestServer {
             task.await.unwrap();
         }
         self.registry.close().await;
+    }
+
+    /// A connection to the server's database itself, as an operator with the file (or
+    /// psql) has: for tests that age rows or read what is stored.
+    pub async fn sql(&self) -> sqlx::AnyConnection {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let url = match &self.location {
+            Location::File(path) => format!("sqlite://{}", path.display()),
+            Location::Postgres(url) => url.clone(),
+        };
+        sqlx::AnyConnection::connect(&url).await.unwrap()
+    }
+
+    /// What `--db` takes to reach this server's database.
+    pub fn db_arg(&self) -> String {
+        match &self.location {
+            Location::File(path) => path.display().to_string(),
+            Location::Postgres(url) => url.clone(),
+        }
     }
 
     /// A new key with `scope`, acting as `user` when given.
@@ -175,4 +223,32 @@ impl TestServer {
 /// A prompt name as one percent-encoded path segment.
 pub fn enc(name: &str) -> String {
     name.replace('/', "%2F")
+}
+
+/// The PostgreSQL server the tests run against (`PROMPTLEDGER_TEST_POSTGRES`, an admin
+/// URL), if any: `scripts/test.sh` starts a throwaway one and runs the integration tests
+/// a second time with it.
+pub fn postgres() -> Option<String> {
+    std::env::var("PROMPTLEDGER_TEST_POSTGRES").ok().filter(|u| !u.is_empty())
+}
+
+/// Says why a test that works on the SQLite file itself does not run on PostgreSQL.
+pub fn sqlite_only(why: &str) -> bool {
+    if postgres().is_some() {
+        eprintln!("not on PostgreSQL: {why}");
+        return false;
+    }
+    true
+}
+
+/// A new, empty database on `server`; its URL.
+pub async fn fresh_database(server: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(server).await.unwrap();
+    let name = format!("t_{:016x}", fastrand::u64(..));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let mut url = url::Url::parse(server).unwrap();
+    url.set_path(&name);
+    url.to_string()
 }

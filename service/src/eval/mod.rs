@@ -642,7 +642,7 @@ fn event<'a>(
 /// Checks and saves a suite (with its audit event when it changed) in the caller's
 /// transaction, and reads it back.
 async fn write_suite(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     who: &Principal,
     entry: &PromptEntry,
     name: &str,

@@ -21,7 +21,7 @@ use domain::telemetry::{Arm, ScoreStat};
 use domain::vocabulary::AuditAction;
 use parking_lot::RwLock;
 use serde_json::json;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::index::{PromptEntry, SplitPlan, VersionBase};
 use crate::labels::version_row;
@@ -152,7 +152,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn begin_rollout(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         who: &Principal,
         requester: (&str, Option<i64>),
         entry: &PromptEntry,
@@ -232,8 +232,29 @@ impl Registry {
 
     /// Loads live rollouts at start: the judge resumes where it was.
     pub(crate) async fn load_rollouts(&self) -> Result<()> {
+        self.load_live_rollouts(None).await
+    }
+
+    /// Loads the live rollouts (of `prompt`, or of every prompt) from the database into
+    /// the judge's list and the index, forgetting those that are no longer live (another
+    /// replica ended them).
+    pub(crate) async fn load_live_rollouts(&self, prompt: Option<&str>) -> Result<()> {
         let reader = &self.store().reader;
-        for row in sql::live(reader).await? {
+        let rows: Vec<_> =
+            sql::live(reader).await?.into_iter().filter(|r| prompt.is_none_or(|p| p == r.prompt)).collect();
+        let ended: Vec<Arc<Live>> = self
+            .inner
+            .rollouts
+            .live
+            .read()
+            .values()
+            .filter(|l| prompt.is_none_or(|p| p == l.row.prompt) && !rows.iter().any(|r| r.id == l.row.id))
+            .cloned()
+            .collect();
+        for live in ended {
+            self.inner.rollouts.live.write().remove(&live.row.id);
+        }
+        for row in rows {
             let phase = sql::phases(reader, &row.id).await?.len() as i64 - 1;
             let entry = self.entry(&row.prompt)?;
             let candidate = store::version(reader, entry.id, row.candidate_version)
@@ -648,7 +669,7 @@ impl Registry {
 
 /// A label where a rollout may start: it points at a version other than the candidate,
 /// and no rollout is live on it. Returns the base version.
-async fn check_startable(conn: &mut SqliteConnection, entry: &PromptEntry, label: &str, candidate: i64) -> Result<i64> {
+async fn check_startable(conn: &mut AnyConnection, entry: &PromptEntry, label: &str, candidate: i64) -> Result<i64> {
     let name = &entry.summary.name;
     crate::labels::refuse_during_rollout(conn, entry, label).await?;
     // The index is exact here: the caller holds the write lock.

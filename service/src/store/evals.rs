@@ -3,7 +3,7 @@
 use domain::eval::{
     AssertionResult, CaseResult, EvalRun, ModelPrice, Provider, ProviderKind, RunStatus, Suite, SuiteView, Tokens,
 };
-use sqlx::{FromRow, SqliteConnection, SqliteExecutor};
+use sqlx::{AnyConnection, AnyExecutor, FromRow};
 
 use super::corrupt;
 use crate::error::Result;
@@ -37,10 +37,10 @@ pub fn kind_str(kind: ProviderKind) -> &'static str {
     }
 }
 
-pub async fn put_provider(conn: &mut SqliteConnection, p: &Provider, actor: &str, at: i64) -> Result<bool> {
+pub async fn put_provider(conn: &mut AnyConnection, p: &Provider, actor: &str, at: i64) -> Result<bool> {
     let existed = provider(&mut *conn, &p.name).await?.is_some();
     sqlx::query(
-        "INSERT INTO providers (name, kind, base_url, api_key_env, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO providers (name, kind, base_url, api_key_env, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url,
            api_key_env = excluded.api_key_env, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
     )
@@ -55,23 +55,23 @@ pub async fn put_provider(conn: &mut SqliteConnection, p: &Provider, actor: &str
     Ok(!existed)
 }
 
-pub async fn provider(db: impl SqliteExecutor<'_>, name: &str) -> Result<Option<Provider>> {
+pub async fn provider(db: impl AnyExecutor<'_>, name: &str) -> Result<Option<Provider>> {
     let row: Option<ProviderRow> =
-        sqlx::query_as("SELECT name, kind, base_url, api_key_env FROM providers WHERE name = ?")
+        sqlx::query_as("SELECT name, kind, base_url, api_key_env FROM providers WHERE name = $1")
             .bind(name)
             .fetch_optional(db)
             .await?;
     row.map(ProviderRow::into_provider).transpose()
 }
 
-pub async fn providers(db: impl SqliteExecutor<'_>) -> Result<Vec<Provider>> {
+pub async fn providers(db: impl AnyExecutor<'_>) -> Result<Vec<Provider>> {
     let rows: Vec<ProviderRow> =
         sqlx::query_as("SELECT name, kind, base_url, api_key_env FROM providers ORDER BY name").fetch_all(db).await?;
     rows.into_iter().map(ProviderRow::into_provider).collect()
 }
 
 pub async fn put_price(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     provider: &str,
     p: &ModelPrice,
     actor: &str,
@@ -79,7 +79,7 @@ pub async fn put_price(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO model_prices (provider, model, input_per_mtok, output_per_mtok, updated_by, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (provider, model) DO UPDATE SET input_per_mtok = excluded.input_per_mtok,
            output_per_mtok = excluded.output_per_mtok, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
     )
@@ -95,9 +95,9 @@ pub async fn put_price(
 }
 
 /// Prices of a provider's models.
-pub async fn prices(db: impl SqliteExecutor<'_>, provider: &str) -> Result<Vec<ModelPrice>> {
+pub async fn prices(db: impl AnyExecutor<'_>, provider: &str) -> Result<Vec<ModelPrice>> {
     let rows: Vec<(String, f64, f64)> = sqlx::query_as(
-        "SELECT model, input_per_mtok, output_per_mtok FROM model_prices WHERE provider = ? ORDER BY model",
+        "SELECT model, input_per_mtok, output_per_mtok FROM model_prices WHERE provider = $1 ORDER BY model",
     )
     .bind(provider)
     .fetch_all(db)
@@ -133,7 +133,7 @@ impl SuiteRow {
 
 /// Saves a suite; false when it was already exactly this.
 pub async fn put_suite(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     prompt_id: i64,
     name: &str,
     suite: &Suite,
@@ -141,7 +141,7 @@ pub async fn put_suite(
     at: i64,
 ) -> Result<bool> {
     let hash = suite.hash();
-    let current: Option<(String,)> = sqlx::query_as("SELECT hash FROM eval_suites WHERE prompt_id = ? AND name = ?")
+    let current: Option<(String,)> = sqlx::query_as("SELECT hash FROM eval_suites WHERE prompt_id = $1 AND name = $2")
         .bind(prompt_id)
         .bind(name)
         .fetch_optional(&mut *conn)
@@ -151,7 +151,7 @@ pub async fn put_suite(
     }
     let body = domain::canonical::to_canonical_json(&serde_json::to_value(suite).map_err(|_| corrupt("suite"))?);
     sqlx::query(
-        "INSERT INTO eval_suites (prompt_id, name, hash, body, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO eval_suites (prompt_id, name, hash, body, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (prompt_id, name) DO UPDATE SET hash = excluded.hash, body = excluded.body,
            updated_by = excluded.updated_by, updated_at = excluded.updated_at",
     )
@@ -166,9 +166,9 @@ pub async fn put_suite(
     Ok(true)
 }
 
-pub async fn suite(db: impl SqliteExecutor<'_>, prompt_id: i64, prompt: &str, name: &str) -> Result<Option<SuiteView>> {
+pub async fn suite(db: impl AnyExecutor<'_>, prompt_id: i64, prompt: &str, name: &str) -> Result<Option<SuiteView>> {
     let row: Option<SuiteRow> = sqlx::query_as(
-        "SELECT name, hash, body, updated_by, updated_at FROM eval_suites WHERE prompt_id = ? AND name = ?",
+        "SELECT name, hash, body, updated_by, updated_at FROM eval_suites WHERE prompt_id = $1 AND name = $2",
     )
     .bind(prompt_id)
     .bind(name)
@@ -177,9 +177,9 @@ pub async fn suite(db: impl SqliteExecutor<'_>, prompt_id: i64, prompt: &str, na
     row.map(|r| r.view(prompt)).transpose()
 }
 
-pub async fn suites(db: impl SqliteExecutor<'_>, prompt_id: i64, prompt: &str) -> Result<Vec<SuiteView>> {
+pub async fn suites(db: impl AnyExecutor<'_>, prompt_id: i64, prompt: &str) -> Result<Vec<SuiteView>> {
     let rows: Vec<SuiteRow> = sqlx::query_as(
-        "SELECT name, hash, body, updated_by, updated_at FROM eval_suites WHERE prompt_id = ? ORDER BY name",
+        "SELECT name, hash, body, updated_by, updated_at FROM eval_suites WHERE prompt_id = $1 ORDER BY name",
     )
     .bind(prompt_id)
     .fetch_all(db)
@@ -207,11 +207,11 @@ pub struct NewRunRow<'a> {
     pub at: i64,
 }
 
-pub async fn insert_run(conn: &mut SqliteConnection, r: &NewRunRow<'_>) -> Result<()> {
+pub async fn insert_run(conn: &mut AnyConnection, r: &NewRunRow<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO eval_runs (id, prompt_id, version, hash, suite, suite_hash, suite_body, threshold, model,
            concurrency, batch, status, total, created_by, created_at, heartbeat_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14, $15)",
     )
     .bind(r.id)
     .bind(r.prompt_id)
@@ -222,7 +222,7 @@ pub async fn insert_run(conn: &mut SqliteConnection, r: &NewRunRow<'_>) -> Resul
     .bind(r.suite_body)
     .bind(r.threshold)
     .bind(r.model)
-    .bind(r.concurrency)
+    .bind(i64::from(r.concurrency))
     .bind(r.batch)
     .bind(r.total as i64)
     .bind(r.created_by)
@@ -293,23 +293,23 @@ impl RunRow {
 const RUN_COLUMNS: &str = "r.id, p.name AS prompt, r.version, r.hash, r.suite, r.suite_hash, r.threshold, r.model, r.status, r.total, r.done, r.passed, r.failed, r.errors, r.cost,
     r.latency_sum, r.latency_n, r.error, r.created_by, r.created_at, r.started_at, r.finished_at";
 
-pub async fn run(db: impl SqliteExecutor<'_>, id: &str) -> Result<Option<RunRow>> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id WHERE r.id = ?");
+pub async fn run(db: impl AnyExecutor<'_>, id: &str) -> Result<Option<RunRow>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id WHERE r.id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(db).await?)
 }
 
 /// A prompt's runs, newest first; `before` is a `created_at` cursor.
-pub async fn runs(db: impl SqliteExecutor<'_>, prompt_id: i64, before: Option<i64>, limit: i64) -> Result<Vec<RunRow>> {
+pub async fn runs(db: impl AnyExecutor<'_>, prompt_id: i64, before: Option<i64>, limit: i64) -> Result<Vec<RunRow>> {
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id
-         WHERE r.prompt_id = ? AND r.created_at < ? ORDER BY r.created_at DESC, r.id DESC LIMIT ?"
+         WHERE r.prompt_id = $1 AND r.created_at < $2 ORDER BY r.created_at DESC, r.id DESC LIMIT $3"
     );
     Ok(sqlx::query_as(&sql).bind(prompt_id).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(db).await?)
 }
 
-pub async fn mark_running(conn: &mut SqliteConnection, id: &str, at: i64) -> Result<bool> {
+pub async fn mark_running(conn: &mut AnyConnection, id: &str, at: i64) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE eval_runs SET status = 'running', started_at = ?, heartbeat_at = ? WHERE id = ? AND status = 'queued'",
+        "UPDATE eval_runs SET status = 'running', started_at = $1, heartbeat_at = $2 WHERE id = $3 AND status = 'queued'",
     )
     .bind(at)
     .bind(at)
@@ -321,15 +321,15 @@ pub async fn mark_running(conn: &mut SqliteConnection, id: &str, at: i64) -> Res
 
 /// Records finished cases and the run's new counters; false when the run is no longer
 /// running (cancelled meanwhile, perhaps by another process).
-pub async fn record_results(conn: &mut SqliteConnection, id: &str, results: &[CaseResult], at: i64) -> Result<bool> {
+pub async fn record_results(conn: &mut AnyConnection, id: &str, results: &[CaseResult], at: i64) -> Result<bool> {
     let passed = results.iter().filter(|r| r.passed).count() as i64;
     let errors = results.iter().filter(|r| r.error.is_some()).count() as i64;
     let cost: f64 = results.iter().filter_map(|r| r.cost).sum();
     let latencies: Vec<i64> = results.iter().filter_map(|r| r.latency_ms.map(|v| v as i64)).collect();
     let updated = sqlx::query(
-        "UPDATE eval_runs SET done = done + ?, passed = passed + ?, failed = failed + ?, errors = errors + ?,
-           cost = cost + ?, latency_sum = latency_sum + ?, latency_n = latency_n + ?, heartbeat_at = ?
-         WHERE id = ? AND status = 'running'",
+        "UPDATE eval_runs SET done = done + $1, passed = passed + $2, failed = failed + $3, errors = errors + $4,
+           cost = cost + $5, latency_sum = latency_sum + $6, latency_n = latency_n + $7, heartbeat_at = $8
+         WHERE id = $9 AND status = 'running'",
     )
     .bind(results.len() as i64)
     .bind(passed)
@@ -349,21 +349,22 @@ pub async fn record_results(conn: &mut SqliteConnection, id: &str, results: &[Ca
     }
     for r in results {
         sqlx::query(
-            "INSERT OR REPLACE INTO eval_results (run_id, case_index, description, input, output, passed, score,
+            "INSERT INTO eval_results (run_id, case_index, description, input, output, passed, score,
                latency_ms, input_tokens, output_tokens, cost, finish_reason, error, assertions)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         ON CONFLICT (run_id, case_index) DO UPDATE SET description = excluded.description, input = excluded.input, output = excluded.output, passed = excluded.passed, score = excluded.score, latency_ms = excluded.latency_ms, input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, cost = excluded.cost, finish_reason = excluded.finish_reason, error = excluded.error, assertions = excluded.assertions",
         )
         .bind(id)
         .bind(r.case as i64)
         .bind(&r.description)
         .bind(r.input.to_string())
         .bind(&r.output)
-        .bind(r.passed)
+        .bind(super::Flag(r.passed))
         .bind(r.score)
         .bind(r.latency_ms.map(|v| v as i64))
         .bind(r.tokens.map(|t| t.input as i64))
         .bind(r.tokens.map(|t| t.output as i64))
-        .bind(r.cost)
+        .bind(super::Double(r.cost))
         .bind(&r.finish_reason)
         .bind(&r.error)
         .bind(serde_json::to_string(&r.assertions).map_err(|_| corrupt("assertions"))?)
@@ -375,15 +376,15 @@ pub async fn record_results(conn: &mut SqliteConnection, id: &str, results: &[Ca
 
 /// Ends a run that is still queued or running; false when it had already ended.
 pub async fn finish_run(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     status: RunStatus,
     error: Option<&str>,
     at: i64,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE eval_runs SET status = ?, error = ?, finished_at = ?, heartbeat_at = ?
-         WHERE id = ? AND status IN ('queued', 'running')",
+        "UPDATE eval_runs SET status = $1, error = $2, finished_at = $3, heartbeat_at = $4
+         WHERE id = $5 AND status IN ('queued', 'running')",
     )
     .bind(status.as_str())
     .bind(error)
@@ -396,18 +397,18 @@ pub async fn finish_run(
 }
 
 /// Runs whose process stopped: queued or running with a heartbeat older than `stale_before`.
-pub async fn interrupted_runs(db: impl SqliteExecutor<'_>, stale_before: i64) -> Result<Vec<(String, String, String)>> {
+pub async fn interrupted_runs(db: impl AnyExecutor<'_>, stale_before: i64) -> Result<Vec<(String, String, String)>> {
     Ok(sqlx::query_as(
         "SELECT r.id, p.name, r.created_by FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id
-         WHERE r.status IN ('queued', 'running') AND r.heartbeat_at < ?",
+         WHERE r.status IN ('queued', 'running') AND r.heartbeat_at < $1",
     )
     .bind(stale_before)
     .fetch_all(db)
     .await?)
 }
 
-pub async fn heartbeat(db: impl SqliteExecutor<'_>, id: &str, at: i64) -> Result<bool> {
-    let done = sqlx::query("UPDATE eval_runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'")
+pub async fn heartbeat(db: impl AnyExecutor<'_>, id: &str, at: i64) -> Result<bool> {
+    let done = sqlx::query("UPDATE eval_runs SET heartbeat_at = $1 WHERE id = $2 AND status = 'running'")
         .bind(at)
         .bind(id)
         .execute(db)
@@ -421,6 +422,7 @@ struct ResultRow {
     description: String,
     input: String,
     output: Option<String>,
+    #[sqlx(try_from = "super::Flag")]
     passed: bool,
     score: f64,
     latency_ms: Option<i64>,
@@ -432,10 +434,10 @@ struct ResultRow {
     assertions: String,
 }
 
-pub async fn results(db: impl SqliteExecutor<'_>, id: &str) -> Result<Vec<CaseResult>> {
+pub async fn results(db: impl AnyExecutor<'_>, id: &str) -> Result<Vec<CaseResult>> {
     let rows: Vec<ResultRow> = sqlx::query_as(
         "SELECT case_index, description, input, output, passed, score, latency_ms, input_tokens, output_tokens, cost,
-           finish_reason, error, assertions FROM eval_results WHERE run_id = ? ORDER BY case_index",
+           finish_reason, error, assertions FROM eval_results WHERE run_id = $1 ORDER BY case_index",
     )
     .bind(id)
     .fetch_all(db)
@@ -467,7 +469,7 @@ pub async fn results(db: impl SqliteExecutor<'_>, id: &str) -> Result<Vec<CaseRe
 // ---------------------------------------------------------------- model migrations
 
 /// Every (prompt, suite) pair, by prompt name.
-pub async fn suite_names(db: impl SqliteExecutor<'_>) -> Result<Vec<(String, String)>> {
+pub async fn suite_names(db: impl AnyExecutor<'_>) -> Result<Vec<(String, String)>> {
     Ok(sqlx::query_as(
         "SELECT p.name, s.name FROM eval_suites s JOIN prompts p ON p.id = s.prompt_id ORDER BY p.name, s.name",
     )
@@ -476,14 +478,14 @@ pub async fn suite_names(db: impl SqliteExecutor<'_>) -> Result<Vec<(String, Str
 }
 
 pub async fn insert_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     model: &str,
     folder: Option<&str>,
     actor: &str,
     at: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO eval_batches (id, model, folder, created_by, created_at) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO eval_batches (id, model, folder, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(model)
         .bind(folder)
@@ -503,21 +505,21 @@ pub struct BatchRow {
     pub created_at: i64,
 }
 
-pub async fn batch(db: impl SqliteExecutor<'_>, id: &str) -> Result<Option<BatchRow>> {
-    Ok(sqlx::query_as("SELECT id, model, folder, created_by, created_at FROM eval_batches WHERE id = ?")
+pub async fn batch(db: impl AnyExecutor<'_>, id: &str) -> Result<Option<BatchRow>> {
+    Ok(sqlx::query_as("SELECT id, model, folder, created_by, created_at FROM eval_batches WHERE id = $1")
         .bind(id)
         .fetch_optional(db)
         .await?)
 }
 
-pub async fn runs_in_batch(db: impl SqliteExecutor<'_>, id: &str) -> Result<Vec<RunRow>> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id WHERE r.batch = ?");
+pub async fn runs_in_batch(db: impl AnyExecutor<'_>, id: &str) -> Result<Vec<RunRow>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id WHERE r.batch = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_all(db).await?)
 }
 
 /// The latest finished run of `suite` on the version with `hash`, outside `batch`.
 pub async fn baseline(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     prompt: &str,
     hash: &str,
     suite: &str,
@@ -525,8 +527,8 @@ pub async fn baseline(
 ) -> Result<Option<RunRow>> {
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id
-         WHERE p.name = ? AND r.hash = ? AND r.suite = ? AND r.status IN ('passed', 'failed')
-           AND (r.batch IS NULL OR r.batch != ?)
+         WHERE p.name = $1 AND r.hash = $2 AND r.suite = $3 AND r.status IN ('passed', 'failed')
+           AND (r.batch IS NULL OR r.batch != $4)
          ORDER BY r.created_at DESC LIMIT 1"
     );
     Ok(sqlx::query_as(&sql).bind(prompt).bind(hash).bind(suite).bind(batch).fetch_optional(db).await?)
@@ -535,14 +537,14 @@ pub async fn baseline(
 /// The finished run of `suite` on the version with `hash` with the best pass rate:
 /// (run id, pass rate).
 pub async fn best_run(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     prompt_id: i64,
     hash: &str,
     suite: &str,
 ) -> Result<Option<(String, f64)>> {
     Ok(sqlx::query_as(
         "SELECT id, CAST(passed AS REAL) / total AS rate FROM eval_runs
-         WHERE prompt_id = ? AND hash = ? AND suite = ? AND status IN ('passed', 'failed') AND total > 0
+         WHERE prompt_id = $1 AND hash = $2 AND suite = $3 AND status IN ('passed', 'failed') AND total > 0
          ORDER BY rate DESC, created_at DESC LIMIT 1",
     )
     .bind(prompt_id)

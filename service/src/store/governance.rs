@@ -2,38 +2,38 @@
 
 use domain::model::{EvalGate, LabelPolicy, LabelRequest, RequestStatus};
 use domain::rollout::NewRollout;
-use sqlx::{FromRow, SqliteConnection, SqliteExecutor};
+use sqlx::{AnyConnection, AnyExecutor, FromRow};
 
 use super::corrupt;
 use crate::error::Result;
 use crate::time::format_us;
 
-pub async fn policy(ex: impl SqliteExecutor<'_>, label: &str) -> Result<LabelPolicy> {
-    let row: Option<(bool, Option<String>, bool)> =
-        sqlx::query_as("SELECT protected, require_eval, require_approval FROM label_policies WHERE label = ?")
+pub async fn policy(ex: impl AnyExecutor<'_>, label: &str) -> Result<LabelPolicy> {
+    let row: Option<(super::Flag, Option<String>, super::Flag)> =
+        sqlx::query_as("SELECT protected, require_eval, require_approval FROM label_policies WHERE label = $1")
             .bind(label)
             .fetch_optional(ex)
             .await?;
     let Some((protected, gate, require_approval)) = row else { return Ok(LabelPolicy::default()) };
     let require_eval =
         gate.map(|g| serde_json::from_str::<EvalGate>(&g).map_err(|_| corrupt("eval gate"))).transpose()?;
-    Ok(LabelPolicy { protected, require_eval, require_approval })
+    Ok(LabelPolicy { protected: protected.0, require_eval, require_approval: require_approval.0 })
 }
 
-pub async fn set_policy(conn: &mut SqliteConnection, label: &str, p: &LabelPolicy) -> Result<()> {
+pub async fn set_policy(conn: &mut AnyConnection, label: &str, p: &LabelPolicy) -> Result<()> {
     let gate = p
         .require_eval
         .as_ref()
         .map(|g| serde_json::json!({"suite": g.suite, "min_pass_rate": g.min_pass_rate}).to_string());
     sqlx::query(
-        "INSERT INTO label_policies (label, protected, require_eval, require_approval) VALUES (?, ?, ?, ?)
+        "INSERT INTO label_policies (label, protected, require_eval, require_approval) VALUES ($1, $2, $3, $4)
          ON CONFLICT (label) DO UPDATE SET protected = excluded.protected, require_eval = excluded.require_eval,
            require_approval = excluded.require_approval",
     )
     .bind(label)
-    .bind(p.protected)
+    .bind(super::Flag(p.protected))
     .bind(gate)
-    .bind(p.require_approval)
+    .bind(super::Flag(p.require_approval))
     .execute(conn)
     .await?;
     Ok(())
@@ -53,10 +53,10 @@ pub struct NewRequest<'a> {
     pub rollout: Option<&'a str>,
 }
 
-pub async fn insert_request(conn: &mut SqliteConnection, r: &NewRequest<'_>) -> Result<()> {
+pub async fn insert_request(conn: &mut AnyConnection, r: &NewRequest<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO label_requests (id, prompt_id, label, version, reason, requested_by, requester_user_id, status,
-           created_at, expires_at, rollout) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+           created_at, expires_at, rollout) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)",
     )
     .bind(r.id)
     .bind(r.prompt_id)
@@ -119,27 +119,27 @@ impl RequestRow {
 const COLUMNS: &str = "q.id, p.name AS prompt, q.label, q.version, q.reason, q.requested_by, q.requester_user_id,
     q.status, q.decided_by, q.comment, q.created_at, q.expires_at, q.decided_at, q.rollout";
 
-pub async fn request(ex: impl SqliteExecutor<'_>, id: &str) -> Result<Option<RequestRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM label_requests q JOIN prompts p ON p.id = q.prompt_id WHERE q.id = ?");
+pub async fn request(ex: impl AnyExecutor<'_>, id: &str) -> Result<Option<RequestRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM label_requests q JOIN prompts p ON p.id = q.prompt_id WHERE q.id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(ex).await?)
 }
 
 /// Requests, newest first, optionally of one status.
 pub async fn requests(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     status: Option<RequestStatus>,
     limit: i64,
 ) -> Result<Vec<RequestRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM label_requests q JOIN prompts p ON p.id = q.prompt_id
-         WHERE (?1 IS NULL OR q.status = ?1) ORDER BY q.created_at DESC LIMIT ?2"
+         WHERE ($1 IS NULL OR q.status = $1) ORDER BY q.created_at DESC LIMIT $2"
     );
     Ok(sqlx::query_as(&sql).bind(status.map(RequestStatus::as_str)).bind(limit).fetch_all(ex).await?)
 }
 
 /// Closes a pending request; false when it was no longer pending.
 pub async fn decide(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     status: RequestStatus,
     decided_by: &str,
@@ -147,7 +147,7 @@ pub async fn decide(
     at: i64,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE label_requests SET status = ?, decided_by = ?, comment = ?, decided_at = ? WHERE id = ? AND status = 'pending'",
+        "UPDATE label_requests SET status = $1, decided_by = $2, comment = $3, decided_at = $4 WHERE id = $5 AND status = 'pending'",
     )
     .bind(status.as_str())
     .bind(decided_by)
@@ -160,15 +160,15 @@ pub async fn decide(
 }
 
 /// Pending requests past their expiry.
-pub async fn due(ex: impl SqliteExecutor<'_>, now: i64) -> Result<Vec<RequestRow>> {
+pub async fn due(ex: impl AnyExecutor<'_>, now: i64) -> Result<Vec<RequestRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM label_requests q JOIN prompts p ON p.id = q.prompt_id
-         WHERE q.status = 'pending' AND q.expires_at <= ?"
+         WHERE q.status = 'pending' AND q.expires_at <= $1"
     );
     Ok(sqlx::query_as(&sql).bind(now).fetch_all(ex).await?)
 }
 
 /// Every label that has a policy row, by label.
-pub async fn policies(ex: impl SqliteExecutor<'_>) -> Result<Vec<String>> {
+pub async fn policies(ex: impl AnyExecutor<'_>) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar("SELECT label FROM label_policies ORDER BY label").fetch_all(ex).await?)
 }

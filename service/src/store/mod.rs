@@ -8,21 +8,22 @@ pub mod governance;
 pub mod rollouts;
 pub mod telemetry;
 pub mod webhooks;
+mod sql;
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use domain::audit::{EventFields, GENESIS};
 use domain::content::{Content, Message, Parts, PromptBody};
 use domain::model::{AuditEvent, LabelMove, VersionView};
 use domain::vocabulary::AuditAction;
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyConnection, AnyExecutor, AnyPool, Executor, FromRow, Transaction};
 
 use crate::error::{Result, ServiceError};
 use crate::time::format_us;
+
+pub use sql::{Double, Flag, Sql};
 
 /// How much to trade durability for speed on power loss (never on a process crash).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,75 +35,253 @@ pub enum Durability {
     Normal,
 }
 
+/// Where the registry lives: a SQLite file (the default), or a PostgreSQL database that
+/// several replicas share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; anything else is a file path
+    /// (`sqlite:` prefix allowed).
+    pub fn parse(db: &str) -> Location {
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Location::Postgres(db.to_owned())
+        } else {
+            Location::File(PathBuf::from(db.strip_prefix("sqlite://").or(db.strip_prefix("sqlite:")).unwrap_or(db)))
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
+
+    /// What to show people: the path, or the URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            Location::File(path) => path.display().to_string(),
+            Location::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut u) if u.password().is_some() => {
+                    let _ = u.set_password(Some("***"));
+                    u.to_string()
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Location {
+        Location::File(path.to_owned())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(path: &PathBuf) -> Location {
+        Location::File(path.clone())
+    }
+}
+
+impl From<&Location> for Location {
+    fn from(at: &Location) -> Location {
+        at.clone()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The two databases of a registry: the registry itself, and telemetry (generations,
+/// scores, rollups), which is written far more often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Registry,
+    Telemetry,
+}
+
+/// The key of the advisory lock that orders writes across PostgreSQL replicas.
+const WRITE_LOCK_KEY: i64 = 0x7072_6f6d_7074_6c67; // "promptlg"
+
+/// One registry database, through sqlx's `Any` driver: every query is written once in
+/// the SQL both backends speak (`$1` placeholders, integers for times and flags).
+///
+/// SQLite: WAL mode, one writer connection taken with `BEGIN IMMEDIATE`, and a pool of
+/// read-only connections. PostgreSQL: one pool; every write transaction first takes a
+/// transaction-scoped advisory lock, so writes from every replica are ordered as
+/// SQLite's are (the audit chain's head is read and extended under it).
 pub struct Store {
-    pub reader: SqlitePool,
-    writer: SqlitePool,
-    /// Held from `BEGIN IMMEDIATE` until the in-memory index has the change, so the index
-    /// sees commits in commit order.
+    pub reader: AnyPool,
+    writer: AnyPool,
+    pub backend: Backend,
+    /// Held from the start of a write until the in-memory index has the change, so the
+    /// index sees this replica's commits in commit order.
     write_lock: tokio::sync::Mutex<()>,
 }
 
 pub struct WriteGuard<'a> {
-    pub tx: Transaction<'static, Sqlite>,
+    pub tx: Transaction<'static, Any>,
     _lock: tokio::sync::MutexGuard<'a, ()>,
 }
 
 impl Store {
     /// The registry's database.
-    pub async fn open(path: &Path, durability: Durability) -> Result<Store> {
-        Self::connect(path, durability, &sqlx::migrate!("./migrations"), &[]).await
+    pub async fn open(at: &Location, durability: Durability) -> Result<Store> {
+        Self::connect(at, durability, Part::Registry).await
     }
 
-    /// The telemetry database, a file of its own with its own writer.
-    pub async fn open_telemetry(path: &Path, durability: Durability) -> Result<Store> {
-        // Ingest writes large batches into tables of millions of rows: a 64 MiB page cache
-        // keeps the indexes' hot pages in the writer (SQLite's default is 2 MiB), and
-        // checkpoints come every 40 MB of WAL rather than every 4 MB.
-        let writer = [("cache_size", "-65536"), ("wal_autocheckpoint", "10000")];
-        Self::connect(path, durability, &sqlx::migrate!("./migrations_telemetry"), &writer).await
+    /// The telemetry database: a file of its own beside SQLite's (`<db>.telemetry`), a
+    /// schema of its own (`telemetry`) in PostgreSQL.
+    pub async fn open_telemetry(at: &Location, durability: Durability) -> Result<Store> {
+        Self::connect(at, durability, Part::Telemetry).await
     }
 
-    async fn connect(
-        path: &Path,
-        durability: Durability,
-        migrator: &sqlx::migrate::Migrator,
-        writer_pragmas: &[(&'static str, &'static str)],
-    ) -> Result<Store> {
-        let base = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .synchronous(match durability {
-                Durability::Full => SqliteSynchronous::Full,
-                Durability::Normal => SqliteSynchronous::Normal,
-            });
-        let writer_options =
-            writer_pragmas.iter().fold(base.clone().create_if_missing(true), |o, (k, v)| o.pragma(*k, *v));
-        let writer = SqlitePoolOptions::new()
+    async fn connect(at: &Location, durability: Durability, part: Part) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        match at {
+            Location::File(path) => {
+                let path = match part {
+                    Part::Registry => path.clone(),
+                    Part::Telemetry => telemetry_path(path),
+                };
+                Self::connect_sqlite(&path, durability, part).await
+            }
+            Location::Postgres(url) => Self::connect_postgres(url, part).await,
+        }
+    }
+
+    async fn connect_sqlite(path: &Path, durability: Durability, part: Part) -> Result<Store> {
+        let absolute = std::path::absolute(path).map_err(ServiceError::internal)?;
+        let url = url::Url::from_file_path(absolute)
+            .map_err(|()| ServiceError::BadRequest(format!("'{}' is not a usable file path", path.display())))?;
+        let url = format!("sqlite://{}", url.path());
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        // Ingest writes large batches into tables of millions of rows: a 64 MiB page
+        // cache keeps the indexes' hot pages in the writer (SQLite's default is 2 MiB),
+        // and checkpoints come every 40 MB of WAL rather than every 4 MB.
+        let tuning = match part {
+            Part::Registry => "",
+            Part::Telemetry => "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;",
+        };
+        let setup = format!(
+            "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous}; {tuning}"
+        );
+        let writer_setup = setup.clone();
+        let writer = AnyPoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(writer_options)
+            .after_connect(move |conn, _| {
+                let setup = writer_setup.clone();
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute(setup.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options(&format!("{url}?mode=rwc"))?)
             .await?;
-        migrator.run(&writer).await?;
-        let reader =
-            SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(base.read_only(true)).await?;
-        Ok(Store { reader, writer, write_lock: tokio::sync::Mutex::new(()) })
+        migrator(Backend::Sqlite, part).run(&writer).await?;
+        let reader = AnyPoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .after_connect(move |conn, _| {
+                let setup = setup.clone();
+                Box::pin(async move {
+                    conn.execute(setup.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options(&format!("{url}?mode=ro"))?)
+            .await?;
+        Ok(Store { reader, writer, backend: Backend::Sqlite, write_lock: tokio::sync::Mutex::new(()) })
     }
 
-    /// Starts the one write transaction.
+    async fn connect_postgres(url: &str, part: Part) -> Result<Store> {
+        let schema = match part {
+            Part::Registry => "public",
+            Part::Telemetry => "telemetry",
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(format!("SET search_path TO {schema}").as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options(url)?)
+            .await?;
+        {
+            // Replicas starting together migrate one at a time.
+            let mut conn = pool.acquire().await?;
+            conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str()).await?;
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(WRITE_LOCK_KEY + 1).execute(&mut *conn).await?;
+            let migrated = migrator(Backend::Postgres, part).run(&mut *conn).await;
+            sqlx::query("SELECT pg_advisory_unlock($1)").bind(WRITE_LOCK_KEY + 1).execute(&mut *conn).await?;
+            migrated?;
+        }
+        Ok(Store { reader: pool.clone(), writer: pool, backend: Backend::Postgres, write_lock: Default::default() })
+    }
+
+    /// Starts a write transaction: the only one on SQLite, the only one across every
+    /// replica on PostgreSQL.
     pub async fn write(&self) -> Result<WriteGuard<'_>> {
         let lock = self.write_lock.lock().await;
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK_KEY).execute(&mut *tx).await?;
+                tx
+            }
+        };
         Ok(WriteGuard { tx, _lock: lock })
+    }
+
+    /// Holds off this replica's writes (while it applies other replicas' changes).
+    pub async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().await
     }
 
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+fn options(url: &str) -> Result<AnyConnectOptions> {
+    Ok(url.parse::<AnyConnectOptions>()?)
+}
+
+fn migrator(backend: Backend, part: Part) -> &'static sqlx::migrate::Migrator {
+    static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+    static SQLITE_TELEMETRY: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_telemetry");
+    static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_postgres");
+    static POSTGRES_TELEMETRY: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_postgres_telemetry");
+    match (backend, part) {
+        (Backend::Sqlite, Part::Registry) => &SQLITE,
+        (Backend::Sqlite, Part::Telemetry) => &SQLITE_TELEMETRY,
+        (Backend::Postgres, Part::Registry) => &POSTGRES,
+        (Backend::Postgres, Part::Telemetry) => &POSTGRES_TELEMETRY,
+    }
+}
+
+/// The telemetry database beside the registry's: `<db>.telemetry`.
+pub fn telemetry_path(db: &Path) -> PathBuf {
+    let mut file = db.as_os_str().to_owned();
+    file.push(".telemetry");
+    file.into()
 }
 
 // ---------------------------------------------------------------- prompts and versions
@@ -186,33 +365,33 @@ impl VersionRow {
 
 /// The row id of an insert, or `NameTaken` with `taken` when a unique name clashes.
 fn inserted(
-    result: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+    result: std::result::Result<i64, sqlx::Error>,
     taken: impl FnOnce() -> String,
 ) -> Result<i64> {
     match result {
-        Ok(done) => Ok(done.last_insert_rowid()),
+        Ok(id) => Ok(id),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ServiceError::NameTaken(taken())),
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn prompt_by_name(ex: impl SqliteExecutor<'_>, name: &str) -> Result<Option<PromptRow>> {
+pub async fn prompt_by_name(ex: impl AnyExecutor<'_>, name: &str) -> Result<Option<PromptRow>> {
     Ok(sqlx::query_as::<_, PromptRow>(
-        "SELECT id, name, description, tags, updated_at, updated_by FROM prompts WHERE name = ?",
+        "SELECT id, name, description, tags, updated_at, updated_by FROM prompts WHERE name = $1",
     )
     .bind(name)
     .fetch_optional(ex)
     .await?)
 }
 
-pub async fn all_prompts(ex: impl SqliteExecutor<'_>) -> Result<Vec<PromptRow>> {
+pub async fn all_prompts(ex: impl AnyExecutor<'_>) -> Result<Vec<PromptRow>> {
     Ok(sqlx::query_as::<_, PromptRow>("SELECT id, name, description, tags, updated_at, updated_by FROM prompts")
         .fetch_all(ex)
         .await?)
 }
 
 pub async fn insert_prompt(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     name: &str,
     description: &str,
     tags: &[String],
@@ -220,9 +399,9 @@ pub async fn insert_prompt(
     at: i64,
 ) -> Result<i64> {
     let tags = serde_json::to_string(tags).map_err(ServiceError::internal)?;
-    let result = sqlx::query(
+    let result = sqlx::query_scalar(
         "INSERT INTO prompts (name, description, tags, created_by, created_at, updated_at, updated_by)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(name)
     .bind(description)
@@ -231,13 +410,13 @@ pub async fn insert_prompt(
     .bind(at)
     .bind(at)
     .bind(actor)
-    .execute(conn)
+    .fetch_one(conn)
     .await;
     inserted(result, || format!("a prompt named '{name}' already exists"))
 }
 
-pub async fn touch_prompt(conn: &mut SqliteConnection, prompt_id: i64, at: i64, actor: &str) -> Result<()> {
-    sqlx::query("UPDATE prompts SET updated_at = ?, updated_by = ? WHERE id = ?")
+pub async fn touch_prompt(conn: &mut AnyConnection, prompt_id: i64, at: i64, actor: &str) -> Result<()> {
+    sqlx::query("UPDATE prompts SET updated_at = $1, updated_by = $2 WHERE id = $3")
         .bind(at)
         .bind(actor)
         .bind(prompt_id)
@@ -249,8 +428,8 @@ pub async fn touch_prompt(conn: &mut SqliteConnection, prompt_id: i64, at: i64, 
 const VERSION_COLUMNS: &str =
     "prompt_id, version, hash, type, template, messages, config, variables, message, created_by, created_at";
 
-pub async fn insert_version(conn: &mut SqliteConnection, row: &VersionRow) -> Result<()> {
-    sqlx::query(&format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+pub async fn insert_version(conn: &mut AnyConnection, row: &VersionRow) -> Result<()> {
+    sqlx::query(&format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
         .bind(row.prompt_id)
         .bind(row.version)
         .bind(&row.hash)
@@ -267,9 +446,9 @@ pub async fn insert_version(conn: &mut SqliteConnection, row: &VersionRow) -> Re
     Ok(())
 }
 
-pub async fn version(ex: impl SqliteExecutor<'_>, prompt_id: i64, version: i64) -> Result<Option<VersionRow>> {
+pub async fn version(ex: impl AnyExecutor<'_>, prompt_id: i64, version: i64) -> Result<Option<VersionRow>> {
     Ok(sqlx::query_as::<_, VersionRow>(&format!(
-        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = ? AND version = ?"
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = $1 AND version = $2"
     ))
     .bind(prompt_id)
     .bind(version)
@@ -277,9 +456,9 @@ pub async fn version(ex: impl SqliteExecutor<'_>, prompt_id: i64, version: i64) 
     .await?)
 }
 
-pub async fn latest_version(ex: impl SqliteExecutor<'_>, prompt_id: i64) -> Result<Option<VersionRow>> {
+pub async fn latest_version(ex: impl AnyExecutor<'_>, prompt_id: i64) -> Result<Option<VersionRow>> {
     Ok(sqlx::query_as::<_, VersionRow>(&format!(
-        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = ? ORDER BY version DESC LIMIT 1"
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = $1 ORDER BY version DESC LIMIT 1"
     ))
     .bind(prompt_id)
     .fetch_optional(ex)
@@ -288,13 +467,13 @@ pub async fn latest_version(ex: impl SqliteExecutor<'_>, prompt_id: i64) -> Resu
 
 /// Versions older than `before` (all when `None`), newest first.
 pub async fn versions_page(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     prompt_id: i64,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<VersionRow>> {
     Ok(sqlx::query_as::<_, VersionRow>(&format!(
-        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = ? AND version < ? ORDER BY version DESC LIMIT ?"
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3"
     ))
     .bind(prompt_id)
     .bind(before.unwrap_or(i64::MAX))
@@ -305,7 +484,7 @@ pub async fn versions_page(
 
 /// The versions the index serves at start-up: the newest of each prompt and every
 /// version a label points at.
-pub async fn served_versions(ex: impl SqliteExecutor<'_>) -> Result<Vec<VersionRow>> {
+pub async fn served_versions(ex: impl AnyExecutor<'_>) -> Result<Vec<VersionRow>> {
     Ok(sqlx::query_as::<_, VersionRow>(&format!(
         "WITH current AS (
              SELECT prompt_id, version FROM label_moves
@@ -317,25 +496,37 @@ pub async fn served_versions(ex: impl SqliteExecutor<'_>) -> Result<Vec<VersionR
     .await?)
 }
 
-/// Rows read for verification come in chunks: SQLite packs each chunk into one JSON
-/// array, so a read of the whole history pays sqlx's per-row cost (a few µs) once per
-/// chunk instead of once per row. JSON round-trips every value exactly.
+/// Rows read for verification come in chunks: the database packs each chunk into one
+/// JSON array, so a read of the whole history pays sqlx's per-row cost (a few µs) once
+/// per chunk instead of once per row. JSON round-trips every value exactly.
 pub const CHUNK: i64 = 2000;
+
+/// The statement that reads `columns` of `from` (a table and its condition) as one JSON
+/// array of arrays, ordered by `order`, at most `limit` rows: each backend has its own
+/// JSON functions.
+fn chunk_sql(conn: &AnyConnection, columns: &str, from: &str, order: &str, limit: &str) -> String {
+    if conn.backend_name() == "PostgreSQL" {
+        format!(
+            "SELECT COALESCE(json_agg(json_build_array({columns}) ORDER BY {order}), '[]')::text
+             FROM (SELECT * FROM {from} ORDER BY {order} LIMIT {limit}) AS chunk"
+        )
+    } else {
+        format!("SELECT json_group_array(json_array({columns})) FROM (SELECT * FROM {from} ORDER BY {order} LIMIT {limit})")
+    }
+}
 
 type VersionTuple = (i64, i64, String, String, Option<String>, Option<String>, String, String, String, String, i64);
 
 /// Up to `CHUNK` versions after `(prompt_id, version)`, in key order.
-pub async fn versions_after(ex: impl SqliteExecutor<'_>, after: (i64, i64)) -> Result<Vec<VersionRow>> {
-    let json: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(prompt_id, version, hash, type, template, messages, config, variables,
-                                            message, created_by, created_at))
-         FROM (SELECT * FROM versions WHERE (prompt_id, version) > (?, ?) ORDER BY prompt_id, version LIMIT ?)",
-    )
-    .bind(after.0)
-    .bind(after.1)
-    .bind(CHUNK)
-    .fetch_one(ex)
-    .await?;
+pub async fn versions_after(conn: &mut AnyConnection, after: (i64, i64)) -> Result<Vec<VersionRow>> {
+    let sql = chunk_sql(
+        conn,
+        "prompt_id, version, hash, type, template, messages, config, variables, message, created_by, created_at",
+        "versions WHERE (prompt_id, version) > ($1, $2)",
+        "prompt_id, version",
+        "$3",
+    );
+    let json: String = sqlx::query_scalar(&sql).bind(after.0).bind(after.1).bind(CHUNK).fetch_one(&mut *conn).await?;
     let rows: Vec<VersionTuple> = serde_json::from_str(&json).map_err(|_| corrupt("version chunk"))?;
     Ok(rows
         .into_iter()
@@ -355,10 +546,23 @@ pub async fn versions_after(ex: impl SqliteExecutor<'_>, after: (i64, i64)) -> R
         .collect())
 }
 
+/// One prompt's served versions (as `served_versions`, for one prompt).
+pub async fn served_versions_of(ex: impl AnyExecutor<'_>, prompt_id: i64) -> Result<Vec<VersionRow>> {
+    Ok(sqlx::query_as::<_, VersionRow>(&format!(
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE prompt_id = $1 AND version IN (
+             SELECT version FROM label_moves
+             WHERE id IN (SELECT MAX(id) FROM label_moves WHERE prompt_id = $1 GROUP BY label)
+             UNION SELECT MAX(version) FROM versions WHERE prompt_id = $1)"
+    ))
+    .bind(prompt_id)
+    .fetch_all(ex)
+    .await?)
+}
+
 /// The newest version created at or before `at`.
-pub async fn latest_at(ex: impl SqliteExecutor<'_>, prompt_id: i64, at: i64) -> Result<Option<i64>> {
+pub async fn latest_at(ex: impl AnyExecutor<'_>, prompt_id: i64, at: i64) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT MAX(version) FROM versions WHERE prompt_id = ? AND created_at <= ?",
+        "SELECT MAX(version) FROM versions WHERE prompt_id = $1 AND created_at <= $2",
     )
     .bind(prompt_id)
     .bind(at)
@@ -393,7 +597,7 @@ impl From<LabelMoveRow> for LabelMove {
 }
 
 /// The label each prompt's labels point at now: the last move of each.
-pub async fn current_labels(ex: impl SqliteExecutor<'_>) -> Result<Vec<(i64, String, i64)>> {
+pub async fn current_labels(ex: impl AnyExecutor<'_>) -> Result<Vec<(i64, String, i64)>> {
     Ok(sqlx::query_as::<_, (i64, String, i64)>(
         "SELECT prompt_id, label, version FROM label_moves
          WHERE id IN (SELECT MAX(id) FROM label_moves GROUP BY prompt_id, label)",
@@ -402,9 +606,21 @@ pub async fn current_labels(ex: impl SqliteExecutor<'_>) -> Result<Vec<(i64, Str
     .await?)
 }
 
-pub async fn insert_label_move(conn: &mut SqliteConnection, m: &LabelMoveRow) -> Result<()> {
+/// Where one prompt's labels point now.
+pub async fn labels_of(ex: impl AnyExecutor<'_>, prompt_id: i64) -> Result<std::collections::BTreeMap<String, i64>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT label, version FROM label_moves
+         WHERE id IN (SELECT MAX(id) FROM label_moves WHERE prompt_id = $1 GROUP BY label)",
+    )
+    .bind(prompt_id)
+    .fetch_all(ex)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+pub async fn insert_label_move(conn: &mut AnyConnection, m: &LabelMoveRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO label_moves (prompt_id, label, version, previous_version, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO label_moves (prompt_id, label, version, previous_version, actor, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(m.prompt_id)
     .bind(&m.label)
@@ -419,9 +635,9 @@ pub async fn insert_label_move(conn: &mut SqliteConnection, m: &LabelMoveRow) ->
 }
 
 /// Where `label` pointed at instant `at` (the last move at or before it).
-pub async fn label_at(ex: impl SqliteExecutor<'_>, prompt_id: i64, label: &str, at: i64) -> Result<Option<i64>> {
+pub async fn label_at(ex: impl AnyExecutor<'_>, prompt_id: i64, label: &str, at: i64) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar::<_, i64>(
-        "SELECT version FROM label_moves WHERE prompt_id = ? AND label = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT 1",
+        "SELECT version FROM label_moves WHERE prompt_id = $1 AND label = $2 AND at <= $3 ORDER BY at DESC, id DESC LIMIT 1",
     )
     .bind(prompt_id)
     .bind(label)
@@ -430,10 +646,10 @@ pub async fn label_at(ex: impl SqliteExecutor<'_>, prompt_id: i64, label: &str, 
     .await?)
 }
 
-pub async fn label_history(ex: impl SqliteExecutor<'_>, prompt_id: i64, limit: i64) -> Result<Vec<LabelMoveRow>> {
+pub async fn label_history(ex: impl AnyExecutor<'_>, prompt_id: i64, limit: i64) -> Result<Vec<LabelMoveRow>> {
     Ok(sqlx::query_as::<_, LabelMoveRow>(
         "SELECT prompt_id, label, version, previous_version, actor, reason, at FROM label_moves
-         WHERE prompt_id = ? ORDER BY id DESC LIMIT ?",
+         WHERE prompt_id = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(prompt_id)
     .bind(limit)
@@ -504,7 +720,7 @@ pub struct NewEvent<'a> {
 }
 
 /// Appends one event to the chain, inside the caller's write transaction.
-pub async fn append_event(conn: &mut SqliteConnection, at: i64, e: NewEvent<'_>) -> Result<i64> {
+pub async fn append_event(conn: &mut AnyConnection, at: i64, e: NewEvent<'_>) -> Result<i64> {
     let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -528,7 +744,7 @@ pub async fn append_event(conn: &mut SqliteConnection, at: i64, e: NewEvent<'_>)
     let hash = row.computed_hash();
     sqlx::query(
         "INSERT INTO audit_events (seq, at, actor, action, prompt, version, label, detail, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(row.seq)
     .bind(row.at)
@@ -545,6 +761,14 @@ pub async fn append_event(conn: &mut SqliteConnection, at: i64, e: NewEvent<'_>)
     if let Some(event) = e.action.webhook() {
         webhooks::enqueue(conn, event.as_str(), seq, at).await?;
     }
+    if conn.backend_name() == "PostgreSQL" {
+        // Delivered to every replica when (and only if) the transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::replicas::CHANNEL)
+            .bind(seq.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(seq)
 }
 
@@ -558,49 +782,58 @@ pub struct AuditFilter {
     pub before_seq: Option<i64>,
 }
 
-pub async fn audit_page(ex: impl SqliteExecutor<'_>, f: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+pub async fn audit_page(ex: impl AnyExecutor<'_>, f: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>> {
+    let mut q = Sql::new(
         "SELECT seq, at, actor, action, prompt, version, label, detail, prev_hash, hash FROM audit_events WHERE 1 = 1",
     );
     if let Some(p) = &f.prompt {
-        q.push(" AND prompt = ").push_bind(p.clone());
+        q.push(" AND prompt = ").bind(p.clone());
     }
     if let Some(a) = &f.actor {
-        q.push(" AND actor = ").push_bind(a.clone());
+        q.push(" AND actor = ").bind(a.clone());
     }
     if let Some(a) = &f.action {
-        q.push(" AND action = ").push_bind(a.clone());
+        q.push(" AND action = ").bind(a.clone());
     }
     if let Some(t) = f.since {
-        q.push(" AND at >= ").push_bind(t);
+        q.push(" AND at >= ").bind(t);
     }
     if let Some(t) = f.until {
-        q.push(" AND at <= ").push_bind(t);
+        q.push(" AND at <= ").bind(t);
     }
     if let Some(s) = f.before_seq {
-        q.push(" AND seq < ").push_bind(s);
+        q.push(" AND seq < ").bind(s);
     }
-    q.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
-    Ok(q.build_query_as::<AuditRow>().fetch_all(ex).await?)
+    q.push(" ORDER BY seq DESC LIMIT ").bind(limit);
+    let (sql, args) = q.build()?;
+    Ok(sqlx::query_as_with::<_, AuditRow, _>(&sql, args).fetch_all(ex).await?)
+}
+
+/// (seq, action, prompt) of every event after `seq`, oldest first.
+pub async fn changes_after(ex: impl AnyExecutor<'_>, seq: i64) -> Result<Vec<(i64, String, Option<String>)>> {
+    Ok(sqlx::query_as("SELECT seq, action, prompt FROM audit_events WHERE seq > $1 ORDER BY seq")
+        .bind(seq)
+        .fetch_all(ex)
+        .await?)
 }
 
 /// The newest event's seq (0 when there is none).
-pub async fn last_seq(ex: impl SqliteExecutor<'_>) -> Result<i64> {
+pub async fn last_seq(ex: impl AnyExecutor<'_>) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetch_one(ex).await?)
 }
 
 type EventTuple = (i64, i64, String, String, Option<String>, Option<i64>, Option<String>, String, String, String);
 
 /// Up to `CHUNK` events after `seq`, oldest first, for verification.
-pub async fn events_after(ex: impl SqliteExecutor<'_>, seq: i64) -> Result<Vec<AuditRow>> {
-    let json: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(seq, at, actor, action, prompt, version, label, detail, prev_hash, hash))
-         FROM (SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?)",
-    )
-    .bind(seq)
-    .bind(CHUNK)
-    .fetch_one(ex)
-    .await?;
+pub async fn events_after(conn: &mut AnyConnection, seq: i64) -> Result<Vec<AuditRow>> {
+    let sql = chunk_sql(
+        conn,
+        "seq, at, actor, action, prompt, version, label, detail, prev_hash, hash",
+        "audit_events WHERE seq > $1",
+        "seq",
+        "$2",
+    );
+    let json: String = sqlx::query_scalar(&sql).bind(seq).bind(CHUNK).fetch_one(&mut *conn).await?;
     let rows: Vec<EventTuple> = serde_json::from_str(&json).map_err(|_| corrupt("audit chunk"))?;
     Ok(rows
         .into_iter()
@@ -627,20 +860,21 @@ pub struct UserRow {
     pub username: String,
     pub role: String,
     pub password_hash: Option<String>,
+    #[sqlx(try_from = "Flag")]
     pub disabled: bool,
     pub created_at: i64,
 }
 
-pub async fn user_by_name(ex: impl SqliteExecutor<'_>, username: &str) -> Result<Option<UserRow>> {
+pub async fn user_by_name(ex: impl AnyExecutor<'_>, username: &str) -> Result<Option<UserRow>> {
     Ok(sqlx::query_as::<_, UserRow>(
-        "SELECT id, username, role, password_hash, disabled, created_at FROM users WHERE username = ?",
+        "SELECT id, username, role, password_hash, disabled, created_at FROM users WHERE username = $1",
     )
     .bind(username)
     .fetch_optional(ex)
     .await?)
 }
 
-pub async fn users(ex: impl SqliteExecutor<'_>) -> Result<Vec<UserRow>> {
+pub async fn users(ex: impl AnyExecutor<'_>) -> Result<Vec<UserRow>> {
     Ok(sqlx::query_as::<_, UserRow>(
         "SELECT id, username, role, password_hash, disabled, created_at FROM users ORDER BY username",
     )
@@ -648,23 +882,23 @@ pub async fn users(ex: impl SqliteExecutor<'_>) -> Result<Vec<UserRow>> {
     .await?)
 }
 
-pub async fn count_users(ex: impl SqliteExecutor<'_>) -> Result<i64> {
+pub async fn count_users(ex: impl AnyExecutor<'_>) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(ex).await?)
 }
 
 pub async fn insert_user(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     username: &str,
     role: &str,
     password_hash: Option<&str>,
     at: i64,
 ) -> Result<i64> {
-    let result = sqlx::query("INSERT INTO users (username, role, password_hash, created_at) VALUES (?, ?, ?, ?)")
+    let result = sqlx::query_scalar("INSERT INTO users (username, role, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
         .bind(username)
         .bind(role)
         .bind(password_hash)
         .bind(at)
-        .execute(conn)
+        .fetch_one(conn)
         .await;
     inserted(result, || format!("a user named '{username}' already exists"))
 }
@@ -678,34 +912,36 @@ pub struct KeyRow {
     pub user_id: Option<i64>,
     pub username: Option<String>,
     pub user_role: Option<String>,
-    pub user_disabled: Option<bool>,
+    /// Whether the key's user is disabled (false for a service key).
+    #[sqlx(try_from = "Flag")]
+    pub user_disabled: bool,
     pub created_by: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
 
 const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.scope, k.user_id, u.username, u.role AS user_role,
-    u.disabled AS user_disabled, k.created_by, k.created_at, k.revoked_at
+    COALESCE(u.disabled, 0) AS user_disabled, k.created_by, k.created_at, k.revoked_at
     FROM api_keys k LEFT JOIN users u ON u.id = k.user_id";
 
-pub async fn key_by_hash(ex: impl SqliteExecutor<'_>, key_hash: &[u8]) -> Result<Option<KeyRow>> {
-    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} WHERE k.key_hash = ?"))
+pub async fn key_by_hash(ex: impl AnyExecutor<'_>, key_hash: &[u8]) -> Result<Option<KeyRow>> {
+    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} WHERE k.key_hash = $1"))
         .bind(key_hash)
         .fetch_optional(ex)
         .await?)
 }
 
-pub async fn key_by_name(ex: impl SqliteExecutor<'_>, name: &str) -> Result<Option<KeyRow>> {
-    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} WHERE k.name = ?")).bind(name).fetch_optional(ex).await?)
+pub async fn key_by_name(ex: impl AnyExecutor<'_>, name: &str) -> Result<Option<KeyRow>> {
+    Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} WHERE k.name = $1")).bind(name).fetch_optional(ex).await?)
 }
 
-pub async fn keys(ex: impl SqliteExecutor<'_>) -> Result<Vec<KeyRow>> {
+pub async fn keys(ex: impl AnyExecutor<'_>) -> Result<Vec<KeyRow>> {
     Ok(sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} ORDER BY k.name")).fetch_all(ex).await?)
 }
 
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_key(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     name: &str,
     prefix: &str,
     key_hash: &[u8],
@@ -714,8 +950,8 @@ pub async fn insert_key(
     created_by: &str,
     at: i64,
 ) -> Result<i64> {
-    let result = sqlx::query(
-        "INSERT INTO api_keys (name, prefix, key_hash, scope, user_id, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    let result = sqlx::query_scalar(
+        "INSERT INTO api_keys (name, prefix, key_hash, scope, user_id, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(name)
     .bind(prefix)
@@ -724,13 +960,13 @@ pub async fn insert_key(
     .bind(user_id)
     .bind(created_by)
     .bind(at)
-    .execute(conn)
+    .fetch_one(conn)
     .await;
     inserted(result, || format!("an API key named '{name}' already exists"))
 }
 
-pub async fn revoke_key(conn: &mut SqliteConnection, id: i64, at: i64) -> Result<()> {
-    sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+pub async fn revoke_key(conn: &mut AnyConnection, id: i64, at: i64) -> Result<()> {
+    sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(at)
         .bind(id)
         .execute(conn)
@@ -738,18 +974,18 @@ pub async fn revoke_key(conn: &mut SqliteConnection, id: i64, at: i64) -> Result
     Ok(())
 }
 
-pub async fn update_user(conn: &mut SqliteConnection, id: i64, role: &str, disabled: bool) -> Result<()> {
-    sqlx::query("UPDATE users SET role = ?, disabled = ? WHERE id = ?")
+pub async fn update_user(conn: &mut AnyConnection, id: i64, role: &str, disabled: bool) -> Result<()> {
+    sqlx::query("UPDATE users SET role = $1, disabled = $2 WHERE id = $3")
         .bind(role)
-        .bind(disabled)
+        .bind(Flag(disabled))
         .bind(id)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-pub async fn set_password(conn: &mut SqliteConnection, id: i64, password_hash: &str) -> Result<()> {
-    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?").bind(password_hash).bind(id).execute(conn).await?;
+pub async fn set_password(conn: &mut AnyConnection, id: i64, password_hash: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(password_hash).bind(id).execute(conn).await?;
     Ok(())
 }
 
@@ -760,23 +996,24 @@ pub struct SessionRow {
     pub user_id: i64,
     pub username: String,
     pub role: String,
+    #[sqlx(try_from = "Flag")]
     pub disabled: bool,
     pub created_at: i64,
     pub last_seen_at: i64,
 }
 
-pub async fn session(ex: impl SqliteExecutor<'_>, id_hash: &[u8]) -> Result<Option<SessionRow>> {
+pub async fn session(ex: impl AnyExecutor<'_>, id_hash: &[u8]) -> Result<Option<SessionRow>> {
     Ok(sqlx::query_as::<_, SessionRow>(
         "SELECT s.user_id, u.username, u.role, u.disabled, s.created_at, s.last_seen_at
-         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1",
     )
     .bind(id_hash)
     .fetch_optional(ex)
     .await?)
 }
 
-pub async fn insert_session(conn: &mut SqliteConnection, id_hash: &[u8], user_id: i64, at: i64) -> Result<()> {
-    sqlx::query("INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)")
+pub async fn insert_session(conn: &mut AnyConnection, id_hash: &[u8], user_id: i64, at: i64) -> Result<()> {
+    sqlx::query("INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at) VALUES ($1, $2, $3, $4)")
         .bind(id_hash)
         .bind(user_id)
         .bind(at)
@@ -786,24 +1023,24 @@ pub async fn insert_session(conn: &mut SqliteConnection, id_hash: &[u8], user_id
     Ok(())
 }
 
-pub async fn touch_session(conn: &mut SqliteConnection, id_hash: &[u8], at: i64) -> Result<()> {
-    sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?").bind(at).bind(id_hash).execute(conn).await?;
+pub async fn touch_session(conn: &mut AnyConnection, id_hash: &[u8], at: i64) -> Result<()> {
+    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2").bind(at).bind(id_hash).execute(conn).await?;
     Ok(())
 }
 
-pub async fn delete_session(conn: &mut SqliteConnection, id_hash: &[u8]) -> Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash).execute(conn).await?;
+pub async fn delete_session(conn: &mut AnyConnection, id_hash: &[u8]) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(conn).await?;
     Ok(())
 }
 
-pub async fn delete_user_sessions(conn: &mut SqliteConnection, user_id: i64) -> Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(user_id).execute(conn).await?;
+pub async fn delete_user_sessions(conn: &mut AnyConnection, user_id: i64) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(conn).await?;
     Ok(())
 }
 
 /// Removes sessions idle since `idle_before` or created before `created_before`.
-pub async fn delete_expired_sessions(conn: &mut SqliteConnection, idle_before: i64, created_before: i64) -> Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?")
+pub async fn delete_expired_sessions(conn: &mut AnyConnection, idle_before: i64, created_before: i64) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
         .bind(idle_before)
         .bind(created_before)
         .execute(conn)

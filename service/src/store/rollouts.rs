@@ -2,7 +2,7 @@
 //! judge's verdicts. In the registry's file: every change is audited with it.
 
 use domain::rollout::{Guard, Outcome, RolloutStatus, Verdict};
-use sqlx::{FromRow, SqliteConnection, SqliteExecutor};
+use sqlx::{AnyConnection, AnyExecutor, FromRow};
 
 use super::corrupt;
 use crate::error::Result;
@@ -51,11 +51,11 @@ const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt, r.label, r.base_vers
     r.step_seconds, r.min_samples, r.guards, r.reason, r.status, r.step, r.weight, r.step_started_at, r.note,
     r.created_by, r.creator_user_id, r.created_at, r.ended_at, r.ended_by";
 
-pub async fn insert(conn: &mut SqliteConnection, r: &RolloutRow) -> Result<()> {
+pub async fn insert(conn: &mut AnyConnection, r: &RolloutRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO rollouts (id, prompt_id, label, base_version, candidate_version, steps, step_seconds, min_samples,
              guards, reason, status, step, weight, step_started_at, note, created_by, creator_user_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(&r.id)
     .bind(r.prompt_id)
@@ -81,10 +81,10 @@ pub async fn insert(conn: &mut SqliteConnection, r: &RolloutRow) -> Result<()> {
 }
 
 /// Writes where a rollout is now (status, step, weight, note, end).
-pub async fn update(conn: &mut SqliteConnection, r: &RolloutRow) -> Result<()> {
+pub async fn update(conn: &mut AnyConnection, r: &RolloutRow) -> Result<()> {
     sqlx::query(
-        "UPDATE rollouts SET status = ?, step = ?, weight = ?, step_started_at = ?, note = ?, ended_at = ?, ended_by = ?
-         WHERE id = ?",
+        "UPDATE rollouts SET status = $1, step = $2, weight = $3, step_started_at = $4, note = $5, ended_at = $6, ended_by = $7
+         WHERE id = $8",
     )
     .bind(&r.status)
     .bind(r.step)
@@ -99,13 +99,13 @@ pub async fn update(conn: &mut SqliteConnection, r: &RolloutRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn get(ex: impl SqliteExecutor<'_>, id: &str) -> Result<Option<RolloutRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM rollouts r JOIN prompts p ON p.id = r.prompt_id WHERE r.id = ?");
+pub async fn get(ex: impl AnyExecutor<'_>, id: &str) -> Result<Option<RolloutRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM rollouts r JOIN prompts p ON p.id = r.prompt_id WHERE r.id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(ex).await?)
 }
 
 /// Running and paused rollouts.
-pub async fn live(ex: impl SqliteExecutor<'_>) -> Result<Vec<RolloutRow>> {
+pub async fn live(ex: impl AnyExecutor<'_>) -> Result<Vec<RolloutRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM rollouts r JOIN prompts p ON p.id = r.prompt_id WHERE r.status IN ('running', 'paused')"
     );
@@ -113,19 +113,19 @@ pub async fn live(ex: impl SqliteExecutor<'_>) -> Result<Vec<RolloutRow>> {
 }
 
 /// The live rollout of a prompt's label, if any.
-pub async fn live_on(ex: impl SqliteExecutor<'_>, prompt_id: i64, label: &str) -> Result<Option<RolloutRow>> {
+pub async fn live_on(ex: impl AnyExecutor<'_>, prompt_id: i64, label: &str) -> Result<Option<RolloutRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM rollouts r JOIN prompts p ON p.id = r.prompt_id
-         WHERE r.prompt_id = ? AND r.label = ? AND r.status IN ('running', 'paused')"
+         WHERE r.prompt_id = $1 AND r.label = $2 AND r.status IN ('running', 'paused')"
     );
     Ok(sqlx::query_as(&sql).bind(prompt_id).bind(label).fetch_optional(ex).await?)
 }
 
 /// A prompt's rollouts, newest first.
-pub async fn of_prompt(ex: impl SqliteExecutor<'_>, prompt_id: i64, limit: i64) -> Result<Vec<RolloutRow>> {
+pub async fn of_prompt(ex: impl AnyExecutor<'_>, prompt_id: i64, limit: i64) -> Result<Vec<RolloutRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM rollouts r JOIN prompts p ON p.id = r.prompt_id
-         WHERE r.prompt_id = ? ORDER BY r.created_at DESC, r.id LIMIT ?"
+         WHERE r.prompt_id = $1 ORDER BY r.created_at DESC, r.id LIMIT $2"
     );
     Ok(sqlx::query_as(&sql).bind(prompt_id).bind(limit).fetch_all(ex).await?)
 }
@@ -141,7 +141,7 @@ pub struct PhaseRow {
 
 /// Ends the current phase (if any) at `at` and starts the next at `weight`.
 pub async fn start_phase(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     rollout: &str,
     step: i64,
     weight: i64,
@@ -149,12 +149,12 @@ pub async fn start_phase(
     actor: &str,
 ) -> Result<i64> {
     end_phase(conn, rollout, at).await?;
-    let phase: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(phase) + 1, 0) FROM rollout_phases WHERE rollout_id = ?")
+    let phase: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(phase) + 1, 0) FROM rollout_phases WHERE rollout_id = $1")
         .bind(rollout)
         .fetch_one(&mut *conn)
         .await?;
     sqlx::query(
-        "INSERT INTO rollout_phases (rollout_id, phase, step, weight, started_at, actor) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO rollout_phases (rollout_id, phase, step, weight, started_at, actor) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(rollout)
     .bind(phase)
@@ -167,8 +167,8 @@ pub async fn start_phase(
     Ok(phase)
 }
 
-pub async fn end_phase(conn: &mut SqliteConnection, rollout: &str, at: i64) -> Result<()> {
-    sqlx::query("UPDATE rollout_phases SET ended_at = ? WHERE rollout_id = ? AND ended_at IS NULL")
+pub async fn end_phase(conn: &mut AnyConnection, rollout: &str, at: i64) -> Result<()> {
+    sqlx::query("UPDATE rollout_phases SET ended_at = $1 WHERE rollout_id = $2 AND ended_at IS NULL")
         .bind(at)
         .bind(rollout)
         .execute(conn)
@@ -176,9 +176,9 @@ pub async fn end_phase(conn: &mut SqliteConnection, rollout: &str, at: i64) -> R
     Ok(())
 }
 
-pub async fn phases(ex: impl SqliteExecutor<'_>, rollout: &str) -> Result<Vec<PhaseRow>> {
+pub async fn phases(ex: impl AnyExecutor<'_>, rollout: &str) -> Result<Vec<PhaseRow>> {
     Ok(sqlx::query_as(
-        "SELECT phase, step, weight, started_at, ended_at FROM rollout_phases WHERE rollout_id = ? ORDER BY phase",
+        "SELECT phase, step, weight, started_at, ended_at FROM rollout_phases WHERE rollout_id = $1 ORDER BY phase",
     )
     .bind(rollout)
     .fetch_all(ex)
@@ -188,14 +188,14 @@ pub async fn phases(ex: impl SqliteExecutor<'_>, rollout: &str) -> Result<Vec<Ph
 /// The phase of a rollout on `prompt_id`'s `label` serving at instant `at`, with its
 /// rollout (for `at=`): (rollout id, candidate version, weight).
 pub async fn serving_at(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     prompt_id: i64,
     label: &str,
     at: i64,
 ) -> Result<Option<(String, i64, i64)>> {
     Ok(sqlx::query_as(
         "SELECT r.id, r.candidate_version, f.weight FROM rollout_phases f JOIN rollouts r ON r.id = f.rollout_id
-         WHERE r.prompt_id = ? AND r.label = ? AND f.started_at <= ? AND (f.ended_at IS NULL OR f.ended_at > ?)
+         WHERE r.prompt_id = $1 AND r.label = $2 AND f.started_at <= $3 AND (f.ended_at IS NULL OR f.ended_at > $4)
          ORDER BY f.started_at DESC LIMIT 1",
     )
     .bind(prompt_id)
@@ -221,12 +221,12 @@ pub struct WeightRow {
 }
 
 /// Every phase of a prompt's rollouts, newest first (the label history).
-pub async fn weight_history(ex: impl SqliteExecutor<'_>, prompt_id: i64, limit: i64) -> Result<Vec<WeightRow>> {
+pub async fn weight_history(ex: impl AnyExecutor<'_>, prompt_id: i64, limit: i64) -> Result<Vec<WeightRow>> {
     Ok(sqlx::query_as(
         "SELECT r.id AS rollout, r.label, r.base_version, r.candidate_version, f.weight, f.started_at, f.ended_at,
                 f.actor, r.reason
          FROM rollout_phases f JOIN rollouts r ON r.id = f.rollout_id
-         WHERE r.prompt_id = ? ORDER BY f.started_at DESC, f.phase DESC LIMIT ?",
+         WHERE r.prompt_id = $1 ORDER BY f.started_at DESC, f.phase DESC LIMIT $2",
     )
     .bind(prompt_id)
     .bind(limit)
@@ -234,7 +234,7 @@ pub async fn weight_history(ex: impl SqliteExecutor<'_>, prompt_id: i64, limit: 
     .await?)
 }
 
-pub async fn insert_verdict(conn: &mut SqliteConnection, rollout: &str, at: i64, v: &Verdict) -> Result<()> {
+pub async fn insert_verdict(conn: &mut AnyConnection, rollout: &str, at: i64, v: &Verdict) -> Result<()> {
     let outcome = match v.outcome {
         Outcome::Pass => "pass",
         Outcome::Fail => "fail",
@@ -242,16 +242,16 @@ pub async fn insert_verdict(conn: &mut SqliteConnection, rollout: &str, at: i64,
     };
     sqlx::query(
         "INSERT INTO rollout_verdicts (rollout_id, at, step, guard, base, candidate, outcome, p_value, message)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(rollout)
     .bind(at)
     .bind(v.step)
     .bind(&v.guard)
-    .bind(v.base)
-    .bind(v.candidate)
+    .bind(super::Double(v.base))
+    .bind(super::Double(v.candidate))
     .bind(outcome)
-    .bind(v.p_value)
+    .bind(super::Double(v.p_value))
     .bind(&v.message)
     .execute(conn)
     .await?;
@@ -270,10 +270,10 @@ struct VerdictRow {
     message: String,
 }
 
-pub async fn verdicts(ex: impl SqliteExecutor<'_>, rollout: &str) -> Result<Vec<Verdict>> {
+pub async fn verdicts(ex: impl AnyExecutor<'_>, rollout: &str) -> Result<Vec<Verdict>> {
     let rows: Vec<VerdictRow> = sqlx::query_as(
         "SELECT at, step, guard, base, candidate, outcome, p_value, message FROM rollout_verdicts
-         WHERE rollout_id = ? ORDER BY id",
+         WHERE rollout_id = $1 ORDER BY id",
     )
     .bind(rollout)
     .fetch_all(ex)

@@ -6,7 +6,9 @@
 use domain::telemetry::{
     Arm, Budget, BudgetWindow, Drift, Generation, GenerationFilter, Histogram, OnExceed, Score, Status,
 };
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
+use sqlx::{AnyConnection, AnyExecutor, FromRow};
+
+use super::Sql;
 
 use super::corrupt;
 use crate::error::Result;
@@ -47,7 +49,7 @@ pub struct GenerationRow {
 }
 
 const COLUMNS: &str = "seq, id, prompt, version, hash, label, rollout, arm, model, input_tokens, output_tokens, cost,
-    cost_source, latency_ms, ttft_ms, status, error, finish_reason, variables, output, user, session, metadata, drift,
+    cost_source, latency_ms, ttft_ms, status, error, finish_reason, variables, output, \"user\", session, metadata, drift,
     truncated, started_at, received_at, phase";
 
 impl GenerationRow {
@@ -89,49 +91,55 @@ impl GenerationRow {
 /// Stores a batch in few statements: many rows per `INSERT`, every value bound (a
 /// statement per row would cost more than the rows do). A request id already stored, or
 /// repeated in the batch, is skipped; returns the ids that were stored.
-pub async fn insert_generations(conn: &mut SqliteConnection, rows: &[GenerationRow]) -> Result<Vec<String>> {
+pub async fn insert_generations(conn: &mut AnyConnection, rows: &[GenerationRow]) -> Result<Vec<String>> {
     let mut stored = Vec::with_capacity(rows.len());
-    // 27 values a row, under SQLite's limit of 32,766 bound values a statement.
+    // 27 values a row, under SQLite's limit of 32,766 bound values a statement
+    // (PostgreSQL's is 65,535).
     for chunk in rows.chunks(1000) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO generations ({}) ", COLUMNS.trim_start_matches("seq, ")));
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(&r.id)
-                .push_bind(&r.prompt)
-                .push_bind(r.version)
-                .push_bind(&r.hash)
-                .push_bind(&r.label)
-                .push_bind(&r.rollout)
-                .push_bind(&r.arm)
-                .push_bind(&r.model)
-                .push_bind(r.input_tokens)
-                .push_bind(r.output_tokens)
-                .push_bind(r.cost)
-                .push_bind(&r.cost_source)
-                .push_bind(r.latency_ms)
-                .push_bind(r.ttft_ms)
-                .push_bind(&r.status)
-                .push_bind(&r.error)
-                .push_bind(&r.finish_reason)
-                .push_bind(&r.variables)
-                .push_bind(&r.output)
-                .push_bind(&r.user)
-                .push_bind(&r.session)
-                .push_bind(&r.metadata)
-                .push_bind(&r.drift)
-                .push_bind(&r.truncated)
-                .push_bind(r.started_at)
-                .push_bind(r.received_at)
-                .push_bind(r.phase);
-        });
+        let mut q = Sql::on(conn, format!("INSERT INTO generations ({}) VALUES ", COLUMNS.trim_start_matches("seq, ")));
+        for (i, r) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.tuple(|b| {
+                b.bind(&r.id)
+                    .bind(&r.prompt)
+                    .bind(r.version)
+                    .bind(&r.hash)
+                    .bind(&r.label)
+                    .bind(&r.rollout)
+                    .bind(&r.arm)
+                    .bind(&r.model)
+                    .bind(r.input_tokens)
+                    .bind(r.output_tokens)
+                    .bind(super::Double(r.cost))
+                    .bind(&r.cost_source)
+                    .bind(super::Double(r.latency_ms))
+                    .bind(super::Double(r.ttft_ms))
+                    .bind(&r.status)
+                    .bind(&r.error)
+                    .bind(&r.finish_reason)
+                    .bind(&r.variables)
+                    .bind(&r.output)
+                    .bind(&r.user)
+                    .bind(&r.session)
+                    .bind(&r.metadata)
+                    .bind(&r.drift)
+                    .bind(&r.truncated)
+                    .bind(r.started_at)
+                    .bind(r.received_at)
+                    .bind(r.phase);
+            });
+        }
         q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-        stored.extend(q.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
+        let (sql, args) = q.build()?;
+        stored.extend(sqlx::query_scalar_with::<_, String, _>(&sql, args).fetch_all(&mut *conn).await?);
     }
     Ok(stored)
 }
 
-pub async fn generation(ex: impl SqliteExecutor<'_>, id: &str) -> Result<Option<GenerationRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE id = ?")).bind(id).fetch_optional(ex).await?)
+pub async fn generation(ex: impl AnyExecutor<'_>, id: &str) -> Result<Option<GenerationRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1")).bind(id).fetch_optional(ex).await?)
 }
 
 /// Where a page of generations starts: strictly older than (`started_at`, `seq`).
@@ -139,52 +147,53 @@ pub type GenerationCursor = (i64, i64);
 
 /// Newest first, filtered; `since`/`until` are parsed times.
 pub async fn generations_page(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     f: &GenerationFilter,
     since: Option<i64>,
     until: Option<i64>,
     before: Option<GenerationCursor>,
     limit: i64,
 ) -> Result<Vec<GenerationRow>> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM generations WHERE 1 = 1"));
+    let mut q = Sql::new(format!("SELECT {COLUMNS} FROM generations WHERE 1 = 1"));
     if let Some(p) = &f.prompt {
-        q.push(" AND prompt = ").push_bind(p.clone());
+        q.push(" AND prompt = ").bind(p.clone());
     }
     if let Some(v) = f.version {
-        q.push(" AND version = ").push_bind(v);
+        q.push(" AND version = ").bind(v);
     }
     if let Some(l) = &f.label {
-        q.push(" AND label = ").push_bind(l.clone());
+        q.push(" AND label = ").bind(l.clone());
     }
     if let Some(s) = f.status {
-        q.push(" AND status = ").push_bind(s.as_str());
+        q.push(" AND status = ").bind(s.as_str());
     }
     if let Some(u) = &f.user {
-        q.push(" AND user = ").push_bind(u.clone());
+        q.push(" AND \"user\" = ").bind(u.clone());
     }
     if let Some(s) = &f.session {
-        q.push(" AND session = ").push_bind(s.clone());
+        q.push(" AND session = ").bind(s.clone());
     }
     if let Some(d) = f.drift {
-        q.push(" AND drift = ").push_bind(d.as_str());
+        q.push(" AND drift = ").bind(d.as_str());
     }
     if let Some(t) = since {
-        q.push(" AND started_at >= ").push_bind(t);
+        q.push(" AND started_at >= ").bind(t);
     }
     if let Some(t) = until {
-        q.push(" AND started_at < ").push_bind(t);
+        q.push(" AND started_at < ").bind(t);
     }
     if let Some((at, seq)) = before {
-        q.push(" AND (started_at, seq) < (").push_bind(at).push(", ").push_bind(seq).push(")");
+        q.push(" AND (started_at, seq) < (").bind(at).push(", ").bind(seq).push(")");
     }
-    q.push(" ORDER BY started_at DESC, seq DESC LIMIT ").push_bind(limit);
-    Ok(q.build_query_as().fetch_all(ex).await?)
+    q.push(" ORDER BY started_at DESC, seq DESC LIMIT ").bind(limit);
+    let (sql, args) = q.build()?;
+    Ok(sqlx::query_as_with(&sql, args).fetch_all(ex).await?)
 }
 
 /// Deletes up to `limit` generations that started before `before`; how many went.
-pub async fn prune_generations(conn: &mut SqliteConnection, before: i64, limit: i64) -> Result<u64> {
+pub async fn prune_generations(conn: &mut AnyConnection, before: i64, limit: i64) -> Result<u64> {
     let done = sqlx::query(
-        "DELETE FROM generations WHERE seq IN (SELECT seq FROM generations WHERE started_at < ? ORDER BY started_at LIMIT ?)",
+        "DELETE FROM generations WHERE seq IN (SELECT seq FROM generations WHERE started_at < $1 ORDER BY started_at LIMIT $2)",
     )
     .bind(before)
     .bind(limit)
@@ -194,9 +203,9 @@ pub async fn prune_generations(conn: &mut SqliteConnection, before: i64, limit: 
 }
 
 /// Deletes up to `limit` scores received before `before`; how many went.
-pub async fn prune_scores(conn: &mut SqliteConnection, before: i64, limit: i64) -> Result<u64> {
+pub async fn prune_scores(conn: &mut AnyConnection, before: i64, limit: i64) -> Result<u64> {
     let done = sqlx::query(
-        "DELETE FROM scores WHERE seq IN (SELECT seq FROM scores WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+        "DELETE FROM scores WHERE seq IN (SELECT seq FROM scores WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
     )
     .bind(before)
     .bind(limit)
@@ -229,7 +238,7 @@ impl ScoreRow {
 }
 
 pub async fn insert_score(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     generation: &str,
     name: &str,
     value: f64,
@@ -238,22 +247,22 @@ pub async fn insert_score(
     rolled_up: bool,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO scores (generation, name, value, comment, created_at, rolled_up) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO scores (generation, name, value, comment, created_at, rolled_up) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(generation)
     .bind(name)
     .bind(value)
     .bind(comment)
     .bind(at)
-    .bind(rolled_up)
+    .bind(super::Flag(rolled_up))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-pub async fn scores_of(ex: impl SqliteExecutor<'_>, generation: &str) -> Result<Vec<ScoreRow>> {
+pub async fn scores_of(ex: impl AnyExecutor<'_>, generation: &str) -> Result<Vec<ScoreRow>> {
     Ok(sqlx::query_as(
-        "SELECT seq, generation, name, value, comment, created_at FROM scores WHERE generation = ? ORDER BY seq",
+        "SELECT seq, generation, name, value, comment, created_at FROM scores WHERE generation = $1 ORDER BY seq",
     )
     .bind(generation)
     .fetch_all(ex)
@@ -261,7 +270,7 @@ pub async fn scores_of(ex: impl SqliteExecutor<'_>, generation: &str) -> Result<
 }
 
 /// Scores whose generation had not arrived when they did.
-pub async fn pending_scores(ex: impl SqliteExecutor<'_>) -> Result<Vec<ScoreRow>> {
+pub async fn pending_scores(ex: impl AnyExecutor<'_>) -> Result<Vec<ScoreRow>> {
     Ok(sqlx::query_as(
         "SELECT seq, generation, name, value, comment, created_at FROM scores WHERE rolled_up = 0 ORDER BY seq",
     )
@@ -269,16 +278,21 @@ pub async fn pending_scores(ex: impl SqliteExecutor<'_>) -> Result<Vec<ScoreRow>
     .await?)
 }
 
-pub async fn count_pending_scores(ex: impl SqliteExecutor<'_>) -> Result<i64> {
+pub async fn count_pending_scores(ex: impl AnyExecutor<'_>) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM scores WHERE rolled_up = 0").fetch_one(ex).await?)
 }
 
-pub async fn mark_rolled_up(conn: &mut SqliteConnection, seqs: &[i64]) -> Result<()> {
-    let list = serde_json::to_string(seqs).map_err(|_| corrupt("score list"))?;
-    sqlx::query("UPDATE scores SET rolled_up = 1 WHERE seq IN (SELECT value FROM json_each(?))")
-        .bind(list)
-        .execute(conn)
-        .await?;
+pub async fn mark_rolled_up(conn: &mut AnyConnection, seqs: &[i64]) -> Result<()> {
+    for chunk in seqs.chunks(1000) {
+        let mut q = Sql::on(conn, "UPDATE scores SET rolled_up = 1 WHERE seq IN ");
+        q.tuple(|t| {
+            for seq in chunk {
+                t.bind(*seq);
+            }
+        });
+        let (sql, args) = q.build()?;
+        sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -411,9 +425,9 @@ const ROLLUP_COLUMNS: &str =
     latency_n, latency_sum, latency_sq, drift_hash, drift_stale, latency, ttft";
 
 /// Adds `add` to the row of `key` (creating it), inside the ingest transaction.
-pub async fn add_to_rollup(conn: &mut SqliteConnection, key: &RollupKey, add: &Rollup) -> Result<()> {
+pub async fn add_to_rollup(conn: &mut AnyConnection, key: &RollupKey, add: &Rollup) -> Result<()> {
     let existing: Option<RollupRow> = sqlx::query_as(&format!(
-        "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE prompt = ? AND bucket = ? AND version = ? AND rollout = ? AND arm = ?"
+        "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE prompt = $1 AND bucket = $2 AND version = $3 AND rollout = $4 AND arm = $5"
     ))
     .bind(&key.prompt)
     .bind(key.bucket)
@@ -425,10 +439,11 @@ pub async fn add_to_rollup(conn: &mut SqliteConnection, key: &RollupKey, add: &R
     let mut total = existing.map(|r| r.rollup()).unwrap_or_default();
     total.merge(add);
     sqlx::query(
-        "INSERT OR REPLACE INTO rollups (prompt, bucket, version, rollout, arm, count, errors, input_tokens,
+        "INSERT INTO rollups (prompt, bucket, version, rollout, arm, count, errors, input_tokens,
              output_tokens, priced, unpriced, cost, cost_sq, latency_n, latency_sum, latency_sq, drift_hash,
              drift_stale, latency, ttft)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+         ON CONFLICT (prompt, bucket, version, rollout, arm) DO UPDATE SET count = excluded.count, errors = excluded.errors, input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, priced = excluded.priced, unpriced = excluded.unpriced, cost = excluded.cost, cost_sq = excluded.cost_sq, latency_n = excluded.latency_n, latency_sum = excluded.latency_sum, latency_sq = excluded.latency_sq, drift_hash = excluded.drift_hash, drift_stale = excluded.drift_stale, latency = excluded.latency, ttft = excluded.ttft",
     )
     .bind(&key.prompt)
     .bind(key.bucket)
@@ -457,14 +472,14 @@ pub async fn add_to_rollup(conn: &mut SqliteConnection, key: &RollupKey, add: &R
 
 /// Adds `add` to a rollout's evidence for one phase and arm, inside the ingest transaction.
 pub async fn add_to_rollout_rollup(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     rollout: &str,
     phase: i64,
     arm: &str,
     add: &Rollup,
 ) -> Result<()> {
     let existing: Option<(i64, i64, i64, f64, f64, Vec<u8>)> = sqlx::query_as(
-        "SELECT count, errors, priced, cost, cost_sq, latency FROM rollout_rollups WHERE rollout = ? AND phase = ? AND arm = ?",
+        "SELECT count, errors, priced, cost, cost_sq, latency FROM rollout_rollups WHERE rollout = $1 AND phase = $2 AND arm = $3",
     )
     .bind(rollout)
     .bind(phase)
@@ -484,8 +499,9 @@ pub async fn add_to_rollout_rollup(
         .unwrap_or_default();
     total.merge(add);
     sqlx::query(
-        "INSERT OR REPLACE INTO rollout_rollups (rollout, phase, arm, count, errors, priced, cost, cost_sq, latency)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO rollout_rollups (rollout, phase, arm, count, errors, priced, cost, cost_sq, latency)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (rollout, phase, arm) DO UPDATE SET count = excluded.count, errors = excluded.errors, priced = excluded.priced, cost = excluded.cost, cost_sq = excluded.cost_sq, latency = excluded.latency",
     )
     .bind(rollout)
     .bind(phase)
@@ -502,7 +518,7 @@ pub async fn add_to_rollout_rollup(
 }
 
 pub async fn add_rollout_score(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     rollout: &str,
     phase: i64,
     arm: &str,
@@ -510,9 +526,9 @@ pub async fn add_rollout_score(
     value: f64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO rollout_score_rollups (rollout, phase, arm, name, count, sum, sum_sq) VALUES (?, ?, ?, ?, 1, ?, ?)
+        "INSERT INTO rollout_score_rollups (rollout, phase, arm, name, count, sum, sum_sq) VALUES ($1, $2, $3, $4, 1, $5, $6)
          ON CONFLICT (rollout, phase, arm, name)
-         DO UPDATE SET count = count + 1, sum = sum + excluded.sum, sum_sq = sum_sq + excluded.sum_sq",
+         DO UPDATE SET count = rollout_score_rollups.count + 1, sum = rollout_score_rollups.sum + excluded.sum, sum_sq = rollout_score_rollups.sum_sq + excluded.sum_sq",
     )
     .bind(rollout)
     .bind(phase)
@@ -543,9 +559,9 @@ pub type RolloutEvidence = (Vec<(i64, String, Rollup)>, Vec<ScoreSums>);
 type EvidenceRow = (i64, String, i64, i64, i64, f64, f64, Vec<u8>);
 
 /// A rollout's evidence, phase by phase.
-pub async fn rollout_evidence(ex: &sqlx::SqlitePool, rollout: &str) -> Result<RolloutEvidence> {
+pub async fn rollout_evidence(ex: &sqlx::AnyPool, rollout: &str) -> Result<RolloutEvidence> {
     let rows: Vec<EvidenceRow> = sqlx::query_as(
-        "SELECT phase, arm, count, errors, priced, cost, cost_sq, latency FROM rollout_rollups WHERE rollout = ?
+        "SELECT phase, arm, count, errors, priced, cost, cost_sq, latency FROM rollout_rollups WHERE rollout = $1
          ORDER BY phase, arm",
     )
     .bind(rollout)
@@ -569,7 +585,7 @@ pub async fn rollout_evidence(ex: &sqlx::SqlitePool, rollout: &str) -> Result<Ro
         })
         .collect();
     let scores = sqlx::query_as(
-        "SELECT phase, arm, name, count, sum, sum_sq FROM rollout_score_rollups WHERE rollout = ? ORDER BY phase, arm, name",
+        "SELECT phase, arm, name, count, sum, sum_sq FROM rollout_score_rollups WHERE rollout = $1 ORDER BY phase, arm, name",
     )
     .bind(rollout)
     .fetch_all(ex)
@@ -579,12 +595,12 @@ pub async fn rollout_evidence(ex: &sqlx::SqlitePool, rollout: &str) -> Result<Ro
 
 /// A rollout's rollup rows over its whole life, per arm: (arm, version, figures).
 pub async fn rollout_rollups(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     prompt: &str,
     rollout: &str,
 ) -> Result<Vec<(String, i64, Rollup)>> {
     let rows: Vec<(String, RollupRow)> = sqlx::query_as::<_, RollupArmRow>(&format!(
-        "SELECT arm, {ROLLUP_COLUMNS} FROM rollups WHERE prompt = ? AND rollout = ? ORDER BY bucket"
+        "SELECT arm, {ROLLUP_COLUMNS} FROM rollups WHERE prompt = $1 AND rollout = $2 ORDER BY bucket"
     ))
     .bind(prompt)
     .bind(rollout)
@@ -605,12 +621,12 @@ struct RollupArmRow {
 
 /// Score count and sum per arm and name over a rollout's life.
 pub async fn rollout_score_totals(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     prompt: &str,
     rollout: &str,
 ) -> Result<Vec<(String, String, i64, f64)>> {
     Ok(sqlx::query_as(
-        "SELECT arm, name, SUM(count), SUM(sum) FROM score_rollups WHERE prompt = ? AND rollout = ?
+        "SELECT arm, name, CAST(SUM(count) AS BIGINT), SUM(sum) FROM score_rollups WHERE prompt = $1 AND rollout = $2
          GROUP BY arm, name ORDER BY arm, name",
     )
     .bind(prompt)
@@ -621,13 +637,13 @@ pub async fn rollout_score_totals(
 
 /// A prompt's rollup rows in `[since, until)`: (version, bucket, figures).
 pub async fn rollups(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     prompt: &str,
     since: i64,
     until: i64,
 ) -> Result<Vec<(i64, i64, Rollup)>> {
     let rows: Vec<RollupRow> = sqlx::query_as(&format!(
-        "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE prompt = ? AND bucket >= ? AND bucket < ? ORDER BY bucket"
+        "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE prompt = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket"
     ))
     .bind(prompt)
     .bind(since)
@@ -638,9 +654,9 @@ pub async fn rollups(
 }
 
 /// Dollars spent on a prompt by calls that started in `[since, until)`.
-pub async fn spent(ex: impl SqliteExecutor<'_>, prompt: &str, since: i64, until: i64) -> Result<f64> {
+pub async fn spent(ex: impl AnyExecutor<'_>, prompt: &str, since: i64, until: i64) -> Result<f64> {
     Ok(sqlx::query_scalar(
-        "SELECT COALESCE(SUM(cost), 0.0) FROM rollups WHERE prompt = ? AND bucket >= ? AND bucket < ?",
+        "SELECT COALESCE(SUM(cost), 0.0) FROM rollups WHERE prompt = $1 AND bucket >= $2 AND bucket < $3",
     )
     .bind(prompt)
     .bind(since)
@@ -649,12 +665,12 @@ pub async fn spent(ex: impl SqliteExecutor<'_>, prompt: &str, since: i64, until:
     .await?)
 }
 
-pub async fn add_score_to_rollup(conn: &mut SqliteConnection, key: &RollupKey, name: &str, value: f64) -> Result<()> {
+pub async fn add_score_to_rollup(conn: &mut AnyConnection, key: &RollupKey, name: &str, value: f64) -> Result<()> {
     sqlx::query(
         "INSERT INTO score_rollups (prompt, bucket, version, rollout, arm, name, count, sum, sum_sq)
-         VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)
          ON CONFLICT (prompt, bucket, version, rollout, arm, name)
-         DO UPDATE SET count = count + 1, sum = sum + excluded.sum, sum_sq = sum_sq + excluded.sum_sq",
+         DO UPDATE SET count = score_rollups.count + 1, sum = score_rollups.sum + excluded.sum, sum_sq = score_rollups.sum_sq + excluded.sum_sq",
     )
     .bind(&key.prompt)
     .bind(key.bucket)
@@ -671,14 +687,14 @@ pub async fn add_score_to_rollup(conn: &mut SqliteConnection, key: &RollupKey, n
 
 /// Score count and sum per version and name over `[since, until)`.
 pub async fn score_totals(
-    ex: impl SqliteExecutor<'_>,
+    ex: impl AnyExecutor<'_>,
     prompt: &str,
     since: i64,
     until: i64,
 ) -> Result<Vec<(i64, String, i64, f64)>> {
     Ok(sqlx::query_as(
-        "SELECT version, name, SUM(count), SUM(sum) FROM score_rollups
-         WHERE prompt = ? AND bucket >= ? AND bucket < ? GROUP BY version, name ORDER BY version, name",
+        "SELECT version, name, CAST(SUM(count) AS BIGINT), SUM(sum) FROM score_rollups
+         WHERE prompt = $1 AND bucket >= $2 AND bucket < $3 GROUP BY version, name ORDER BY version, name",
     )
     .bind(prompt)
     .bind(since)
@@ -709,18 +725,19 @@ impl BudgetRow {
     }
 }
 
-pub async fn budgets(ex: impl SqliteExecutor<'_>) -> Result<Vec<BudgetRow>> {
+pub async fn budgets(ex: impl AnyExecutor<'_>) -> Result<Vec<BudgetRow>> {
     Ok(sqlx::query_as(
-        "SELECT p.name AS prompt, b.window, b.limit_usd, b.alerts, b.on_exceed FROM budgets b JOIN prompts p ON p.id = b.prompt_id",
+        "SELECT p.name AS prompt, b.\"window\", b.limit_usd, b.alerts, b.on_exceed FROM budgets b JOIN prompts p ON p.id = b.prompt_id",
     )
     .fetch_all(ex)
     .await?)
 }
 
-pub async fn put_budget(conn: &mut SqliteConnection, prompt_id: i64, b: &Budget, actor: &str, at: i64) -> Result<()> {
+pub async fn put_budget(conn: &mut AnyConnection, prompt_id: i64, b: &Budget, actor: &str, at: i64) -> Result<()> {
     sqlx::query(
-        "INSERT OR REPLACE INTO budgets (prompt_id, window, limit_usd, alerts, on_exceed, updated_by, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO budgets (prompt_id, \"window\", limit_usd, alerts, on_exceed, updated_by, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (prompt_id) DO UPDATE SET \"window\" = excluded.\"window\", limit_usd = excluded.limit_usd, alerts = excluded.alerts, on_exceed = excluded.on_exceed, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
     )
     .bind(prompt_id)
     .bind(b.window.as_str())
@@ -734,14 +751,14 @@ pub async fn put_budget(conn: &mut SqliteConnection, prompt_id: i64, b: &Budget,
     Ok(())
 }
 
-pub async fn delete_budget(conn: &mut SqliteConnection, prompt_id: i64) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM budgets WHERE prompt_id = ?").bind(prompt_id).execute(conn).await?;
+pub async fn delete_budget(conn: &mut AnyConnection, prompt_id: i64) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM budgets WHERE prompt_id = $1").bind(prompt_id).execute(conn).await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// The alert fractions already fired in the window starting at `window_start`.
-pub async fn fired_alerts(ex: impl SqliteExecutor<'_>, prompt_id: i64, window_start: i64) -> Result<Vec<f64>> {
-    Ok(sqlx::query_scalar("SELECT fraction FROM budget_alerts WHERE prompt_id = ? AND window_start = ?")
+pub async fn fired_alerts(ex: impl AnyExecutor<'_>, prompt_id: i64, window_start: i64) -> Result<Vec<f64>> {
+    Ok(sqlx::query_scalar("SELECT fraction FROM budget_alerts WHERE prompt_id = $1 AND window_start = $2")
         .bind(prompt_id)
         .bind(window_start)
         .fetch_all(ex)
@@ -750,14 +767,15 @@ pub async fn fired_alerts(ex: impl SqliteExecutor<'_>, prompt_id: i64, window_st
 
 /// Records that `fraction` fired in the window; false when it already had.
 pub async fn insert_alert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     prompt_id: i64,
     window_start: i64,
     fraction: f64,
     at: i64,
 ) -> Result<bool> {
     let done =
-        sqlx::query("INSERT OR IGNORE INTO budget_alerts (prompt_id, window_start, fraction, at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO budget_alerts (prompt_id, window_start, fraction, at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING")
             .bind(prompt_id)
             .bind(window_start)
             .bind(fraction)
@@ -768,12 +786,13 @@ pub async fn insert_alert(
 }
 
 /// When drift of `kind` was last reported for a prompt (the audit log is the record).
-pub async fn last_drift_report(ex: impl SqliteExecutor<'_>, prompt: &str, kind: &str) -> Result<Option<i64>> {
+pub async fn last_drift_report(ex: impl AnyExecutor<'_>, prompt: &str, kind: &str) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar(
-        "SELECT MAX(at) FROM audit_events WHERE action = 'drift.detected' AND prompt = ? AND detail ->> '$.kind' = ?",
+        // The detail is canonical JSON (no spaces), so the kind reads the same in both backends.
+        "SELECT MAX(at) FROM audit_events WHERE action = 'drift.detected' AND prompt = $1 AND detail LIKE $2",
     )
     .bind(prompt)
-    .bind(kind)
+    .bind(format!("%\"kind\":\"{kind}\"%"))
     .fetch_one(ex)
     .await?)
 }
@@ -781,8 +800,8 @@ pub async fn last_drift_report(ex: impl SqliteExecutor<'_>, prompt: &str, kind: 
 // ---------------------------------------------------------------- registry facts ingest needs
 
 /// Every move of one label of a prompt, oldest first: (version, at).
-pub async fn label_moves(ex: impl SqliteExecutor<'_>, prompt_id: i64, label: &str) -> Result<Vec<(i64, i64)>> {
-    Ok(sqlx::query_as("SELECT version, at FROM label_moves WHERE prompt_id = ? AND label = ? ORDER BY at, id")
+pub async fn label_moves(ex: impl AnyExecutor<'_>, prompt_id: i64, label: &str) -> Result<Vec<(i64, i64)>> {
+    Ok(sqlx::query_as("SELECT version, at FROM label_moves WHERE prompt_id = $1 AND label = $2 ORDER BY at, id")
         .bind(prompt_id)
         .bind(label)
         .fetch_all(ex)
@@ -790,15 +809,15 @@ pub async fn label_moves(ex: impl SqliteExecutor<'_>, prompt_id: i64, label: &st
 }
 
 /// Each version of a prompt with its hash and creation time, oldest first.
-pub async fn version_hashes(ex: impl SqliteExecutor<'_>, prompt_id: i64) -> Result<Vec<(i64, String, i64)>> {
-    Ok(sqlx::query_as("SELECT version, hash, created_at FROM versions WHERE prompt_id = ? ORDER BY version")
+pub async fn version_hashes(ex: impl AnyExecutor<'_>, prompt_id: i64) -> Result<Vec<(i64, String, i64)>> {
+    Ok(sqlx::query_as("SELECT version, hash, created_at FROM versions WHERE prompt_id = $1 ORDER BY version")
         .bind(prompt_id)
         .fetch_all(ex)
         .await?)
 }
 
 /// Every price: (provider, model, input $/Mtok, output $/Mtok).
-pub async fn all_prices(ex: impl SqliteExecutor<'_>) -> Result<Vec<(String, String, f64, f64)>> {
+pub async fn all_prices(ex: impl AnyExecutor<'_>) -> Result<Vec<(String, String, f64, f64)>> {
     Ok(sqlx::query_as("SELECT provider, model, input_per_mtok, output_per_mtok FROM model_prices")
         .fetch_all(ex)
         .await?)

@@ -1,7 +1,7 @@
 //! SQL of webhooks: endpoints, and the outbox of deliveries.
 
 use domain::model::{Webhook, WebhookDelivery};
-use sqlx::{FromRow, SqliteConnection, SqliteExecutor};
+use sqlx::{AnyConnection, AnyExecutor, FromRow};
 
 use super::corrupt;
 use crate::error::Result;
@@ -9,10 +9,10 @@ use crate::time::format_us;
 
 /// Queues a delivery of audit event `seq` to every active webhook that wants `event`,
 /// inside the change's own transaction.
-pub async fn enqueue(conn: &mut SqliteConnection, event: &str, seq: i64, at: i64) -> Result<()> {
+pub async fn enqueue(conn: &mut AnyConnection, event: &str, seq: i64, at: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO webhook_deliveries (webhook_id, event, audit_seq, status, created_at, next_attempt_at)
-         SELECT id, ?1, ?2, 'pending', ?3, ?3 FROM webhooks WHERE active = 1 AND events LIKE '%\"' || ?1 || '\"%'",
+         SELECT id, $1, $2, 'pending', $3, $3 FROM webhooks WHERE active = 1 AND events LIKE '%\"' || $1 || '\"%'",
     )
     .bind(event)
     .bind(seq)
@@ -27,6 +27,7 @@ struct WebhookRow {
     id: String,
     url: String,
     events: String,
+    #[sqlx(try_from = "super::Flag")]
     active: bool,
     created_by: String,
     created_at: i64,
@@ -46,14 +47,14 @@ impl WebhookRow {
 }
 
 pub async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     url: &str,
     events: &[String],
     actor: &str,
     at: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO webhooks (id, url, events, created_by, created_at) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO webhooks (id, url, events, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(url)
         .bind(serde_json::to_string(events).map_err(|_| corrupt("webhook events"))?)
@@ -64,12 +65,12 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn deactivate(conn: &mut SqliteConnection, id: &str) -> Result<bool> {
-    let done = sqlx::query("UPDATE webhooks SET active = 0 WHERE id = ? AND active = 1").bind(id).execute(conn).await?;
+pub async fn deactivate(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+    let done = sqlx::query("UPDATE webhooks SET active = 0 WHERE id = $1 AND active = 1").bind(id).execute(conn).await?;
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn list(ex: impl SqliteExecutor<'_>) -> Result<Vec<Webhook>> {
+pub async fn list(ex: impl AnyExecutor<'_>) -> Result<Vec<Webhook>> {
     let rows: Vec<WebhookRow> =
         sqlx::query_as("SELECT id, url, events, active, created_by, created_at FROM webhooks ORDER BY created_at")
             .fetch_all(ex)
@@ -77,9 +78,9 @@ pub async fn list(ex: impl SqliteExecutor<'_>) -> Result<Vec<Webhook>> {
     rows.into_iter().map(WebhookRow::view).collect()
 }
 
-pub async fn get(ex: impl SqliteExecutor<'_>, id: &str) -> Result<Option<Webhook>> {
+pub async fn get(ex: impl AnyExecutor<'_>, id: &str) -> Result<Option<Webhook>> {
     let row: Option<WebhookRow> =
-        sqlx::query_as("SELECT id, url, events, active, created_by, created_at FROM webhooks WHERE id = ?")
+        sqlx::query_as("SELECT id, url, events, active, created_by, created_at FROM webhooks WHERE id = $1")
             .bind(id)
             .fetch_optional(ex)
             .await?;
@@ -124,20 +125,20 @@ const DELIVERY: &str = "SELECT d.id, d.webhook_id, w.url, d.event, d.audit_seq, 
     d.last_error, d.created_at, d.next_attempt_at, d.delivered_at FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id";
 
 /// Deliveries due now (pending, next attempt passed), oldest first.
-pub async fn due(ex: impl SqliteExecutor<'_>, now: i64, limit: i64) -> Result<Vec<DeliveryRow>> {
-    let sql = format!("{DELIVERY} WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?");
+pub async fn due(ex: impl AnyExecutor<'_>, now: i64, limit: i64) -> Result<Vec<DeliveryRow>> {
+    let sql = format!("{DELIVERY} WHERE d.status = 'pending' AND d.next_attempt_at <= $1 ORDER BY d.id LIMIT $2");
     Ok(sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(ex).await?)
 }
 
 /// A webhook's deliveries, newest first.
-pub async fn deliveries(ex: impl SqliteExecutor<'_>, webhook: &str, limit: i64) -> Result<Vec<DeliveryRow>> {
-    let sql = format!("{DELIVERY} WHERE d.webhook_id = ? ORDER BY d.id DESC LIMIT ?");
+pub async fn deliveries(ex: impl AnyExecutor<'_>, webhook: &str, limit: i64) -> Result<Vec<DeliveryRow>> {
+    let sql = format!("{DELIVERY} WHERE d.webhook_id = $1 ORDER BY d.id DESC LIMIT $2");
     Ok(sqlx::query_as(&sql).bind(webhook).bind(limit).fetch_all(ex).await?)
 }
 
 /// Records an attempt: delivered, retried at `next` (still pending), or failed for good.
 pub async fn record_attempt(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: i64,
     status: &str,
     response_code: Option<i64>,
@@ -146,9 +147,9 @@ pub async fn record_attempt(
     at: i64,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, response_code = ?, last_error = ?,
-           next_attempt_at = ?, delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END
-         WHERE id = ?",
+        "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, response_code = $2, last_error = $3,
+           next_attempt_at = $4, delivered_at = CASE WHEN $5 = 'delivered' THEN $6 ELSE delivered_at END
+         WHERE id = $7",
     )
     .bind(status)
     .bind(response_code)
@@ -163,9 +164,9 @@ pub async fn record_attempt(
 }
 
 /// One audit event, the body of a delivery.
-pub async fn audit_event(ex: impl SqliteExecutor<'_>, seq: i64) -> Result<Option<super::AuditRow>> {
+pub async fn audit_event(ex: impl AnyExecutor<'_>, seq: i64) -> Result<Option<super::AuditRow>> {
     Ok(sqlx::query_as(
-        "SELECT seq, at, actor, action, prompt, version, label, detail, prev_hash, hash FROM audit_events WHERE seq = ?",
+        "SELECT seq, at, actor, action, prompt, version, label, detail, prev_hash, hash FROM audit_events WHERE seq = $1",
     )
     .bind(seq)
     .fetch_optional(ex)
@@ -173,9 +174,9 @@ pub async fn audit_event(ex: impl SqliteExecutor<'_>, seq: i64) -> Result<Option
 }
 
 /// Holds due deliveries for `until`, so a slow attempt is not picked up again meanwhile.
-pub async fn lease(conn: &mut SqliteConnection, ids: &[i64], until: i64) -> Result<()> {
+pub async fn lease(conn: &mut AnyConnection, ids: &[i64], until: i64) -> Result<()> {
     for id in ids {
-        sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?")
+        sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE id = $2")
             .bind(until)
             .bind(id)
             .execute(&mut *conn)

@@ -73,7 +73,7 @@ impl Registry {
         Ok(BudgetState { prompt_id, budget, window_start, window_end, spent, fired })
     }
 
-    pub(super) async fn load_budgets(&self) -> Result<()> {
+    pub(crate) async fn load_budgets(&self) -> Result<()> {
         let now = time::now_us();
         let mut states = HashMap::new();
         for row in sql::budgets(&self.store().reader).await? {

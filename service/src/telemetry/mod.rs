@@ -22,7 +22,7 @@ use domain::template::RenderLimits;
 use domain::vocabulary::AuditAction;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::store::telemetry::{self as sql, GenerationRow, Rollup, RollupKey};
 use crate::store::{self, NewEvent};
@@ -539,7 +539,7 @@ impl Registry {
 }
 
 /// Counts a score in its generation's rollup, and in its rollout's evidence.
-async fn count_score(conn: &mut SqliteConnection, row: &GenerationRow, name: &str, value: f64) -> Result<()> {
+async fn count_score(conn: &mut AnyConnection, row: &GenerationRow, name: &str, value: f64) -> Result<()> {
     sql::add_score_to_rollup(&mut *conn, &rollup_key(row), name, value).await?;
     if let (Some(rollout), Some(phase), Some(arm)) = (&row.rollout, row.phase, &row.arm) {
         sql::add_rollout_score(conn, rollout, phase, arm, name, value).await?;

@@ -1,0 +1,104 @@
+//! Several replicas on one PostgreSQL database. Every change appends an audit event, and
+//! on PostgreSQL the event's transaction also sends `NOTIFY promptledger_changes` with
+//! its seq (delivered at commit, never before). Each replica listens, and after every
+//! notification, at start and after a lost connection (notifications are not replayed)
+//! it catches up from the audit log by seq: the prompts named since are reloaded into
+//! the resolve index, with their live rollouts, and cached keys are dropped.
+//!
+//! Writes are ordered by one advisory lock across replicas, so seqs commit in order and
+//! "every event after seq N" is exactly what this replica has not applied yet.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use domain::vocabulary::AuditAction;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+
+use crate::store::{self, Location};
+use crate::{Registry, Result};
+
+/// The channel every change is announced on.
+pub(crate) const CHANNEL: &str = "promptledger_changes";
+
+/// How often a replica looks for changes even without a notification: a safety net, the
+/// notification is what makes a change visible within milliseconds.
+const POLL: Duration = Duration::from_secs(2);
+
+impl Registry {
+    /// Follows the changes other replicas make (run by `server::serve`, which stops it).
+    /// Does nothing on SQLite, where one process owns the file.
+    pub async fn follow_replicas(self) {
+        let Location::Postgres(url) = self.inner.location.clone() else { return };
+        loop {
+            if let Err(e) = self.listen(&url).await {
+                tracing::warn!(error = %e, "lost the change notifications; reconnecting");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn listen(&self, url: &str) -> Result<()> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.application_name("promptledger-listener"))
+            .await?;
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.ignore_pool_close_event(true);
+        listener.listen(CHANNEL).await?;
+        // Anything committed before LISTEN took effect is read now.
+        self.catch_up().await?;
+        loop {
+            match tokio::time::timeout(POLL, listener.try_recv()).await {
+                // A notification, or the safety net's turn.
+                Ok(Ok(Some(_))) | Err(_) => self.catch_up().await?,
+                // The connection dropped: notifications sent meanwhile are gone.
+                Ok(Ok(None)) => {
+                    tracing::warn!("the change notification connection dropped; catching up from the audit log");
+                    self.catch_up().await?;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Applies every change committed after the last one this replica applied.
+    pub(crate) async fn catch_up(&self) -> Result<()> {
+        // One catch-up at a time, and none while this replica's own write is between its
+        // commit and its index update.
+        let _hold = self.store().hold().await;
+        let from = self.inner.applied_seq.load(Ordering::Acquire);
+        let changes = store::changes_after(&self.store().reader, from).await?;
+        let Some(last) = changes.last().map(|c| c.0) else { return Ok(()) };
+        let mut prompts = BTreeSet::new();
+        let (mut keys, mut budgets) = (false, false);
+        for (_, action, prompt) in changes {
+            let action = AuditAction::parse(&action);
+            keys |= action.is_none_or(AuditAction::touches_keys);
+            budgets |= action.is_none_or(AuditAction::touches_budgets);
+            prompts.extend(prompt);
+        }
+        for name in &prompts {
+            self.reload_prompt(name).await?;
+        }
+        if keys {
+            self.inner.keys.write().clear();
+        }
+        if budgets {
+            self.load_budgets().await?;
+        }
+        self.inner.applied_seq.store(last, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads one prompt's entry afresh from the database into the index.
+    async fn reload_prompt(&self, name: &str) -> Result<()> {
+        let reader = &self.store().reader;
+        let Some(p) = store::prompt_by_name(reader, name).await? else { return Ok(()) };
+        let labels = store::labels_of(reader, p.id).await?;
+        let rows = store::served_versions_of(reader, p.id).await?;
+        self.index().put(crate::prompt_entry(p, labels, &rows)?);
+        self.load_live_rollouts(Some(name)).await
+    }
+}
