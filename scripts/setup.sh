@@ -2,7 +2,8 @@
 # Installs what building (and, with --test, testing) promptledger needs on a fresh
 # machine of this kind; every step is skipped when its tool is already there.
 #   scripts/setup.sh          Rust wasm target, cargo-leptos, wasm-bindgen, npm packages
-#   scripts/setup.sh --test   the same, plus Debian's Chromium for the browser tests
+#   scripts/setup.sh --test   the same, plus Debian's Chromium for the browser tests and
+#                             Debian's PostgreSQL for the second backend
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
@@ -43,6 +44,12 @@ fi
 if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
   say "installing npm packages"
   (cd end2end && npm ci --no-audit --no-fund)
+fi
+
+# The tests run every integration test a second time on a throwaway PostgreSQL.
+if [ "${1:-}" = "--test" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  say "installing Debian's PostgreSQL"
+  apt_install postgresql
 fi
 
 if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: unit and integration tests (real server on loopback,
-# real SQLite files, the crash test), then the browser tests in Debian's Chromium.
+# real SQLite files, the crash test), the integration tests again on a throwaway
+# PostgreSQL (with the multi-replica tests), then the browser tests in Debian's Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -9,10 +10,17 @@ scripts/setup.sh --test
 # by tens of GB; a test build does without them.
 export CARGO_INCREMENTAL=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pg=$(mktemp -d)
+trap 'scripts/pg.sh stop "$pg/db"; rm -rf "$pg"; rm -f "$log"' EXIT
 
-echo "==> cargo test (domain, service, server)"
+echo "==> cargo test (domain, service, server) on SQLite"
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+echo "==> the integration tests again, on PostgreSQL (three replicas where a test asks)"
+PROMPTLEDGER_TEST_POSTGRES=$(scripts/pg.sh start "$pg/db") \
+PROMPTLEDGER_SECRET=test-only-secret-shared-by-replicas \
+  cargo test --locked -p server --tests 2>&1 | tee -a "$log"
+scripts/pg.sh stop "$pg/db"
 
 echo "==> building the console (cargo leptos build --split)"
 cargo leptos build --split
