@@ -158,16 +158,19 @@ impl Registry {
     pub async fn deliver_due(&self) -> Result<()> {
         let settings = self.inner.webhook_settings.read().clone();
         let now = time::now_us();
-        let due = sql::due(&self.store().reader, now, BATCH).await?;
-        if due.is_empty() {
+        if sql::due(&self.store().reader, now, 1).await?.is_empty() {
             return Ok(());
         }
-        {
+        // Claimed inside the write transaction: on PostgreSQL another replica's claim of
+        // the same deliveries either committed before (they are no longer due) or waits.
+        let due = {
             let mut w = self.store().write().await?;
+            let due = sql::due(&mut *w.tx, now, BATCH).await?;
             let until = now + 2 * settings.timeout.as_micros() as i64;
             sql::lease(&mut w.tx, &due.iter().map(|d| d.id).collect::<Vec<_>>(), until).await?;
             w.tx.commit().await?;
-        }
+            due
+        };
         let mut sends = tokio::task::JoinSet::new();
         for delivery in due {
             let (this, settings) = (self.clone(), settings.clone());
