@@ -190,7 +190,7 @@ impl Registry {
         for p in prompts {
             let (labels, rows) = (labels.remove(&p.id).unwrap_or_default(), served.remove(&p.id).unwrap_or_default());
             let name = p.name.clone();
-            entries.insert(name, Arc::new(prompt_entry(p, labels, &rows)?));
+            entries.insert(name, Arc::new(prompt_entry(p, labels, &rows, Vec::new())?));
         }
         self.index().replace_all(entries);
         Ok(())
@@ -248,7 +248,12 @@ impl Registry {
 
 /// A prompt's index entry (without rollouts) from its row, its labels and the versions
 /// it serves (the newest and every labelled one).
-fn prompt_entry(p: store::PromptRow, labels: BTreeMap<String, i64>, rows: &[store::VersionRow]) -> Result<PromptEntry> {
+fn prompt_entry(
+    p: store::PromptRow,
+    labels: BTreeMap<String, i64>,
+    rows: &[store::VersionRow],
+    splits: Vec<index::SplitPlan>,
+) -> Result<PromptEntry> {
     let latest = rows.iter().map(|r| r.version).max().unwrap_or(0);
     let bases = rows.iter().map(|row| version_base(&p.name, row).map(Arc::new)).collect::<Result<Vec<_>>>()?;
     let summary = PromptSummary {
@@ -261,7 +266,7 @@ fn prompt_entry(p: store::PromptRow, labels: BTreeMap<String, i64>, rows: &[stor
         updated_by: p.updated_by,
         rollouts: Default::default(),
     };
-    Ok(PromptEntry::new(p.id, summary, bases, Vec::new()))
+    Ok(PromptEntry::new(p.id, summary, bases, splits))
 }
 
 /// The server's key: from `PROMPTLEDGER_SECRET` when set, else from the file beside a

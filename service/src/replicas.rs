@@ -98,7 +98,13 @@ impl Registry {
         let Some(p) = store::prompt_by_name(reader, name).await? else { return Ok(()) };
         let labels = store::labels_of(reader, p.id).await?;
         let rows = store::served_versions_of(reader, p.id).await?;
-        self.index().put(crate::prompt_entry(p, labels, &rows)?);
+        // Splits of rollouts still live stay served while the entry is replaced; the
+        // rollouts are then loaded afresh (weights, and any that ended).
+        let live: Vec<String> =
+            crate::rollouts::live_ids(reader).await?.into_iter().filter(|(p, _)| p == name).map(|(_, id)| id).collect();
+        let splits = self.index().get(name).map(|e| e.split_plans()).unwrap_or_default();
+        let splits = splits.into_iter().filter(|plan| live.contains(&plan.id)).collect();
+        self.index().put(crate::prompt_entry(p, labels, &rows, splits)?);
         self.load_live_rollouts(Some(name)).await
     }
 }

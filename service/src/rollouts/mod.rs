@@ -74,6 +74,11 @@ pub struct Rollouts {
     wake: tokio::sync::Notify,
 }
 
+/// (prompt, rollout id) of every live rollout.
+pub(crate) async fn live_ids(reader: &sqlx::AnyPool) -> Result<Vec<(String, String)>> {
+    Ok(sql::live(reader).await?.into_iter().map(|r| (r.prompt, r.id)).collect())
+}
+
 /// What a person or the judge does to a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
