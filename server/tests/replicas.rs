@@ -1,7 +1,8 @@
 //! Three replicas on one PostgreSQL database (run when `PROMPTLEDGER_TEST_POSTGRES` is
 //! set, as `scripts/test.sh` does): a change through one is served by the others, racing
-//! saves through different replicas leave exactly one winner, and a replica whose
-//! notification connection drops catches up from the audit log.
+//! saves through different replicas leave exactly one winner, a webhook is delivered
+//! once however many replicas poll the outbox, and a replica whose notification
+//! connection drops catches up from the audit log.
 
 mod common;
 
@@ -113,3 +114,92 @@ async fn a_dropped_notification_connection_misses_no_change() {
     }
 }
 
+#[tokio::test]
+async fn a_webhook_is_delivered_once_by_one_of_the_replicas() {
+    let Some(servers) = replicas().await else { return };
+    for s in &servers {
+        s.registry.configure_webhooks(service::webhooks::WebhookSettings {
+            poll: Duration::from_millis(5),
+            ..Default::default()
+        });
+    }
+    let (url, hook) = common::hooks::receiver(0, false).await;
+    let r = servers[0].post("/api/v1/webhooks", &servers[0].admin, json!({"url": url, "events": ["label.moved"]})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    servers[1].create_text("hooked", "one").await;
+    served(&servers[2], "hooked", "latest", 1).await;
+    let r = servers[2].post("/api/v1/prompts/hooked/versions", &servers[2].admin, json!({"base_version": 1, "template": "two"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for round in 0..10 {
+        let s = &servers[round % 3];
+        served(s, "hooked", "latest", 2).await;
+        let r = s.put("/api/v1/prompts/hooked/labels/canary", &s.admin, json!({"version": 1 + round % 2})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    common::hooks::eventually("ten deliveries", async || hook.got.lock().len() >= 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.got.lock().len(), 10, "each label move delivered once");
+    for s in servers {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_rollout_judge_runs_on_one_replica_and_another_takes_over_when_it_dies() {
+    let Some(servers) = replicas().await else { return };
+    let s = &servers[0];
+    s.create_text("judged", "v1 {{ x }}").await;
+    let r = s.post("/api/v1/prompts/judged/versions", &s.admin, json!({"base_version": 1, "template": "v2 {{ x }}"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(s.put("/api/v1/prompts/judged/labels/stable", &s.admin, json!({"version": 1})).await.status, StatusCode::OK);
+    let plan = json!({"version": 2, "reason": "r", "steps": [50, 100], "step_seconds": 1, "min_samples": 20});
+    let r = s.post("/api/v1/prompts/judged/rollouts", &s.admin, plan).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    // The judge's lease is held by exactly one replica: stop that one, as if it died.
+    let mut db = s.sql().await;
+    let mut holder = None;
+    for _ in 0..500 {
+        holder = sqlx::query_scalar::<_, String>("SELECT holder FROM leases WHERE name = 'rollout-judge'")
+            .fetch_optional(&mut db)
+            .await
+            .unwrap();
+        if holder.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let holder = holder.expect("a replica holds the judge's lease");
+    let mut servers: Vec<TestServer> = servers.into_iter().collect();
+    let dead = servers.iter().position(|s| s.registry.replica() == holder).expect("the holder is one of the three");
+    servers.remove(dead).stop().await;
+    let live = &servers[0];
+    let app = live.key("app", domain::access::Scope::App, None).await;
+    let items: Vec<_> = ["base", "candidate"]
+        .into_iter()
+        .flat_map(|arm| (0..20).map(move |n| (arm, n)))
+        .map(|(arm, n)| {
+            json!({"id": format!("{arm}-{n}"), "prompt": "judged", "version": if arm == "base" { 1 } else { 2 },
+                   "label": "stable", "rollout": id, "arm": arm, "status": "ok", "latency_ms": 100.0, "cost": 0.001,
+                   "started_at": service::time::format_us(service::time::now_us())})
+        })
+        .collect();
+    let r = live.post("/api/v1/generations", &app, json!({ "items": items })).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let start = Instant::now();
+    loop {
+        let view = live.get(&format!("/api/v1/rollouts/{id}"), &live.admin).await;
+        if view.body["status"] == "completed" {
+            break;
+        }
+        assert_eq!(view.body["status"], "running", "{}", view.text);
+        assert!(start.elapsed() < Duration::from_secs(30), "no replica took the judging over: {}", view.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let taken: String =
+        sqlx::query_scalar("SELECT holder FROM leases WHERE name = 'rollout-judge'").fetch_one(&mut db).await.unwrap();
+    assert_ne!(taken, holder, "a surviving replica judged the rollout");
+    for s in servers {
+        s.stop().await;
+    }
+}

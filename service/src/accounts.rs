@@ -136,7 +136,7 @@ impl Registry {
         let (this, who, username) = (self.clone(), who.clone(), username.to_owned());
         detached(async move {
             let at = time::now_us();
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             store::insert_user(&mut w.tx, &username, role.as_str(), password_hash.as_deref(), at).await?;
             let detail = json!({"username": username, "role": role.as_str()});
             store::append_event(
@@ -169,7 +169,7 @@ impl Registry {
         let (this, who, username) = (self.clone(), who.clone(), username.to_owned());
         detached(async move {
             let at = time::now_us();
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let user = store::user_by_name(&mut *w.tx, &username)
                 .await?
                 .ok_or_else(|| ServiceError::NotFound(format!("there is no user named '{username}'")))?;
@@ -231,7 +231,7 @@ impl Registry {
         let (this, who, name, user) = (self.clone(), who.clone(), name.to_owned(), user.map(str::to_owned));
         detached(async move {
             let at = time::now_us();
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let user_id = match &user {
                 None => None,
                 Some(u) => Some(
@@ -270,7 +270,7 @@ impl Registry {
         let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
         detached(async move {
             let at = time::now_us();
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let key = store::key_by_name(&mut *w.tx, &name)
                 .await?
                 .ok_or_else(|| ServiceError::NotFound(format!("there is no API key named '{name}'")))?;

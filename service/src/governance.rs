@@ -72,7 +72,7 @@ impl Registry {
                 return Err(ServiceError::rule("invalid_policy", "require_eval needs the name of a suite"));
             }
         }
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         sql::set_policy(&mut w.tx, label, &policy).await?;
         let detail = json!({"protected": policy.protected, "require_approval": policy.require_approval,
                             "require_eval": policy.require_eval.as_ref().map(|g| json!({"suite": g.suite, "min_pass_rate": g.min_pass_rate}))});
@@ -210,7 +210,7 @@ impl Registry {
         let (this, who, request) = (self.clone(), who.clone(), id.to_owned());
         detached(async move {
             let id = request;
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let entry = this.entry(&row.prompt)?;
             let version = crate::labels::version_row(&mut w.tx, &entry, row.version).await?;
             this.check_move_rules(&mut w.tx, &who, &entry, &row.label, &version).await?;
@@ -297,7 +297,7 @@ impl Registry {
         action: AuditAction,
         comment: &str,
     ) -> Result<LabelRequest> {
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         let at = time::now_us();
         let comment = Some(comment).filter(|c| !c.is_empty());
         if !sql::decide(&mut w.tx, &row.id, status, &who.actor, comment, at).await? {
@@ -323,7 +323,7 @@ impl Registry {
         if sql::due(&self.store().reader, now).await?.is_empty() {
             return Ok(());
         }
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         for row in sql::due(&mut *w.tx, now).await? {
             if sql::decide(&mut w.tx, &row.id, RequestStatus::Expired, "system", None, now).await? {
                 let e = NewEvent {

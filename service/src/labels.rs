@@ -54,10 +54,10 @@ impl Registry {
             ));
         }
         check_len("reason", &req.reason, 2000)?;
-        self.entry(name)?;
+        self.known(name).await?;
         let (this, who, name, label) = (self.clone(), who.clone(), name.to_owned(), label.to_owned());
         detached(async move {
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let entry = this.entry(&name)?;
             let row = version_row(&mut w.tx, &entry, req.version).await?;
             refuse_during_rollout(&mut w.tx, &entry, &label).await?;

@@ -123,7 +123,7 @@ impl Registry {
         let (this, who, name, description) = (self.clone(), who.clone(), req.name, req.description);
         detached(async move {
             let at = time::now_us();
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let id = store::insert_prompt(&mut w.tx, &name, &description, &tags, &who.actor, at).await?;
             let row = row_for(id, 1, &content, message, &who.actor, at);
             store::insert_version(&mut w.tx, &row).await?;
@@ -165,7 +165,7 @@ impl Registry {
     /// content equal to the newest version writes nothing and says `unchanged`.
     pub async fn add_version(&self, who: &Principal, name: &str, req: NewVersion) -> Result<VersionView> {
         who.require(Action::Write)?;
-        let entry = self.entry(name)?;
+        let entry = self.known(name).await?;
         let base_version = req.base_version.ok_or_else(|| {
             ServiceError::rule("base_version_required", "give `base_version`: the version your edit started from")
         })?;
@@ -183,7 +183,7 @@ impl Registry {
         let content = Content::new(body, config)?;
         let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
         detached(async move {
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let prompt = store::prompt_by_name(&mut *w.tx, &name).await?.ok_or_else(|| not_found(&name))?;
             let latest = store::latest_version(&mut *w.tx, prompt.id).await?.ok_or_else(|| not_found(&name))?;
             if base_version != latest.version {

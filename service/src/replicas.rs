@@ -9,17 +9,23 @@
 //! "every event after seq N" is exactly what this replica has not applied yet.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use domain::vocabulary::AuditAction;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
-use crate::store::{self, Location};
+use crate::index::PromptEntry;
+use crate::store::{self, Backend, Location, WriteGuard};
 use crate::{Registry, Result};
 
 /// The channel every change is announced on.
 pub(crate) const CHANNEL: &str = "promptledger_changes";
+
+/// How long a lease on background work lasts unless renewed: how long work stops when
+/// the replica doing it dies, before another takes it over.
+const LEASE: Duration = Duration::from_secs(5);
 
 /// How often a replica looks for changes even without a notification: a safety net, the
 /// notification is what makes a change visible within milliseconds.
@@ -63,11 +69,62 @@ impl Registry {
         }
     }
 
+    /// What this replica's leases are held under.
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    /// Whether this replica should do the background work `work` now: always on SQLite;
+    /// on PostgreSQL when it holds (or takes, or renews) the work's lease. Called at every
+    /// pass of the work, which renews the lease.
+    pub(crate) async fn holds(&self, work: &str) -> bool {
+        if self.store().backend == Backend::Sqlite {
+            return true;
+        }
+        let taken = async {
+            let mut conn = self.store().reader.acquire().await?;
+            store::take_lease(&mut conn, work, &self.inner.replica, LEASE.as_micros() as i64).await
+        };
+        match taken.await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, work, "could not renew a lease; leaving the work to another replica");
+                false
+            }
+        }
+    }
+
+    /// Starts a write on the registry's database. On PostgreSQL, once the write holds the
+    /// lock every replica's writes take, the index first takes in what other replicas
+    /// committed, so the write's checks (the base version, where a label points) see
+    /// the registry as it is, not as this replica last heard.
+    pub(crate) async fn write(&self) -> Result<WriteGuard<'_>> {
+        let w = self.store().write().await?;
+        if self.store().backend == Backend::Postgres {
+            self.apply_changes().await?;
+        }
+        Ok(w)
+    }
+
+    /// The prompt's entry; on PostgreSQL one this replica has not heard of yet is looked
+    /// for in the database before the answer is "no such prompt".
+    pub(crate) async fn known(&self, name: &str) -> Result<Arc<PromptEntry>> {
+        if self.index().get(name).is_none() && self.store().backend == Backend::Postgres {
+            self.catch_up().await?;
+        }
+        self.entry(name)
+    }
+
     /// Applies every change committed after the last one this replica applied.
     pub(crate) async fn catch_up(&self) -> Result<()> {
         // One catch-up at a time, and none while this replica's own write is between its
         // commit and its index update.
         let _hold = self.store().hold().await;
+        self.apply_changes().await
+    }
+
+    /// `catch_up`, for a caller that holds the write lock.
+    async fn apply_changes(&self) -> Result<()> {
         let from = self.inner.applied_seq.load(Ordering::Acquire);
         let changes = store::changes_after(&self.store().reader, from).await?;
         let Some(last) = changes.last().map(|c| c.0) else { return Ok(()) };

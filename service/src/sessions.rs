@@ -128,7 +128,7 @@ impl Registry {
         let (this, user_id, id_hash, previous) = (self.clone(), user.id, digest(&token), previous.map(digest));
         detached(async move {
             let now = time::now_us();
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             if let Some(previous) = previous {
                 store::delete_session(&mut w.tx, &previous).await?;
             }
@@ -154,7 +154,7 @@ impl Registry {
         if now - row.last_seen_at > us(TOUCH_EVERY) {
             let this = self.clone();
             detached(async move {
-                let mut w = this.store().write().await?;
+                let mut w = this.write().await?;
                 store::touch_session(&mut w.tx, &id_hash, now).await?;
                 Ok(w.tx.commit().await?)
             })
@@ -167,7 +167,7 @@ impl Registry {
     pub async fn logout(&self, token: &str) -> Result<()> {
         let (this, id_hash) = (self.clone(), digest(token));
         detached(async move {
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             store::delete_session(&mut w.tx, &id_hash).await?;
             Ok(w.tx.commit().await?)
         })

@@ -90,7 +90,7 @@ impl Registry {
         }
         let id = crate::random_id("wh")?;
         let at = time::now_us();
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         sql::insert(&mut w.tx, &id, &req.url, &events, &who.actor, at).await?;
         let detail = json!({"webhook": id, "url": req.url, "events": events});
         let e = NewEvent {
@@ -115,7 +115,7 @@ impl Registry {
     /// Stops sending to an endpoint (its delivery log stays).
     pub async fn delete_webhook(&self, who: &Principal, id: &str) -> Result<Webhook> {
         who.require(Action::Administer)?;
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         if !sql::deactivate(&mut w.tx, id).await? {
             return Err(ServiceError::NotFound(format!("there is no active webhook '{id}'")));
         }
@@ -164,7 +164,7 @@ impl Registry {
         // Claimed inside the write transaction: on PostgreSQL another replica's claim of
         // the same deliveries either committed before (they are no longer due) or waits.
         let due = {
-            let mut w = self.store().write().await?;
+            let mut w = self.write().await?;
             let due = sql::due(&mut *w.tx, now, BATCH).await?;
             let until = now + 2 * settings.timeout.as_micros() as i64;
             sql::lease(&mut w.tx, &due.iter().map(|d| d.id).collect::<Vec<_>>(), until).await?;
@@ -224,7 +224,7 @@ impl Registry {
                 ("pending", at + delay.as_micros() as i64)
             }
         };
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         sql::record_attempt(&mut w.tx, d.id, status, code, error.as_deref(), next, at).await?;
         w.tx.commit().await?;
         Ok(())

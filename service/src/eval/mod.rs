@@ -167,7 +167,7 @@ impl Registry {
     pub async fn put_provider(&self, who: &Principal, provider: Provider) -> Result<Provider> {
         who.require(Action::Administer)?;
         validate_provider(&provider)?;
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         let at = time::now_us();
         let created = sql::put_provider(&mut w.tx, &provider, &who.actor, at).await?;
         let detail = json!({"provider": provider.name, "kind": sql::kind_str(provider.kind), "base_url": provider.base_url,
@@ -196,7 +196,7 @@ impl Registry {
                 ));
             }
         }
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         if sql::provider(&mut *w.tx, provider).await?.is_none() {
             return Err(ServiceError::NotFound(format!("there is no provider named '{provider}'")));
         }
@@ -218,7 +218,7 @@ impl Registry {
     pub async fn put_suite(&self, who: &Principal, prompt: &str, name: &str, suite: Suite) -> Result<SuiteView> {
         who.require(Action::Write)?;
         let entry = self.entry(prompt)?;
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         let view = write_suite(&mut w.tx, who, &entry, name, suite).await?;
         w.tx.commit().await?;
         Ok(view)
@@ -253,7 +253,7 @@ impl Registry {
         who.require(Action::Write)?;
         let cases = io::read(format, text)?;
         let entry = self.entry(prompt)?;
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         let (threshold, mut all) = match sql::suite(&mut *w.tx, entry.id, prompt, name).await? {
             Some(current) => (current.threshold, current.cases),
             None => (1.0, Vec::new()),
@@ -348,7 +348,7 @@ impl Registry {
             domain::canonical::to_canonical_json(&serde_json::to_value(&spec.suite).map_err(ServiceError::internal)?);
         let at = time::now_us();
         {
-            let mut w = self.store().write().await?;
+            let mut w = self.write().await?;
             let row = sql::NewRunRow {
                 id: &id,
                 prompt_id,
@@ -427,7 +427,7 @@ impl Registry {
         let id = crate::random_id("mig")?;
         let at = time::now_us();
         {
-            let mut w = self.store().write().await?;
+            let mut w = self.write().await?;
             sql::insert_batch(&mut w.tx, &id, &req.model, folder, &who.actor, at).await?;
             let detail = json!({"migration": id, "model": req.model, "folder": folder, "runs": plans.len()});
             store::append_event(&mut w.tx, at, event(who, AuditAction::MigrationStarted, None, detail)).await?;
@@ -546,7 +546,7 @@ impl Registry {
         let row = sql::run(&self.store().reader, id).await?.ok_or_else(|| run_not_found(id))?;
         let (this, who, id) = (self.clone(), who.clone(), id.to_owned());
         detached(async move {
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let at = time::now_us();
             if sql::finish_run(&mut w.tx, &id, RunStatus::Cancelled, None, at).await? {
                 let mut e = event(&who, AuditAction::RunCancelled, Some(&row.prompt), json!({"run": id}));
@@ -572,7 +572,7 @@ impl Registry {
         for (_, token) in &active {
             token.cancel();
         }
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         let at = time::now_us();
         for (id, _) in &active {
             let message = "interrupted: the server stopped while it was running; start the run again";
@@ -604,7 +604,7 @@ impl Registry {
         if stale.is_empty() {
             return Ok(());
         }
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         let at = time::now_us();
         for (id, prompt, _) in &stale {
             let message = "interrupted: the process running it stopped (a restart or a crash); start the run again";

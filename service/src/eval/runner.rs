@@ -127,7 +127,7 @@ async fn try_execute(registry: &Registry, launch: Launch) -> Result<()> {
     let Launch { id, actor, permits, spec, cancel } = launch;
     let (id, actor) = (id.as_str(), actor.as_str());
     {
-        let mut w = registry.store().write().await?;
+        let mut w = registry.write().await?;
         let running = sql::mark_running(&mut w.tx, id, time::now_us()).await?;
         w.tx.commit().await?;
         if !running {
@@ -166,7 +166,7 @@ async fn try_execute(registry: &Registry, launch: Launch) -> Result<()> {
 /// Ends the run, with its audit event in the same transaction: as `error` with `failure`
 /// when given, otherwise with the outcome its recorded counters decide.
 async fn finish(registry: &Registry, id: &str, actor: &str, failure: Option<&str>) -> Result<()> {
-    let mut w = registry.store().write().await?;
+    let mut w = registry.write().await?;
     let Some(row) = sql::run(&mut *w.tx, id).await? else { return Ok(()) };
     let run = row.view(Vec::new())?;
     let (status, error) = if let Some(failure) = failure {
@@ -222,13 +222,13 @@ async fn record(
             if closed || last_write.elapsed() < heartbeat {
                 true
             } else {
-                let mut w = registry.store().write().await?;
+                let mut w = registry.write().await?;
                 let alive = sql::heartbeat(&mut *w.tx, &id, time::now_us()).await?;
                 w.tx.commit().await?;
                 alive
             }
         } else {
-            let mut w = registry.store().write().await?;
+            let mut w = registry.write().await?;
             let alive = sql::record_results(&mut w.tx, &id, &batch, time::now_us()).await?;
             w.tx.commit().await?;
             batch.clear();

@@ -124,10 +124,10 @@ impl Registry {
         }
         plan.check().map_err(|m| ServiceError::rule("invalid_rollout", m))?;
         check_len("reason", &plan.reason, 2000)?;
-        self.entry(name)?;
+        self.known(name).await?;
         let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
         let started = detached(async move {
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let entry = this.entry(&name)?;
             let row = version_row(&mut w.tx, &entry, plan.version).await?;
             check_startable(&mut w.tx, &entry, &plan.label, plan.version).await?;
@@ -342,7 +342,7 @@ impl Registry {
     ) -> Result<Option<Arc<Live>>> {
         let (this, who, id, reason) = (self.clone(), who.clone(), id.to_owned(), reason.to_owned());
         detached(async move {
-            let mut w = this.store().write().await?;
+            let mut w = this.write().await?;
             let mut row = sql::get(&mut *w.tx, &id).await?.ok_or_else(|| not_found(&id))?;
             let status = row.status()?;
             if let Some((step, started)) = expect
@@ -652,8 +652,10 @@ impl Registry {
             let wait = next_deadline
                 .map_or(Duration::from_secs(1), |us| Duration::from_micros(us as u64).min(Duration::from_secs(1)));
             let _ = tokio::time::timeout(wait, self.inner.rollouts.wake.notified()).await;
-            // Each failure was logged where it happened.
-            let _ = self.judge_rollouts().await;
+            if self.holds("rollout-judge").await {
+                // Each failure was logged where it happened.
+                let _ = self.judge_rollouts().await;
+            }
         }
     }
 

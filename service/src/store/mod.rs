@@ -119,6 +119,9 @@ pub struct Store {
     pub reader: AnyPool,
     writer: AnyPool,
     pub backend: Backend,
+    /// PostgreSQL: the advisory lock this database's writes take (the registry's and
+    /// telemetry's are apart, so ingest never waits for a label move).
+    lock_key: i64,
     /// Held from the start of a write until the in-memory index has the change, so the
     /// index sees this replica's commits in commit order.
     write_lock: tokio::sync::Mutex<()>,
@@ -203,7 +206,7 @@ impl Store {
             })
             .connect_with(options(&format!("{url}?mode=ro"))?)
             .await?;
-        Ok(Store { reader, writer, backend: Backend::Sqlite, write_lock: tokio::sync::Mutex::new(()) })
+        Ok(Store { reader, writer, backend: Backend::Sqlite, lock_key: 0, write_lock: tokio::sync::Mutex::new(()) })
     }
 
     async fn connect_postgres(url: &str, part: Part) -> Result<Store> {
@@ -231,7 +234,11 @@ impl Store {
             sqlx::query("SELECT pg_advisory_unlock($1)").bind(WRITE_LOCK_KEY + 1).execute(&mut *conn).await?;
             migrated?;
         }
-        Ok(Store { reader: pool.clone(), writer: pool, backend: Backend::Postgres, write_lock: Default::default() })
+        let lock_key = match part {
+            Part::Registry => WRITE_LOCK_KEY,
+            Part::Telemetry => WRITE_LOCK_KEY + 2,
+        };
+        Ok(Store { reader: pool.clone(), writer: pool, backend: Backend::Postgres, lock_key, write_lock: Default::default() })
     }
 
     /// Starts a write transaction: the only one on SQLite, the only one across every
@@ -242,7 +249,7 @@ impl Store {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => {
                 let mut tx = self.writer.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK_KEY).execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(self.lock_key).execute(&mut *tx).await?;
                 tx
             }
         };
@@ -807,6 +814,27 @@ pub async fn audit_page(ex: impl AnyExecutor<'_>, f: &AuditFilter, limit: i64) -
     q.push(" ORDER BY seq DESC LIMIT ").bind(limit);
     let (sql, args) = q.build()?;
     Ok(sqlx::query_as_with::<_, AuditRow, _>(&sql, args).fetch_all(ex).await?)
+}
+
+/// Takes or renews the lease on `work` for `holder`, for `ttl_us` from the database's
+/// clock (replicas' clocks may disagree; the database's is one); whether it is held.
+pub async fn take_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_us: i64) -> Result<bool> {
+    let now: i64 = sqlx::query_scalar("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
+        .fetch_one(&mut *conn)
+        .await?;
+    let held: Option<String> = sqlx::query_scalar(
+        "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+         WHERE leases.holder = excluded.holder OR leases.until < $4
+         RETURNING holder",
+    )
+    .bind(work)
+    .bind(holder)
+    .bind(now + ttl_us)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(held.is_some())
 }
 
 /// (seq, action, prompt) of every event after `seq`, oldest first.

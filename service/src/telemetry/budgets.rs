@@ -116,7 +116,7 @@ impl Registry {
         let entry = self.entry(prompt)?;
         let at = time::now_us();
         {
-            let mut w = self.store().write().await?;
+            let mut w = self.write().await?;
             sql::put_budget(&mut w.tx, entry.id, &budget, &who.actor, at).await?;
             let detail = json!({"window": budget.window, "limit": budget.limit, "alerts": budget.alerts,
                                 "on_exceed": budget.on_exceed});
@@ -161,7 +161,7 @@ impl Registry {
         who.require(Action::MoveProtectedLabel)?;
         let entry = self.entry(prompt)?;
         let at = time::now_us();
-        let mut w = self.store().write().await?;
+        let mut w = self.write().await?;
         if !sql::delete_budget(&mut w.tx, entry.id).await? {
             return Err(ServiceError::NotFound(format!("'{prompt}' has no budget")));
         }
@@ -246,7 +246,7 @@ impl Registry {
             due.into_iter().map(|f| (f, s.prompt_id, s.window_start, s.budget.clone(), s.spent)).collect::<Vec<_>>()
         };
         for (fraction, prompt_id, window_start, budget, spent) in due {
-            let mut w = self.store().write().await?;
+            let mut w = self.write().await?;
             if !sql::insert_alert(&mut w.tx, prompt_id, window_start, fraction, now).await? {
                 continue;
             }

@@ -400,7 +400,7 @@ impl Registry {
             let detail = json!({"kind": kind.as_str(), "calls": count, "request_id": example.id,
                                 "label": example.label, "hash": example.hash,
                                 "explanation": format!("{count} call(s) {}", kind.explain())});
-            let mut w = self.store().write().await?;
+            let mut w = self.write().await?;
             let e = NewEvent {
                 actor: SYSTEM,
                 action: AuditAction::DriftDetected,
@@ -525,7 +525,7 @@ impl Registry {
         let mut last: Option<tokio::time::Instant> = None;
         loop {
             let every = self.inner.telemetry.settings.read().prune_every;
-            if last.is_none_or(|at| at.elapsed() >= every) {
+            if last.is_none_or(|at| at.elapsed() >= every) && self.holds("retention").await {
                 last = Some(tokio::time::Instant::now());
                 match self.prune_telemetry().await {
                     Ok(0) => {}
