@@ -40,6 +40,21 @@ pub enum Command {
     /// Run evaluations.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Move a registry between databases.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Copy a whole registry (SQLite file or postgres:// URL) into an empty database, then
+    /// verify the audit chain and every version's hash where it arrived.
+    Copy {
+        #[arg(long, value_parser = parse_location)]
+        from: Location,
+        #[arg(long, value_parser = parse_location)]
+        to: Location,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,6 +234,22 @@ pub async fn run(cli: Cli) -> CliResult<i32> {
         }
         Command::Provider(cmd) => provider(&cli.db, cmd).await,
         Command::Eval(cmd) => eval_run(&cli.db, cmd).await,
+        Command::Db(DbCommand::Copy { from, to }) => {
+            let started = std::time::Instant::now();
+            let report = service::copy::copy_registry(&from, &to)
+                .await
+                .map_err(|e| CliError(format!("could not copy {} to {}: {e}", from.display(), to.display())))?;
+            for (table, rows) in &report.tables {
+                println!("{table:<24} {rows:>10} rows");
+            }
+            println!(
+                "copied and verified: {} events, {} versions ({:.1} s)",
+                report.events,
+                report.versions,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(0)
+        }
         Command::Audit(AuditCommand::Verify) => {
             let registry = open(&cli.db, Durability::Full).await?;
             let started = std::time::Instant::now();

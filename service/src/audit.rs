@@ -39,9 +39,9 @@ impl Registry {
         // The versions' snapshot is taken first (a deferred transaction takes it at its
         // first read), so every version in it has its creating event in the chain's
         // snapshot; events newer than `last_seq` may name versions it cannot see yet.
-        let mut versions_tx = self.store().reader.begin().await?;
+        let mut versions_tx = self.store().snapshot().await?;
         let last_seq = store::last_seq(&mut *versions_tx).await?;
-        let mut chain_tx = self.store().reader.begin().await?;
+        let mut chain_tx = self.store().snapshot().await?;
         let chain = tokio::spawn(async move { check_chain(&mut chain_tx).await });
         let versions = tokio::spawn(async move { check_versions(&mut versions_tx).await });
         let (chain, versions) = (join(chain).await?, join(versions).await?);

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+pub mod copy;
 pub mod error;
 pub mod eval;
 mod governance;
@@ -119,7 +120,6 @@ struct Inner {
     applied_seq: std::sync::atomic::AtomicI64,
     index: Index,
     keys: RwLock<KeyCache>,
-    logins: sessions::LoginLimiter,
     evals: eval::Evals,
     /// Derives secrets that are never stored (webhook signing keys).
     server_key: [u8; 32],
@@ -146,7 +146,6 @@ impl Registry {
                 store,
                 index: Index::default(),
                 keys: RwLock::default(),
-                logins: Default::default(),
                 evals: Default::default(),
                 server_key,
                 webhook_settings: RwLock::default(),

@@ -1,13 +1,11 @@
 //! Console sign-in: password login with a rate limit, sessions stored in the database
 //! (only the SHA-256 of the cookie value), idle and absolute expiry, logout.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domain::access::{Grant, Role};
-use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::accounts::{DUMMY_HASH, verify_password};
@@ -24,9 +22,9 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Failed sign-ins counted over this window...
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// ...lock an account after this many...
-const MAX_FAILURES_PER_ACCOUNT: usize = 5;
+const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
 /// ...and an address after this many (across accounts).
-const MAX_FAILURES_PER_ADDRESS: usize = 20;
+const MAX_FAILURES_PER_ADDRESS: i64 = 20;
 
 /// A new session: the cookie value (shown to the browser once, never stored) and who it is.
 pub struct NewSession {
@@ -34,49 +32,13 @@ pub struct NewSession {
     pub principal: Principal,
 }
 
-/// Recent failed sign-ins by account and by address.
-#[derive(Default)]
-pub(crate) struct LoginLimiter {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl LoginLimiter {
-    fn keys(username: &str, addr: Option<IpAddr>) -> [(String, usize); 2] {
-        let addr = addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
-        [
-            (format!("user:{}", username.to_lowercase()), MAX_FAILURES_PER_ACCOUNT),
-            (format!("addr:{addr}"), MAX_FAILURES_PER_ADDRESS),
-        ]
-    }
-
-    /// Seconds until a locked account or address may try again, if either is locked.
-    fn locked_for(&self, username: &str, addr: Option<IpAddr>) -> Option<u64> {
-        let now = Instant::now();
-        let mut map = self.failures.lock();
-        Self::keys(username, addr)
-            .into_iter()
-            .filter_map(|(key, max)| {
-                let times = map.get_mut(&key)?;
-                times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-                (times.len() >= max).then(|| (FAILURE_WINDOW - now.duration_since(times[0])).as_secs().max(1))
-            })
-            .max()
-    }
-
-    fn record_failure(&self, username: &str, addr: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut map = self.failures.lock();
-        if map.len() > 100_000 {
-            map.retain(|_, times| times.last().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
-        }
-        for (key, _) in Self::keys(username, addr) {
-            map.entry(key).or_default().push(now);
-        }
-    }
-
-    fn clear_account(&self, username: &str) {
-        self.failures.lock().remove(&format!("user:{}", username.to_lowercase()));
-    }
+/// The rate limit's keys for a sign-in: the account and the address, each with its limit.
+fn limit_keys(username: &str, addr: Option<IpAddr>) -> [(String, i64); 2] {
+    let addr = addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+    [
+        (format!("user:{}", username.to_lowercase()), MAX_FAILURES_PER_ACCOUNT),
+        (format!("addr:{addr}"), MAX_FAILURES_PER_ADDRESS),
+    ]
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -97,6 +59,42 @@ fn us(d: Duration) -> i64 {
 }
 
 impl Registry {
+    /// Seconds until a locked account or address may try again, if either is locked
+    /// (counted in the database: the limit holds across replicas).
+    async fn locked_for(&self, keys: &[(String, i64); 2]) -> Result<Option<u64>> {
+        let now = time::now_us();
+        let mut wait = None;
+        for (key, max) in keys {
+            let (count, oldest) = store::login_failures(&self.store().reader, key, now - us(FAILURE_WINDOW)).await?;
+            if count >= *max {
+                let left = (oldest + us(FAILURE_WINDOW) - now).max(1_000_000) / 1_000_000;
+                wait = wait.max(Some(left as u64));
+            }
+        }
+        Ok(wait)
+    }
+
+    async fn record_failure(&self, keys: &[(String, i64); 2]) -> Result<()> {
+        let (this, keys) = (self.clone(), keys.clone());
+        detached(async move {
+            let now = time::now_us();
+            let mut w = this.write().await?;
+            store::insert_login_failures(&mut w.tx, &[&keys[0].0, &keys[1].0], now, now - us(FAILURE_WINDOW)).await?;
+            Ok(w.tx.commit().await?)
+        })
+        .await
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<()> {
+        let (this, key) = (self.clone(), key.to_owned());
+        detached(async move {
+            let mut w = this.write().await?;
+            store::delete_login_failures(&mut w.tx, &key).await?;
+            Ok(w.tx.commit().await?)
+        })
+        .await
+    }
+
     /// Signs a person in. Refused with `RateLimited` after repeated failures for the
     /// account or the address; a wrong name and a wrong password look the same (and take
     /// the same time). `previous` is the session cookie the browser already had: it is
@@ -108,8 +106,8 @@ impl Registry {
         addr: Option<IpAddr>,
         previous: Option<&str>,
     ) -> Result<NewSession> {
-        let limiter = &self.inner.logins;
-        if let Some(retry_after) = limiter.locked_for(username, addr) {
+        let keys = limit_keys(username, addr);
+        if let Some(retry_after) = self.locked_for(&keys).await? {
             return Err(ServiceError::RateLimited { retry_after });
         }
         let user = store::user_by_name(&self.store().reader, username).await?;
@@ -117,11 +115,11 @@ impl Registry {
         let hash = usable.and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
         let password_ok = verify_password(hash, password.to_owned()).await?;
         let Some(user) = usable.filter(|_| password_ok) else {
-            limiter.record_failure(username, addr);
+            self.record_failure(&keys).await?;
             tracing::info!(username, ?addr, "sign-in refused");
             return Err(ServiceError::Unauthenticated("the username or password is not right".into()));
         };
-        limiter.clear_account(username);
+        self.clear_failures(&keys[0].0).await?;
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(ServiceError::internal)?;
         let token = hex::encode(bytes);

@@ -23,7 +23,7 @@ use sqlx::{Any, AnyConnection, AnyExecutor, AnyPool, Executor, FromRow, Transact
 use crate::error::{Result, ServiceError};
 use crate::time::format_us;
 
-pub use sql::{Double, Flag, Sql};
+pub use sql::{Double, Flag, Sql, Tuple};
 
 /// How much to trade durability for speed on power loss (never on a process crash).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -254,6 +254,15 @@ impl Store {
             }
         };
         Ok(WriteGuard { tx, _lock: lock })
+    }
+
+    /// A read-only transaction that sees one snapshot from its first read to its end
+    /// (SQLite's deferred transactions do; PostgreSQL needs REPEATABLE READ for it).
+    pub async fn snapshot(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.reader.begin().await?,
+            Backend::Postgres => self.reader.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
+        })
     }
 
     /// Holds off this replica's writes (while it applies other replicas' changes).
@@ -1073,5 +1082,32 @@ pub async fn delete_expired_sessions(conn: &mut AnyConnection, idle_before: i64,
         .bind(created_before)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sign-in rate limit
+
+/// Failed sign-ins for `key` since `since`: how many, and when the oldest was.
+pub async fn login_failures(ex: impl AnyExecutor<'_>, key: &str, since: i64) -> Result<(i64, i64)> {
+    let (count, oldest): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = $1 AND at > $2")
+            .bind(key)
+            .bind(since)
+            .fetch_one(ex)
+            .await?;
+    Ok((count, oldest.unwrap_or(since)))
+}
+
+/// Records a failed sign-in under each of `keys`, and forgets failures before `forget_before`.
+pub async fn insert_login_failures(conn: &mut AnyConnection, keys: &[&str], at: i64, forget_before: i64) -> Result<()> {
+    sqlx::query("DELETE FROM login_failures WHERE at < $1").bind(forget_before).execute(&mut *conn).await?;
+    for key in keys {
+        sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)").bind(key).bind(at).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn delete_login_failures(conn: &mut AnyConnection, key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM login_failures WHERE key = $1").bind(key).execute(conn).await?;
     Ok(())
 }
