@@ -209,14 +209,9 @@ pub struct Provider {
     pub api_key_env: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// OpenAI-compatible chat completions (OpenAI, gateways, vLLM, Ollama, llama.cpp, LiteLLM).
-    Openai,
-    /// Anthropic Messages.
-    Anthropic,
-}
+/// OpenAI-compatible chat completions (OpenAI, gateways, vLLM, Ollama, llama.cpp,
+/// LiteLLM) or Anthropic Messages.
+pub use crate::vocabulary::ProviderKind;
 
 /// Price of a model in US dollars per million tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -123,6 +123,16 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// The HTTP protocol a model provider speaks.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    ProviderKind {
+        Openai = "openai": "OpenAI-compatible (OpenAI, vLLM, Ollama, LiteLLM…)",
+        Anthropic = "anthropic": "Anthropic",
+    }
+}
+
 impl AuditAction {
     /// The webhook event an audit event raises, if any.
     /// Whether the event changes who a key or session acts as (a cached key must be

@@ -1,9 +1,11 @@
 //! Kill the real server with SIGKILL at random moments during a stream of writes, 20
 //! times: every acknowledged write is still there after restart, the database passes
-//! `PRAGMA integrity_check`, and the audit chain verifies.
+//! `PRAGMA integrity_check` (SQLite), and the audit chain verifies. On PostgreSQL too
+//! when the tests run against one.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +17,7 @@ use sqlx::{Connection, SqliteConnection};
 const EXE: &str = env!("CARGO_BIN_EXE_promptledger");
 const WRITERS: usize = 4;
 
-fn start(db: &Path) -> (Child, String) {
+fn start(db: &str) -> (Child, String) {
     let mut child = Command::new(EXE)
         .arg("--db")
         .arg(db)
@@ -83,7 +85,10 @@ async fn writer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("crash.db");
+    let db = match common::postgres() {
+        Some(server) => common::fresh_database(&server).await,
+        None => dir.path().join("crash.db").display().to_string(),
+    };
     let out = Command::new(EXE)
         .arg("--db")
         .arg(&db)
@@ -158,10 +163,12 @@ async fn acknowledged_writes_survive_sigkill() {
 
     let total = acked.lock().unwrap().versions.len();
     assert!(total >= 20, "the stream wrote too little to mean anything ({total} acknowledged saves)");
-    let mut conn = SqliteConnection::connect(&format!("sqlite:{}", db.display())).await.unwrap();
-    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(integrity, "ok");
-    conn.close().await.unwrap();
+    if common::postgres().is_none() {
+        let mut conn = SqliteConnection::connect(&format!("sqlite:{db}")).await.unwrap();
+        let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(integrity, "ok");
+        conn.close().await.unwrap();
+    }
     let verify = Command::new(EXE).arg("--db").arg(&db).args(["audit", "verify"]).output().unwrap();
     assert_eq!(verify.status.code(), Some(0), "{}", String::from_utf8_lossy(&verify.stdout));
     println!("{total} acknowledged saves survived 20 SIGKILLs");

@@ -97,11 +97,7 @@ pub async fn save_provider(
 ) -> Result<domain::eval::Provider, AppError> {
     use domain::eval::ProviderKind;
     let (who, registry) = crate::auth::ssr::caller().await?;
-    let kind = match kind.as_str() {
-        "openai" => ProviderKind::Openai,
-        "anthropic" => ProviderKind::Anthropic,
-        _ => return Err(AppError::invalid("Pick the kind of provider from the list.")),
-    };
+    let kind = ProviderKind::parse(&kind).ok_or_else(|| AppError::invalid("Pick the kind of provider from the list."))?;
     let provider = domain::eval::Provider {
         name: name.trim().to_owned(),
         kind,
@@ -583,8 +579,10 @@ fn ProvidersPanel() -> impl IntoView {
                 <div class="field">
                     <label for="provider-kind">"Kind"</label>
                     <select id="provider-kind" name="kind">
-                        <option value="openai">"OpenAI-compatible (OpenAI, vLLM, Ollama, LiteLLM…)"</option>
-                        <option value="anthropic">"Anthropic"</option>
+                        {domain::vocabulary::ProviderKind::ALL
+                            .iter()
+                            .map(|k| view! { <option value=k.as_str()>{k.words()}</option> })
+                            .collect_view()}
                     </select>
                 </div>
                 <div class="field">

@@ -170,7 +170,7 @@ impl Registry {
         let mut w = self.write().await?;
         let at = time::now_us();
         let created = sql::put_provider(&mut w.tx, &provider, &who.actor, at).await?;
-        let detail = json!({"provider": provider.name, "kind": sql::kind_str(provider.kind), "base_url": provider.base_url,
+        let detail = json!({"provider": provider.name, "kind": provider.kind.as_str(), "base_url": provider.base_url,
                             "api_key_env": provider.api_key_env, "created": created});
         store::append_event(&mut w.tx, at, event(who, AuditAction::ProviderSaved, None, detail)).await?;
         w.tx.commit().await?;

@@ -21,19 +21,8 @@ struct ProviderRow {
 
 impl ProviderRow {
     fn into_provider(self) -> Result<Provider> {
-        let kind = match self.kind.as_str() {
-            "openai" => ProviderKind::Openai,
-            "anthropic" => ProviderKind::Anthropic,
-            _ => return Err(corrupt("provider kind")),
-        };
+        let kind = ProviderKind::parse(&self.kind).ok_or_else(|| corrupt("provider kind"))?;
         Ok(Provider { name: self.name, kind, base_url: self.base_url, api_key_env: self.api_key_env })
-    }
-}
-
-pub fn kind_str(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Openai => "openai",
-        ProviderKind::Anthropic => "anthropic",
     }
 }
 
@@ -45,7 +34,7 @@ pub async fn put_provider(conn: &mut AnyConnection, p: &Provider, actor: &str, a
            api_key_env = excluded.api_key_env, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
     )
     .bind(&p.name)
-    .bind(kind_str(p.kind))
+    .bind(p.kind.as_str())
     .bind(&p.base_url)
     .bind(&p.api_key_env)
     .bind(actor)
