@@ -19,7 +19,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 echo "==> the integration tests again, on PostgreSQL (three replicas where a test asks)"
 PROMPTLEDGER_TEST_POSTGRES=$(scripts/pg.sh start "$pg/db") \
 PROMPTLEDGER_SECRET=test-only-secret-shared-by-replicas \
-  cargo test --locked -p server --tests 2>&1 | tee -a "$log"
+  cargo test --workspace --locked --test '*' 2>&1 | tee -a "$log"
 scripts/pg.sh stop "$pg/db"
 
 echo "==> building the console (cargo leptos build --split)"
