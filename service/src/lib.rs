@@ -114,8 +114,6 @@ pub struct Registry {
 struct Inner {
     location: Location,
     store: Store,
-    /// This process among the replicas: what its leases are held under.
-    replica: String,
     /// The last audit seq this replica's index has applied (see `replicas`).
     applied_seq: std::sync::atomic::AtomicI64,
     index: Index,
@@ -141,7 +139,6 @@ impl Registry {
         let registry = Registry {
             inner: Arc::new(Inner {
                 location: at,
-                replica: format!("replica-{:016x}", fastrand::u64(..)),
                 applied_seq: Default::default(),
                 store,
                 index: Index::default(),

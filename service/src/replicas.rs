@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use crate::index::PromptEntry;
 use crate::store::{self, Backend, Location, WriteGuard};
-use crate::{Registry, Result};
+use crate::{Registry, Result, ServiceError};
 
 /// The channel every change is announced on.
 pub(crate) const CHANNEL: &str = "promptledger_changes";
@@ -71,7 +71,7 @@ impl Registry {
 
     /// What this replica's leases are held under.
     pub fn replica(&self) -> &str {
-        &self.inner.replica
+        &self.store().replica
     }
 
     /// Whether this replica should do the background work `work` now: always on SQLite;
@@ -83,7 +83,7 @@ impl Registry {
         }
         let taken = async {
             let mut conn = self.store().reader.acquire().await?;
-            store::take_lease(&mut conn, work, &self.inner.replica, LEASE.as_micros() as i64).await
+            store::take_lease(&mut conn, work, self.replica(), LEASE.as_micros() as i64).await
         };
         match taken.await {
             Ok(held) => held,
@@ -130,14 +130,20 @@ impl Registry {
         let Some(last) = changes.last().map(|c| c.0) else { return Ok(()) };
         let mut prompts = BTreeSet::new();
         let (mut keys, mut budgets) = (false, false);
-        for (_, action, prompt) in changes {
+        // This replica's own changes are in its index already.
+        for (_, action, prompt, _) in changes.into_iter().filter(|c| c.3.as_deref() != Some(self.replica())) {
             let action = AuditAction::parse(&action);
             keys |= action.is_none_or(AuditAction::touches_keys);
             budgets |= action.is_none_or(AuditAction::touches_budgets);
             prompts.extend(prompt);
         }
-        for name in &prompts {
-            self.reload_prompt(name).await?;
+        let mut reloads = tokio::task::JoinSet::new();
+        for name in prompts {
+            let this = self.clone();
+            reloads.spawn(async move { this.reload_prompt(&name).await });
+        }
+        while let Some(reloaded) = reloads.join_next().await {
+            reloaded.map_err(ServiceError::internal)??;
         }
         if keys {
             self.inner.keys.write().clear();
@@ -153,15 +159,19 @@ impl Registry {
     async fn reload_prompt(&self, name: &str) -> Result<()> {
         let reader = &self.store().reader;
         let Some(p) = store::prompt_by_name(reader, name).await? else { return Ok(()) };
-        let labels = store::labels_of(reader, p.id).await?;
-        let rows = store::served_versions_of(reader, p.id).await?;
+        // The reads at once: a catch-up inside a write holds up every replica's writes.
+        let (labels, rows, live) = tokio::try_join!(
+            store::labels_of(reader, p.id),
+            store::served_versions_of(reader, p.id),
+            crate::rollouts::live_ids(reader),
+        )?;
+        let live: Vec<String> = live.into_iter().filter(|(p, _)| p == name).map(|(_, id)| id).collect();
         // Splits of rollouts still live stay served while the entry is replaced; the
         // rollouts are then loaded afresh (weights, and any that ended).
-        let live: Vec<String> =
-            crate::rollouts::live_ids(reader).await?.into_iter().filter(|(p, _)| p == name).map(|(_, id)| id).collect();
-        let splits = self.index().get(name).map(|e| e.split_plans()).unwrap_or_default();
-        let splits = splits.into_iter().filter(|plan| live.contains(&plan.id)).collect();
+        let had = self.index().get(name).map(|e| e.split_plans()).unwrap_or_default();
+        let rollouts = !live.is_empty() || !had.is_empty() || self.has_live_rollout(name);
+        let splits = had.into_iter().filter(|plan| live.contains(&plan.id)).collect();
         self.index().put(crate::prompt_entry(p, labels, &rows, splits)?);
-        self.load_live_rollouts(Some(name)).await
+        if rollouts { self.load_live_rollouts(Some(name)).await } else { Ok(()) }
     }
 }

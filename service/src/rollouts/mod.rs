@@ -271,6 +271,11 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether the judge's list has a live rollout of `prompt`.
+    pub(crate) fn has_live_rollout(&self, prompt: &str) -> bool {
+        self.inner.rollouts.live.read().values().any(|l| l.row.prompt == prompt)
+    }
+
     /// The live rollout a generation names, if any (for ingest).
     pub(crate) fn live_rollout(&self, id: &str) -> Option<Arc<Live>> {
         self.inner.rollouts.live.read().get(id).cloned()

@@ -119,6 +119,9 @@ pub struct Store {
     pub reader: AnyPool,
     writer: AnyPool,
     pub backend: Backend,
+    /// This process among the replicas: its connections' `application_name` on
+    /// PostgreSQL (recorded with each audit event) and what its leases are held under.
+    pub replica: String,
     /// PostgreSQL: the advisory lock this database's writes take (the registry's and
     /// telemetry's are apart, so ingest never waits for a label move).
     lock_key: i64,
@@ -206,7 +209,14 @@ impl Store {
             })
             .connect_with(options(&format!("{url}?mode=ro"))?)
             .await?;
-        Ok(Store { reader, writer, backend: Backend::Sqlite, lock_key: 0, write_lock: tokio::sync::Mutex::new(()) })
+        Ok(Store {
+            reader,
+            writer,
+            backend: Backend::Sqlite,
+            replica: replica_id(),
+            lock_key: 0,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     async fn connect_postgres(url: &str, part: Part) -> Result<Store> {
@@ -214,12 +224,15 @@ impl Store {
             Part::Registry => "public",
             Part::Telemetry => "telemetry",
         };
+        let replica = replica_id();
+        let name = replica.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
             .after_connect(move |conn, _| {
+                let set = format!("SET search_path TO {schema}; SET application_name TO '{name}'");
                 Box::pin(async move {
-                    conn.execute(format!("SET search_path TO {schema}").as_str()).await?;
+                    conn.execute(set.as_str()).await?;
                     Ok(())
                 })
             })
@@ -238,7 +251,14 @@ impl Store {
             Part::Registry => WRITE_LOCK_KEY,
             Part::Telemetry => WRITE_LOCK_KEY + 2,
         };
-        Ok(Store { reader: pool.clone(), writer: pool, backend: Backend::Postgres, lock_key, write_lock: Default::default() })
+        Ok(Store {
+            reader: pool.clone(),
+            writer: pool,
+            backend: Backend::Postgres,
+            replica,
+            lock_key,
+            write_lock: Default::default(),
+        })
     }
 
     /// Starts a write transaction: the only one on SQLite, the only one across every
@@ -274,6 +294,10 @@ impl Store {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+fn replica_id() -> String {
+    format!("promptledger-{:016x}", fastrand::u64(..))
 }
 
 fn options(url: &str) -> Result<AnyConnectOptions> {
@@ -825,6 +849,8 @@ pub async fn audit_page(ex: impl AnyExecutor<'_>, f: &AuditFilter, limit: i64) -
     Ok(sqlx::query_as_with::<_, AuditRow, _>(&sql, args).fetch_all(ex).await?)
 }
 
+pub type Change = (i64, String, Option<String>, Option<String>);
+
 /// Takes or renews the lease on `work` for `holder`, for `ttl_us` from the database's
 /// clock (replicas' clocks may disagree; the database's is one); whether it is held.
 pub async fn take_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_us: i64) -> Result<bool> {
@@ -846,9 +872,9 @@ pub async fn take_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_
     Ok(held.is_some())
 }
 
-/// (seq, action, prompt) of every event after `seq`, oldest first.
-pub async fn changes_after(ex: impl AnyExecutor<'_>, seq: i64) -> Result<Vec<(i64, String, Option<String>)>> {
-    Ok(sqlx::query_as("SELECT seq, action, prompt FROM audit_events WHERE seq > $1 ORDER BY seq")
+/// (seq, action, prompt, replica) of every event after `seq`, oldest first.
+pub async fn changes_after(ex: impl AnyExecutor<'_>, seq: i64) -> Result<Vec<Change>> {
+    Ok(sqlx::query_as("SELECT seq, action, prompt, replica FROM audit_events WHERE seq > $1 ORDER BY seq")
         .bind(seq)
         .fetch_all(ex)
         .await?)
