@@ -13,7 +13,7 @@ use service::{Durability, Principal, Registry};
 
 mod common;
 
-use common::{CONNECTIONS, Load, Server, TURNS, WINDOW, load, seed, show, start};
+use common::{CONNECTIONS, Server, TURNS, WINDOW, load, seed, show, start};
 
 /// The server-side p99 of resolve, read from `/metrics` (upper bound of its bucket).
 async fn server_p99(base: &str) -> String {

@@ -95,7 +95,10 @@ async fn main() {
     println!("\n[commits: {CONNECTIONS} writers over 3 replicas, each saving versions of its own prompt]");
     for w in 0..CONNECTIONS {
         a.registry
-            .create_prompt(&Principal::operator(), serde_json::from_value(json!({"name": format!("w/{w}"), "template": "0"})).unwrap())
+            .create_prompt(
+                &Principal::operator(),
+                serde_json::from_value(json!({"name": format!("w/{w}"), "template": "0"})).unwrap(),
+            )
             .await
             .unwrap();
     }

@@ -33,12 +33,15 @@ async fn a_registry_copied_to_the_other_backend_and_back_serves_the_same() {
     for p in ["support/reply", "billing/notice"] {
         s.create_text(p, "Hello {{ name }}").await;
         let path = format!("/api/v1/prompts/{}/versions", p.replace('/', "%2F"));
-        let r = s.post(&path, &s.admin, json!({"base_version": 1, "template": "Hi {{ name }}", "config": {"t": 0.5}})).await;
+        let r = s
+            .post(&path, &s.admin, json!({"base_version": 1, "template": "Hi {{ name }}", "config": {"t": 0.5}}))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let labels = format!("/api/v1/prompts/{}/labels/stable", p.replace('/', "%2F"));
         assert_eq!(s.put(&labels, &s.admin, json!({"version": 1})).await.status, StatusCode::OK);
     }
-    let before = (served(&s.registry, "support/reply", "stable").await, served(&s.registry, "billing/notice", "latest").await);
+    let before =
+        (served(&s.registry, "support/reply", "stable").await, served(&s.registry, "billing/notice", "latest").await);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("copy.db").display().to_string();
     copy(&s.db_arg(), &file).await;
@@ -51,10 +54,12 @@ async fn a_registry_copied_to_the_other_backend_and_back_serves_the_same() {
     s.stop().await;
     for at in [Location::parse(&file), Location::parse(&back)] {
         let registry = Registry::open(&at, Durability::Normal).await.unwrap();
-        let after = (served(&registry, "support/reply", "stable").await, served(&registry, "billing/notice", "latest").await);
+        let after =
+            (served(&registry, "support/reply", "stable").await, served(&registry, "billing/notice", "latest").await);
         assert_eq!(after, before, "{}", at.display());
         // Ids continue after the copied ones: a new prompt and version are saved.
-        let new: domain::model::NewPrompt = serde_json::from_value(json!({"name": "after/copy", "template": "x"})).unwrap();
+        let new: domain::model::NewPrompt =
+            serde_json::from_value(json!({"name": "after/copy", "template": "x"})).unwrap();
         registry.create_prompt(&Principal::operator(), new).await.unwrap();
         assert!(registry.verify(&Principal::operator()).await.unwrap().ok);
         registry.close().await;

@@ -192,7 +192,11 @@ async fn eval_gates_and_four_eyes_approval_hold_for_people_and_keys_alike() {
     let r = move_label(&server, &a1, "canary", 1).await;
     let expiring = r.body["id"].as_str().unwrap().to_owned();
     let mut db = server.sql().await;
-    sqlx::query("UPDATE label_requests SET expires_at = 0 WHERE id = $1").bind(&expiring).execute(&mut db).await.unwrap();
+    sqlx::query("UPDATE label_requests SET expires_at = 0 WHERE id = $1")
+        .bind(&expiring)
+        .execute(&mut db)
+        .await
+        .unwrap();
     let r = server.post(&format!("/api/v1/label-requests/{expiring}/approve"), &b, json!({})).await;
     assert_eq!(r.code(), "request_closed", "{}", r.text);
     assert_eq!(server.get(&format!("/api/v1/label-requests/{expiring}"), &b).await.body["status"], "expired");

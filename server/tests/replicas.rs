@@ -1,6 +1,7 @@
 //! Three replicas on one PostgreSQL database (run when `PROMPTLEDGER_TEST_POSTGRES` is
 //! set, as `scripts/test.sh` does): a change through one is served by the others, racing
-//! saves through different replicas leave exactly one winner, a webhook is delivered
+//! saves through different replicas leave exactly one winner, the sign-in limit and
+//! sessions hold whichever replica is asked, a webhook is delivered
 //! once however many replicas poll the outbox, and a replica whose notification
 //! connection drops catches up from the audit log.
 
@@ -38,7 +39,9 @@ async fn a_change_through_one_replica_is_served_by_every_other() {
     a.create_text("greeting", "Hello {{ name }}").await;
     served(&b, "greeting", "latest", 1).await;
     served(&c, "greeting", "latest", 1).await;
-    let r = b.post("/api/v1/prompts/greeting/versions", &b.admin, json!({"base_version": 1, "template": "Hi {{ name }}"})).await;
+    let r = b
+        .post("/api/v1/prompts/greeting/versions", &b.admin, json!({"base_version": 1, "template": "Hi {{ name }}"}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let mut worst = Duration::ZERO;
     for round in 0..10 {
@@ -105,7 +108,8 @@ async fn a_dropped_notification_connection_misses_no_change() {
     .await
     .unwrap();
     assert_eq!(killed.len(), 3, "each replica listens on its own connection");
-    let r = a.post("/api/v1/prompts/drop/versions", &a.admin, json!({"base_version": 1, "template": "two {{ x }}"})).await;
+    let r =
+        a.post("/api/v1/prompts/drop/versions", &a.admin, json!({"base_version": 1, "template": "two {{ x }}"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     served(&b, "drop", "latest", 2).await;
     served(&c, "drop", "latest", 2).await;
@@ -124,11 +128,14 @@ async fn a_webhook_is_delivered_once_by_one_of_the_replicas() {
         });
     }
     let (url, hook) = common::hooks::receiver(0, false).await;
-    let r = servers[0].post("/api/v1/webhooks", &servers[0].admin, json!({"url": url, "events": ["label.moved"]})).await;
+    let r =
+        servers[0].post("/api/v1/webhooks", &servers[0].admin, json!({"url": url, "events": ["label.moved"]})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     servers[1].create_text("hooked", "one").await;
     served(&servers[2], "hooked", "latest", 1).await;
-    let r = servers[2].post("/api/v1/prompts/hooked/versions", &servers[2].admin, json!({"base_version": 1, "template": "two"})).await;
+    let r = servers[2]
+        .post("/api/v1/prompts/hooked/versions", &servers[2].admin, json!({"base_version": 1, "template": "two"}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     for round in 0..10 {
         let s = &servers[round % 3];
@@ -149,9 +156,13 @@ async fn the_rollout_judge_runs_on_one_replica_and_another_takes_over_when_it_di
     let Some(servers) = replicas().await else { return };
     let s = &servers[0];
     s.create_text("judged", "v1 {{ x }}").await;
-    let r = s.post("/api/v1/prompts/judged/versions", &s.admin, json!({"base_version": 1, "template": "v2 {{ x }}"})).await;
+    let r =
+        s.post("/api/v1/prompts/judged/versions", &s.admin, json!({"base_version": 1, "template": "v2 {{ x }}"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(s.put("/api/v1/prompts/judged/labels/stable", &s.admin, json!({"version": 1})).await.status, StatusCode::OK);
+    assert_eq!(
+        s.put("/api/v1/prompts/judged/labels/stable", &s.admin, json!({"version": 1})).await.status,
+        StatusCode::OK
+    );
     let plan = json!({"version": 2, "reason": "r", "steps": [50, 100], "step_seconds": 1, "min_samples": 20});
     let r = s.post("/api/v1/prompts/judged/rollouts", &s.admin, plan).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -200,6 +211,35 @@ async fn the_rollout_judge_runs_on_one_replica_and_another_takes_over_when_it_di
         sqlx::query_scalar("SELECT holder FROM leases WHERE name = 'rollout-judge'").fetch_one(&mut db).await.unwrap();
     assert_ne!(taken, holder, "a surviving replica judged the rollout");
     for s in servers {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_sign_in_limit_and_sessions_hold_across_replicas() {
+    use domain::access::Role;
+    use service::{Principal, ServiceError};
+    let Some([a, b, c]) = replicas().await else { return };
+    let password = "a long enough password";
+    for user in ["lead", "other"] {
+        a.registry.add_user(&Principal::operator(), user, Role::Editor, Some(password.into())).await.unwrap();
+    }
+    // Five failures through one replica lock the account on every replica.
+    for _ in 0..5 {
+        let failed = a.registry.login("lead", "not the password", None, None).await;
+        assert!(matches!(failed, Err(ServiceError::Unauthenticated(_))), "{:?}", failed.err());
+    }
+    for s in [&b, &c] {
+        let locked = s.registry.login("lead", password, None, None).await;
+        assert!(matches!(locked, Err(ServiceError::RateLimited { .. })), "{:?}", locked.err());
+    }
+    // A session begun through one replica is honoured by the others, and ended everywhere.
+    let session = c.registry.login("other", password, None, None).await.unwrap();
+    let who = a.registry.authenticate_session(&session.token).await.unwrap();
+    assert_eq!(who.actor, "other");
+    b.registry.logout(&session.token).await.unwrap();
+    assert!(a.registry.authenticate_session(&session.token).await.is_err());
+    for s in [a, b, c] {
         s.stop().await;
     }
 }

@@ -49,8 +49,13 @@ async fn triggers_refuse_changes_to_history() {
         "DELETE FROM label_moves",
     ]
     .into_iter()
-    .chain(db.backend_name().eq("PostgreSQL").then_some(["TRUNCATE versions CASCADE", "TRUNCATE audit_events CASCADE"]).into_iter().flatten())
-    {
+    .chain(
+        db.backend_name()
+            .eq("PostgreSQL")
+            .then_some(["TRUNCATE versions CASCADE", "TRUNCATE audit_events CASCADE"])
+            .into_iter()
+            .flatten(),
+    ) {
         let err = sqlx::query(sql).execute(&mut db).await.expect_err(sql);
         assert!(err.to_string().contains("immutable") || err.to_string().contains("append-only"), "{sql}: {err}");
     }

@@ -55,7 +55,8 @@ pub async fn copy_registry(from: &Location, to: &Location) -> Result<CopyReport>
     for (tables_of, open) in [(REGISTRY, Part::Registry), (TELEMETRY, Part::Telemetry)] {
         let (source, target) = (open.store(from).await?, open.store(to).await?);
         if open == Part::Registry {
-            let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&target.reader).await?;
+            let existing: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&target.reader).await?;
             if existing > 0 {
                 return Err(ServiceError::BadRequest(format!(
                     "{} already holds a registry ({existing} audit events): copy into an empty database",
@@ -149,10 +150,12 @@ async fn copy_table(from: &mut AnyConnection, to: &mut AnyConnection, table: &st
                 .await?
                 .flatten();
             if let Some(sequence) = sequence {
-                sqlx::query(&format!("SELECT setval(CAST($1 AS regclass), COALESCE(MAX({column}), 0) + 1, false) FROM {table}"))
-                    .bind(sequence)
-                    .execute(&mut *to)
-                    .await?;
+                sqlx::query(&format!(
+                    "SELECT setval(CAST($1 AS regclass), COALESCE(MAX({column}), 0) + 1, false) FROM {table}"
+                ))
+                .bind(sequence)
+                .execute(&mut *to)
+                .await?;
             }
         }
     }

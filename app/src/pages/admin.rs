@@ -97,7 +97,8 @@ pub async fn save_provider(
 ) -> Result<domain::eval::Provider, AppError> {
     use domain::eval::ProviderKind;
     let (who, registry) = crate::auth::ssr::caller().await?;
-    let kind = ProviderKind::parse(&kind).ok_or_else(|| AppError::invalid("Pick the kind of provider from the list."))?;
+    let kind =
+        ProviderKind::parse(&kind).ok_or_else(|| AppError::invalid("Pick the kind of provider from the list."))?;
     let provider = domain::eval::Provider {
         name: name.trim().to_owned(),
         kind,

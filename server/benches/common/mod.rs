@@ -160,4 +160,3 @@ pub async fn seed(registry: &Registry, prompts: usize, versions: i64, writers: u
 pub fn show(what: &str, l: &Load) {
     println!("  {what:<22} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}", l.rps, l.p50_ms, l.p99_ms, l.errors);
 }
-

@@ -59,13 +59,7 @@ pub async fn providers(db: impl AnyExecutor<'_>) -> Result<Vec<Provider>> {
     rows.into_iter().map(ProviderRow::into_provider).collect()
 }
 
-pub async fn put_price(
-    conn: &mut AnyConnection,
-    provider: &str,
-    p: &ModelPrice,
-    actor: &str,
-    at: i64,
-) -> Result<()> {
+pub async fn put_price(conn: &mut AnyConnection, provider: &str, p: &ModelPrice, actor: &str, at: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO model_prices (provider, model, input_per_mtok, output_per_mtok, updated_by, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6)

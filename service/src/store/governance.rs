@@ -125,11 +125,7 @@ pub async fn request(ex: impl AnyExecutor<'_>, id: &str) -> Result<Option<Reques
 }
 
 /// Requests, newest first, optionally of one status.
-pub async fn requests(
-    ex: impl AnyExecutor<'_>,
-    status: Option<RequestStatus>,
-    limit: i64,
-) -> Result<Vec<RequestRow>> {
+pub async fn requests(ex: impl AnyExecutor<'_>, status: Option<RequestStatus>, limit: i64) -> Result<Vec<RequestRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM label_requests q JOIN prompts p ON p.id = q.prompt_id
          WHERE ($1 IS NULL OR q.status = $1) ORDER BY q.created_at DESC LIMIT $2"

@@ -6,9 +6,9 @@
 pub mod evals;
 pub mod governance;
 pub mod rollouts;
+mod sql;
 pub mod telemetry;
 pub mod webhooks;
-mod sql;
 
 use std::path::{Path, PathBuf};
 
@@ -404,10 +404,7 @@ impl VersionRow {
 }
 
 /// The row id of an insert, or `NameTaken` with `taken` when a unique name clashes.
-fn inserted(
-    result: std::result::Result<i64, sqlx::Error>,
-    taken: impl FnOnce() -> String,
-) -> Result<i64> {
+fn inserted(result: std::result::Result<i64, sqlx::Error>, taken: impl FnOnce() -> String) -> Result<i64> {
     match result {
         Ok(id) => Ok(id),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ServiceError::NameTaken(taken())),
@@ -469,20 +466,22 @@ const VERSION_COLUMNS: &str =
     "prompt_id, version, hash, type, template, messages, config, variables, message, created_by, created_at";
 
 pub async fn insert_version(conn: &mut AnyConnection, row: &VersionRow) -> Result<()> {
-    sqlx::query(&format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
-        .bind(row.prompt_id)
-        .bind(row.version)
-        .bind(&row.hash)
-        .bind(&row.prompt_type)
-        .bind(&row.template)
-        .bind(&row.messages)
-        .bind(&row.config)
-        .bind(&row.variables)
-        .bind(&row.message)
-        .bind(&row.created_by)
-        .bind(row.created_at)
-        .execute(conn)
-        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(row.prompt_id)
+    .bind(row.version)
+    .bind(&row.hash)
+    .bind(&row.prompt_type)
+    .bind(&row.template)
+    .bind(&row.messages)
+    .bind(&row.config)
+    .bind(&row.variables)
+    .bind(&row.message)
+    .bind(&row.created_by)
+    .bind(row.created_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -551,7 +550,9 @@ fn chunk_sql(conn: &AnyConnection, columns: &str, from: &str, order: &str, limit
              FROM (SELECT * FROM {from} ORDER BY {order} LIMIT {limit}) AS chunk"
         )
     } else {
-        format!("SELECT json_group_array(json_array({columns})) FROM (SELECT * FROM {from} ORDER BY {order} LIMIT {limit})")
+        format!(
+            "SELECT json_group_array(json_array({columns})) FROM (SELECT * FROM {from} ORDER BY {order} LIMIT {limit})"
+        )
     }
 }
 
@@ -956,13 +957,15 @@ pub async fn insert_user(
     password_hash: Option<&str>,
     at: i64,
 ) -> Result<i64> {
-    let result = sqlx::query_scalar("INSERT INTO users (username, role, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
-        .bind(username)
-        .bind(role)
-        .bind(password_hash)
-        .bind(at)
-        .fetch_one(conn)
-        .await;
+    let result = sqlx::query_scalar(
+        "INSERT INTO users (username, role, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(username)
+    .bind(role)
+    .bind(password_hash)
+    .bind(at)
+    .fetch_one(conn)
+    .await;
     inserted(result, || format!("a user named '{username}' already exists"))
 }
 
@@ -1087,7 +1090,11 @@ pub async fn insert_session(conn: &mut AnyConnection, id_hash: &[u8], user_id: i
 }
 
 pub async fn touch_session(conn: &mut AnyConnection, id_hash: &[u8], at: i64) -> Result<()> {
-    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2").bind(at).bind(id_hash).execute(conn).await?;
+    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
+        .bind(at)
+        .bind(id_hash)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -1128,7 +1135,11 @@ pub async fn login_failures(ex: impl AnyExecutor<'_>, key: &str, since: i64) -> 
 pub async fn insert_login_failures(conn: &mut AnyConnection, keys: &[&str], at: i64, forget_before: i64) -> Result<()> {
     sqlx::query("DELETE FROM login_failures WHERE at < $1").bind(forget_before).execute(&mut *conn).await?;
     for key in keys {
-        sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)").bind(key).bind(at).execute(&mut *conn).await?;
+        sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
+            .bind(key)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -773,15 +773,16 @@ pub async fn insert_alert(
     fraction: f64,
     at: i64,
 ) -> Result<bool> {
-    let done =
-        sqlx::query("INSERT INTO budget_alerts (prompt_id, window_start, fraction, at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING")
-            .bind(prompt_id)
-            .bind(window_start)
-            .bind(fraction)
-            .bind(at)
-            .execute(conn)
-            .await?;
+    let done = sqlx::query(
+        "INSERT INTO budget_alerts (prompt_id, window_start, fraction, at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+    )
+    .bind(prompt_id)
+    .bind(window_start)
+    .bind(fraction)
+    .bind(at)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 

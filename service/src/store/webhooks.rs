@@ -66,7 +66,8 @@ pub async fn insert(
 }
 
 pub async fn deactivate(conn: &mut AnyConnection, id: &str) -> Result<bool> {
-    let done = sqlx::query("UPDATE webhooks SET active = 0 WHERE id = $1 AND active = 1").bind(id).execute(conn).await?;
+    let done =
+        sqlx::query("UPDATE webhooks SET active = 0 WHERE id = $1 AND active = 1").bind(id).execute(conn).await?;
     Ok(done.rows_affected() == 1)
 }
 
