@@ -52,6 +52,7 @@ pub async fn copy_registry(from: &Location, to: &Location) -> Result<CopyReport>
         return Err(ServiceError::BadRequest("--from and --to are the same database".into()));
     }
     let mut tables = Vec::new();
+    let mut source_head = None;
     for (tables_of, open) in [(REGISTRY, Part::Registry), (TELEMETRY, Part::Telemetry)] {
         let (source, target) = (open.store(from).await?, open.store(to).await?);
         if open == Part::Registry {
@@ -65,6 +66,11 @@ pub async fn copy_registry(from: &Location, to: &Location) -> Result<CopyReport>
             }
         }
         let mut read = source.snapshot().await?;
+        if open == Part::Registry {
+            source_head = sqlx::query_scalar::<_, String>("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *read)
+                .await?;
+        }
         let mut w = target.write().await?;
         // The migrations' own rows (the default label rules) give way to the copied ones.
         if open == Part::Registry {
@@ -87,6 +93,10 @@ pub async fn copy_registry(from: &Location, to: &Location) -> Result<CopyReport>
             "the copy does not verify: {}",
             report.message.unwrap_or_else(|| "the chain is broken".into())
         )));
+    }
+    // The copy's chain ends where the source's did: no event lost or added at the end.
+    if source_head.is_some_and(|head| head != report.head) {
+        return Err(ServiceError::Internal("the copy's audit chain does not end where the source's does".into()));
     }
     Ok(CopyReport { tables, events: report.events, versions: report.versions })
 }
