@@ -22,10 +22,16 @@ case "$cmd" in
       chown postgres "$dir"
     fi
     as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log"
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off \
-          -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB" >/dev/null
+    # A free loopback port: try random ones until the server starts on one.
+    for attempt in 1 2 3 4 5 6 7 8; do
+      port=$(( 20000 + RANDOM % 40000 ))
+      if as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start \
+           -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off \
+               -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB" >/dev/null; then
+        break
+      fi
+      [ "$attempt" = 8 ] && { cat "$dir/server.log" >&2; exit 1; }
+    done
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;
   stop)
