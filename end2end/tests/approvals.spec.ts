@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { addUser, adminKey, createPrompt, expectAccessible, hydrated, screenshot, signIn, unique, visit, watchErrors } from './helpers';
+import { addUser, adminKey, createPrompt, expectAccessible, hydrated, reviewMove, screenshot, signIn, unique, visit, watchErrors } from './helpers';
 
 test('a product manager asks to promote a version, a second one approves it from the inbox, and the API serves it', async ({ page, request, browser }, testInfo) => {
   const key = adminKey();
@@ -28,10 +28,7 @@ test('a product manager asks to promote a version, a second one approves it from
   const errors = watchErrors(page);
   await signIn(page, first);
   await visit(page, `/history/${name}`);
-  await page.getByLabel('or a new label').fill(label);
-  await page.getByLabel('Version', { exact: true }).selectOption('2');
-  await page.getByRole('button', { name: 'Review the change' }).click();
-  const review = page.getByRole('region', { name: 'Review the label move' });
+  const review = await reviewMove(page, { type: label }, '2');
   await expect(review.locator('.policy-rules')).toContainText('another publisher or admin must approve the move');
   await review.getByLabel('Why?').fill('Longer window approved by legal');
   await review.getByRole('button', { name: `Ask for approval to promote ${label} to v2` }).click();
@@ -79,9 +76,7 @@ test('the release review says why a move is blocked by an eval gate and what unb
   const pm = addUser('publisher');
   await signIn(page, pm);
   await visit(page, `/history/${name}`);
-  await page.getByLabel('or a new label').fill(label);
-  await page.getByRole('button', { name: 'Review the change' }).click();
-  const review = page.getByRole('region', { name: 'Review the label move' });
+  const review = await reviewMove(page, { type: label });
   await expect(review.locator('.policy-rules')).toContainText('the suite smoke must pass at 90% or more');
   await expect(review.getByRole('alert')).toContainText('This move is blocked');
   await expect(review.getByRole('alert')).toContainText('has no such suite');

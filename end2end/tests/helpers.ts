@@ -77,3 +77,18 @@ export async function expectAccessible(page: Page) {
 export async function screenshot(page: Page, testInfo: TestInfo, name: string) {
   await page.screenshot({ path: testInfo.outputPath(`${name}.png`), fullPage: true });
 }
+
+/** On a prompt's history page: picks (`pick`) or types (`type`) the label and picks the
+ *  version (when given), opens the release review, and returns it. */
+export async function reviewMove(page: Page, label: { pick: string } | { type: string }, version?: string) {
+  if ('pick' in label) {
+    await page.getByLabel('Label', { exact: true }).selectOption(label.pick);
+  } else {
+    await page.getByLabel('or a new label').fill(label.type);
+  }
+  if (version) {
+    await page.getByLabel('Version', { exact: true }).selectOption(version);
+  }
+  await page.getByRole('button', { name: 'Review the change' }).click();
+  return page.getByRole('region', { name: 'Review the label move' });
+}

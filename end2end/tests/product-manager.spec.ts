@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { addUser, adminKey, createPrompt, expectAccessible, screenshot, signIn, unique, watchErrors, visit } from './helpers';
+import { addUser, adminKey, createPrompt, expectAccessible, reviewMove, screenshot, signIn, unique, watchErrors, visit } from './helpers';
 
 test('a product manager compares versions side by side, promotes version 2 to stable, sees the API serve it, then rolls back', async ({ page, request }, testInfo) => {
   const key = adminKey();
@@ -31,10 +31,7 @@ test('a product manager compares versions side by side, promotes version 2 to st
   await screenshot(page, testInfo, 'pm-compare');
 
   // Promote: the confirmation shows what stable serves now against what it will serve.
-  await page.getByLabel('Label', { exact: true }).selectOption('stable');
-  await page.getByLabel('Version', { exact: true }).selectOption('2');
-  await page.getByRole('button', { name: 'Review the change' }).click();
-  const review = page.getByRole('region', { name: 'Review the label move' });
+  const review = await reviewMove(page, { pick: 'stable' }, '2');
   await expect(review.locator('.review-headline')).toHaveText('stable serves version 1 now; after this it will serve version 2.');
   await expect(review.locator('ins')).toHaveText(['30']);
   await review.getByLabel('Why?').fill('Policy update approved');

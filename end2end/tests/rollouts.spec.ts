@@ -1,5 +1,5 @@
 import { test, expect, type APIRequestContext } from '@playwright/test';
-import { addUser, adminKey, appKey, createPrompt, expectAccessible, hydrated, screenshot, signIn, unique, visit, watchErrors } from './helpers';
+import { addUser, adminKey, appKey, createPrompt, expectAccessible, hydrated, reviewMove, screenshot, signIn, unique, visit, watchErrors } from './helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** `YYYY-MM-DDTHH:MM:SS` in UTC, as a datetime-local input takes it. */
@@ -24,10 +24,7 @@ test('a product manager rolls a version out gradually and watches it take itself
   const errors = watchErrors(page);
   await signIn(page, pm);
   await visit(page, `/history/${name}`);
-  await page.getByLabel('Label', { exact: true }).selectOption('stable');
-  await page.getByLabel('Version', { exact: true }).selectOption('2');
-  await page.getByRole('button', { name: 'Review the change' }).click();
-  const review = page.getByRole('region', { name: 'Review the label move' });
+  const review = await reviewMove(page, { pick: 'stable' }, '2');
   await expect(review.locator('.gradual')).toContainText('v2 goes to 5 % of users first, then 25 %, 50 %, then everyone.');
   await expect(review.locator('.gradual')).toContainText('It goes back to v1 by itself if errors rise by more than 2 points, if it gets 25 % slower, or if it costs 10 % more per call.');
   await expectAccessible(page);
@@ -171,10 +168,7 @@ test('a gradual rollout of a label that needs approval starts when a second prod
   const errors = watchErrors(page);
   await signIn(page, first);
   await visit(page, `/history/${name}`);
-  await page.getByLabel('or a new label').fill(label);
-  await page.getByLabel('Version', { exact: true }).selectOption('2');
-  await page.getByRole('button', { name: 'Review the change' }).click();
-  const review = page.getByRole('region', { name: 'Review the label move' });
+  const review = await reviewMove(page, { type: label }, '2');
   await review.getByRole('button', { name: 'Ask for approval to roll out gradually' }).click();
   await expect(page.getByRole('status').filter({ hasText: `Rolling out version 2 on ${label} gradually needs approval` })).toBeVisible();
   expect((await (await request.get(`/api/v1/prompts/${path}/rollouts`, { headers: auth })).json()).items).toEqual([]);

@@ -186,17 +186,14 @@ async fn the_rollout_judge_runs_on_one_replica_and_another_takes_over_when_it_di
     servers.remove(dead).stop().await;
     let live = &servers[0];
     let app = live.key("app", domain::access::Scope::App, None).await;
-    let items: Vec<_> = ["base", "candidate"]
+    let items = ["base", "candidate"]
         .into_iter()
-        .flat_map(|arm| (0..20).map(move |n| (arm, n)))
-        .map(|(arm, n)| {
-            json!({"id": format!("{arm}-{n}"), "prompt": "judged", "version": if arm == "base" { 1 } else { 2 },
-                   "label": "stable", "rollout": id, "arm": arm, "status": "ok", "latency_ms": 100.0, "cost": 0.001,
-                   "started_at": service::time::format_us(service::time::now_us())})
+        .flat_map(|arm| {
+            let id = id.as_str();
+            (0..20).map(move |n| common::call("judged", id, arm, n, false, 100.0, 0.001))
         })
         .collect();
-    let r = live.post("/api/v1/generations", &app, json!({ "items": items })).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    common::send(live, &app, items).await;
     let start = Instant::now();
     loop {
         let view = live.get(&format!("/api/v1/rollouts/{id}"), &live.admin).await;

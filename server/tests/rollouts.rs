@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::hooks::{eventually, receiver};
-use common::{Reply, TestServer};
+use common::{Reply, TestServer, call, send};
 use domain::access::{Role, Scope};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -70,25 +70,6 @@ async fn until_status(s: &TestServer, id: &str, status: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("rollout {id} is not {status}: {last}");
-}
-
-fn now() -> String {
-    service::time::format_us(service::time::now_us())
-}
-
-/// One generation of the rollout's `arm`; `error`, latency and cost as given.
-fn call(name: &str, id: &str, arm: &str, n: usize, error: bool, latency: f64, cost: f64) -> Value {
-    let version = if arm == "candidate" { 2 } else { 1 };
-    json!({"id": format!("{id}-{arm}-{n}-{}", service::time::now_us()), "prompt": name, "version": version,
-           "label": "stable", "rollout": id, "arm": arm, "status": if error { "error" } else { "ok" },
-           "latency_ms": latency, "cost": cost, "started_at": now()})
-}
-
-async fn send(s: &TestServer, key: &str, items: Vec<Value>) {
-    for chunk in items.chunks(1000) {
-        let r = s.post("/api/v1/generations", key, json!({ "items": chunk })).await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    }
 }
 
 /// `n` calls per arm; `shape(arm, i)` gives (error, latency, cost).

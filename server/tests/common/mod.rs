@@ -225,6 +225,28 @@ pub fn enc(name: &str) -> String {
     name.replace('/', "%2F")
 }
 
+/// Now, as the API writes times.
+pub fn now() -> String {
+    service::time::format_us(service::time::now_us())
+}
+
+/// One generation of a rollout of v2 over v1 on `stable`, served by `arm`; `error`,
+/// latency and cost as given.
+pub fn call(name: &str, id: &str, arm: &str, n: usize, error: bool, latency: f64, cost: f64) -> Value {
+    let version = if arm == "candidate" { 2 } else { 1 };
+    json!({"id": format!("{id}-{arm}-{n}-{}", service::time::now_us()), "prompt": name, "version": version,
+           "label": "stable", "rollout": id, "arm": arm, "status": if error { "error" } else { "ok" },
+           "latency_ms": latency, "cost": cost, "started_at": now()})
+}
+
+/// Sends generations with an `app` key, 1,000 a batch; each batch must be accepted.
+pub async fn send(s: &TestServer, key: &str, items: Vec<Value>) {
+    for chunk in items.chunks(1000) {
+        let r = s.post("/api/v1/generations", key, json!({ "items": chunk })).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    }
+}
+
 /// The PostgreSQL server the tests run against (`PROMPTLEDGER_TEST_POSTGRES`, an admin
 /// URL), if any: `scripts/test.sh` starts a throwaway one and runs the integration tests
 /// a second time with it.
