@@ -129,8 +129,8 @@ struct Inner {
 }
 
 impl Registry {
-    /// Opens (creating and migrating if needed) the database at `path` and builds the
-    /// resolve index from it.
+    /// Opens (creating and migrating if needed) the registry `at` a SQLite file or a
+    /// PostgreSQL URL, and builds the resolve index from it.
     pub async fn open(at: impl Into<Location>, durability: Durability) -> Result<Registry> {
         let at = at.into();
         let server_key = server_key(&at)?;
