@@ -64,6 +64,7 @@ vocabulary! {
         RunFinished = "eval.run.finished": "an evaluation run finished",
         RunCancelled = "eval.run.cancelled": "an evaluation run was cancelled",
         RunInterrupted = "eval.run.interrupted": "an evaluation run was cut off by a stop of the server",
+        RunResumed = "eval.run.resumed": "a replica carried on an evaluation run whose replica stopped",
         MigrationStarted = "eval.migration.started": "a model migration check began",
         ProviderSaved = "provider.saved": "a model provider was set up",
         PriceSaved = "price.saved": "a model's price was set",

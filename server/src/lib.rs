@@ -56,12 +56,11 @@ pub async fn serve(
     let sweeper = registry.clone();
     let workers = [
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(service::eval::EvalSettings::default().stale_after);
             loop {
-                every.tick().await;
                 if let Err(e) = sweeper.sweep_interrupted_runs().await {
                     tracing::error!(error = %e, "could not check for interrupted evaluation runs");
                 }
+                tokio::time::sleep(sweeper.eval_settings().heartbeat).await;
             }
         }),
         // Deliveries queued by any process (the CLI's changes too) are sent from here.

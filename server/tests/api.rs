@@ -438,6 +438,11 @@ async fn health_metrics_and_openapi() {
     );
     let openapi = s.http.get(format!("{}/api/v1/openapi.yaml", s.base)).send().await.unwrap().text().await.unwrap();
     assert!(openapi.contains("openapi: 3."), "{openapi}");
+    let actions = openapi.split("action: {enum: [").nth(1).and_then(|rest| rest.split(']').next()).unwrap();
+    let listed: Vec<&str> = actions.split(',').map(str::trim).collect();
+    for action in domain::vocabulary::AuditAction::ALL {
+        assert!(listed.contains(&action.as_str()), "the OpenAPI document does not list the audit action {action}");
+    }
     s.stop().await;
 }
 

@@ -2,14 +2,17 @@
 //! set, as `scripts/test.sh` does): a change through one is served by the others, racing
 //! saves through different replicas leave exactly one winner, the sign-in limit and
 //! sessions hold whichever replica is asked, a webhook is delivered
-//! once however many replicas poll the outbox, and a replica whose notification
-//! connection drops catches up from the audit log.
+//! once however many replicas poll the outbox, an evaluation run executes once and is
+//! taken over when its replica is killed or stopped, the rollout judge moves to a live
+//! replica, and a replica whose notification connection drops catches up from the
+//! audit log.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::provider::MockProvider;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -238,5 +241,154 @@ async fn the_sign_in_limit_and_sessions_hold_across_replicas() {
     assert!(a.registry.authenticate_session(&session.token).await.is_err());
     for s in [a, b, c] {
         s.stop().await;
+    }
+}
+
+/// An evaluation run is executed once however many replicas look for runs to take over;
+/// and when the replica running one is killed, a live replica carries it on from the
+/// cases it recorded and finishes it.
+#[tokio::test]
+async fn an_eval_run_runs_once_and_a_killed_replicas_run_is_taken_over() {
+    let Some(servers) = replicas().await else { return };
+    let mock = MockProvider::start().await;
+    for s in &servers {
+        s.registry.configure_evals(service::eval::EvalSettings {
+            heartbeat: Duration::from_millis(100),
+            stale_after: Duration::from_secs(2),
+            ..Default::default()
+        });
+    }
+    let s = &servers[0];
+    let r = s
+        .put("/api/v1/providers/local", &s.admin, json!({"kind": "openai", "base_url": format!("{}/v1", mock.base)}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    s.create_text("graded", "{{ m }}").await;
+    let quick: Vec<_> = (0..10)
+        .map(|i| json!({"vars": {"m": format!("SAY:{i}")}, "assert": [{"type": "equals", "value": i.to_string()}]}))
+        .collect();
+    let slow: Vec<_> = (0..30).map(|i| json!({"vars": {"m": format!("SAY:{i} [sleep:100]")}})).collect();
+    for (name, cases) in [("quick", quick), ("slow", slow)] {
+        let r = s.put(&format!("/api/v1/prompts/graded/suites/{name}"), &s.admin, json!({"cases": cases})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let mut db = s.sql().await;
+    let events = |action: &'static str, run: String| async move {
+        let mut db = s.sql().await;
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM audit_events WHERE action = $1 AND detail LIKE $2")
+            .bind(action)
+            .bind(format!("%\"{run}\"%"))
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+    };
+    // Through one replica, while all three look for runs every 100 ms: one execution.
+    let r = servers[1]
+        .post("/api/v1/prompts/graded/eval-runs", &s.admin, json!({"suite": "quick", "model": "local/m"}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let run = ended(&servers[2], &id).await;
+    assert_eq!(run.body["status"], "passed", "{}", run.text);
+    assert_eq!(mock.requests(), 10, "each case was sent to the model once");
+    assert_eq!(events("eval.run.finished", id.clone()).await, 1);
+    assert_eq!(events("eval.run.resumed", id.clone()).await, 0, "no replica took a live run over");
+
+    // A fourth replica, a process of its own, runs the slow suite and is killed mid-run.
+    let (mut child, id, done_before) = slow_run_in_a_process(s).await;
+    child.kill().await.unwrap();
+    let killed_at = mock.requests();
+    // Its lease would lapse after the 30 s the killed process ran with: lapsed here.
+    sqlx::query("UPDATE leases SET until = 0 WHERE name = $1")
+        .bind(format!("eval-run:{id}"))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let run = ended(&servers[2], &id).await;
+    assert_eq!(run.body["status"], "passed", "{}", run.text);
+    assert_eq!((run.body["done"].as_u64(), run.body["total"].as_u64()), (Some(30), Some(30)), "{}", run.text);
+    let cases: Vec<u64> = run.body["results"].as_array().unwrap().iter().map(|c| c["case"].as_u64().unwrap()).collect();
+    assert_eq!(cases.len(), 30, "one result per case: {cases:?}");
+    // The cases recorded before the kill were not sent again; those in flight were.
+    let resent = mock.requests() - killed_at;
+    assert!(resent <= 30 - done_before as usize + 2, "{resent} calls after the kill, {done_before} were recorded");
+    assert_eq!(events("eval.run.resumed", id.clone()).await, 1);
+    assert_eq!(events("eval.run.finished", id.clone()).await, 1);
+    let replica: String =
+        sqlx::query_scalar("SELECT detail FROM audit_events WHERE action = 'eval.run.resumed' AND detail LIKE $1")
+            .bind(format!("%\"{id}\"%"))
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert!(servers.iter().any(|s| replica.contains(s.registry.replica())), "{replica}");
+    let leases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE name LIKE 'eval-run:%'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(leases, 0, "an ended run holds no lease");
+
+    // A replica that is stopped (SIGTERM, as in a rolling deploy) hands its run over at
+    // once: no lease to wait for.
+    let (child, id, _) = slow_run_in_a_process(s).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let run = ended(&servers[2], &id).await;
+    assert_eq!((run.body["status"].as_str(), run.body["done"].as_u64()), (Some("passed"), Some(30)), "{}", run.text);
+    assert_eq!(events("eval.run.resumed", id.clone()).await, 1);
+    assert_eq!(events("eval.run.interrupted", id.clone()).await, 0);
+
+    let verify = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!(verify.body["ok"], true, "{}", verify.text);
+    for s in servers {
+        s.stop().await;
+    }
+}
+
+/// A replica as a process of its own on `s`'s database, running the slow suite one case
+/// at a time; returned once it has recorded 3 cases, with the run's id and its count.
+async fn slow_run_in_a_process(s: &TestServer) -> (tokio::process::Child, String, u64) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_promptledger"))
+        .args(["--db", &s.db_arg(), "serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    tokio::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let r = s
+        .http
+        .post(format!("{base}/api/v1/prompts/graded/eval-runs"))
+        .bearer_auth(&s.admin)
+        .json(&json!({"suite": "slow", "model": "local/m", "concurrency": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    loop {
+        let r = s.get(&format!("/api/v1/eval-runs/{id}"), &s.admin).await;
+        let done = r.body["done"].as_u64().unwrap();
+        if done >= 3 {
+            return (child, id, done);
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the run made no progress: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The run once it has ended, read through `server`.
+async fn ended(server: &TestServer, id: &str) -> common::Reply {
+    let start = Instant::now();
+    loop {
+        let r = server.get(&format!("/api/v1/eval-runs/{id}"), &server.admin).await;
+        if r.body["status"] != "queued" && r.body["status"] != "running" {
+            return r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the run never ended: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

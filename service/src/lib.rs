@@ -157,7 +157,9 @@ impl Registry {
         registry.rebuild_index().await?;
         registry.load_rollouts().await?;
         registry.load_telemetry().await?;
-        registry.sweep_interrupted_runs().await?;
+        if registry.store().backend == store::Backend::Sqlite {
+            registry.sweep_interrupted_runs().await?;
+        }
         Ok(registry)
     }
 

@@ -78,12 +78,14 @@ impl Registry {
     /// on PostgreSQL when it holds (or takes, or renews) the work's lease. Called at every
     /// pass of the work, which renews the lease.
     pub(crate) async fn holds(&self, work: &str) -> bool {
-        if self.store().backend == Backend::Sqlite {
-            return true;
-        }
+        self.holds_for(work, LEASE).await
+    }
+
+    /// `holds`, with a lease of `ttl`.
+    pub(crate) async fn holds_for(&self, work: &str, ttl: Duration) -> bool {
         let taken = async {
             let mut conn = self.store().reader.acquire().await?;
-            store::take_lease(&mut conn, work, self.replica(), LEASE.as_micros() as i64).await
+            self.renew(&mut conn, work, ttl).await
         };
         match taken.await {
             Ok(held) => held,
@@ -91,6 +93,25 @@ impl Registry {
                 tracing::warn!(error = %e, work, "could not renew a lease; leaving the work to another replica");
                 false
             }
+        }
+    }
+
+    /// Takes or renews the lease on `work` for `ttl`, on `conn` (inside a write, the lease
+    /// and the write commit together); always held on SQLite.
+    pub(crate) async fn renew(&self, conn: &mut sqlx::AnyConnection, work: &str, ttl: Duration) -> Result<bool> {
+        match self.store().backend {
+            Backend::Sqlite => Ok(true),
+            Backend::Postgres => store::take_lease(conn, work, self.replica(), ttl.as_micros() as i64).await,
+        }
+    }
+
+    /// Gives the lease on `work` up at once, so another replica takes the work over
+    /// without waiting for the lease to lapse.
+    pub(crate) async fn release(&self, work: &str) -> Result<()> {
+        match self.store().backend {
+            Backend::Sqlite => Ok(()),
+            // One pool on PostgreSQL: the reader writes too.
+            Backend::Postgres => store::release_lease(&self.store().reader, work, self.replica()).await,
         }
     }
 

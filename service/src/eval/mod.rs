@@ -7,7 +7,7 @@ pub mod io;
 mod providers;
 mod runner;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use providers::RetryPolicy;
 
 use crate::index::PromptEntry;
-use crate::store::{self, NewEvent, evals as sql};
+use crate::store::{self, Backend, NewEvent, evals as sql};
 use crate::{Principal, Registry, Result, ServiceError, detached, page_limit, time};
 
 /// How runs behave; tests shorten the times.
@@ -159,7 +159,7 @@ impl Registry {
         *self.evals().settings.write() = settings;
     }
 
-    pub(crate) fn eval_settings(&self) -> EvalSettings {
+    pub fn eval_settings(&self) -> EvalSettings {
         self.evals().settings.read().clone()
     }
 
@@ -366,23 +366,35 @@ impl Registry {
                 at,
             };
             sql::insert_run(&mut w.tx, &row).await?;
+            // Held from the start: no other replica takes a run over before it begins.
+            self.renew(&mut w.tx, &sql::run_lease(&id), self.eval_settings().stale_after).await?;
             let detail = json!({"run": id, "suite": suite.name, "suite_hash": suite.hash, "model": model, "hash": hash, "batch": batch});
             let mut e = event(who, AuditAction::RunStarted, Some(&prompt), detail);
             e.version = Some(version);
             store::append_event(&mut w.tx, at, e).await?;
             w.tx.commit().await?;
         }
+        self.execute(id.clone(), who.actor.clone(), permits, spec, Default::default());
+        self.eval_run_summary(&id).await
+    }
+
+    /// Executes a run in the background, skipping the cases in `recorded`.
+    fn execute(
+        &self,
+        id: String,
+        actor: String,
+        permits: Arc<Semaphore>,
+        spec: runner::RunSpec,
+        recorded: HashSet<usize>,
+    ) {
         let cancel = CancellationToken::new();
         self.evals().active.lock().insert(id.clone(), cancel.clone());
         let this = self.clone();
-        let run_id = id.clone();
-        let actor = who.actor.clone();
         tokio::spawn(async move {
-            let launch = runner::Launch { id: run_id.clone(), actor, permits, spec, cancel };
+            let launch = runner::Launch { id: id.clone(), actor, permits, spec, cancel, recorded };
             runner::execute(&this, launch).await;
-            this.evals().active.lock().remove(&run_id);
+            this.evals().active.lock().remove(&id);
         });
-        self.eval_run_summary(&id).await
     }
 
     /// Two runs side by side: per-case changes (regressions first) and the deltas.
@@ -562,8 +574,10 @@ impl Registry {
         .await
     }
 
-    /// Ends the runs this process is executing, as interrupted: called when the server
-    /// shuts down, so none of them is left "running".
+    /// Ends the runs this process is executing: called when the server shuts down, so
+    /// none of them is left "running". On SQLite they end as interrupted; on PostgreSQL
+    /// their leases are given up, and another replica (or this one, started again)
+    /// carries them on.
     pub async fn interrupt_runs(&self) -> Result<()> {
         let active: Vec<(String, CancellationToken)> = self.evals().active.lock().drain().collect();
         if active.is_empty() {
@@ -572,13 +586,59 @@ impl Registry {
         for (_, token) in &active {
             token.cancel();
         }
+        if self.store().backend == Backend::Postgres {
+            for (id, _) in &active {
+                self.release(&sql::run_lease(id)).await?;
+            }
+            tracing::warn!(runs = active.len(), "left evaluation runs to the other replicas at shutdown");
+            return Ok(());
+        }
+        let message = "interrupted: the server stopped while it was running; start the run again";
+        let ids: Vec<&str> = active.iter().map(|(id, _)| id.as_str()).collect();
+        self.end_interrupted(&ids, message, json!({"reason": "shutdown"})).await?;
+        tracing::warn!(runs = active.len(), "interrupted evaluation runs at shutdown");
+        Ok(())
+    }
+
+    /// Runs whose process stopped (a restart, a crash) without ending them. On SQLite,
+    /// where one process serves the file, they end as interrupted, so no run stays
+    /// "running" forever. On PostgreSQL a replica whose lease on a run lapsed has
+    /// stopped: a live replica takes the lease and carries the run on from the cases it
+    /// recorded. Called when the database is opened (on SQLite only: a command that
+    /// opens PostgreSQL does not take runs over), and by `serve` every heartbeat.
+    pub async fn sweep_interrupted_runs(&self) -> Result<()> {
+        let settings = self.eval_settings();
+        let reader = &self.store().reader;
+        if self.store().backend == Backend::Postgres {
+            for id in sql::live_runs(reader).await? {
+                let mine = self.evals().active.lock().contains_key(&id);
+                if !mine && self.holds_for(&sql::run_lease(&id), settings.stale_after).await {
+                    self.take_over(&id).await?;
+                }
+            }
+            return Ok(());
+        }
+        let stale_before = time::now_us() - settings.stale_after.as_micros() as i64;
+        let stale = sql::interrupted_runs(reader, stale_before).await?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let message = "interrupted: the process running it stopped (a restart or a crash); start the run again";
+        let ids: Vec<&str> = stale.iter().map(|(id, _, _)| id.as_str()).collect();
+        self.end_interrupted(&ids, message, json!({})).await?;
+        tracing::warn!(runs = stale.len(), "marked interrupted evaluation runs");
+        Ok(())
+    }
+
+    /// Ends runs as interrupted, each with its audit event.
+    async fn end_interrupted(&self, ids: &[&str], message: &str, detail: serde_json::Value) -> Result<()> {
         let mut w = self.write().await?;
         let at = time::now_us();
-        for (id, _) in &active {
-            let message = "interrupted: the server stopped while it was running; start the run again";
+        for id in ids {
             let prompt = sql::run(&mut *w.tx, id).await?.map(|r| r.prompt);
             if sql::finish_run(&mut w.tx, id, RunStatus::Error, Some(message), at).await? {
-                let detail = json!({"run": id, "reason": "shutdown"});
+                let mut detail = detail.clone();
+                detail["run"] = json!(id);
                 let e = NewEvent {
                     actor: "system",
                     action: AuditAction::RunInterrupted,
@@ -591,37 +651,46 @@ impl Registry {
             }
         }
         w.tx.commit().await?;
-        tracing::warn!(runs = active.len(), "interrupted evaluation runs at shutdown");
         Ok(())
     }
 
-    /// Marks runs whose process stopped (a restart, a crash) as ended with an error, so
-    /// no run stays "running" forever. Runs of live processes keep their heartbeat fresh.
-    /// Called when the database is opened, and by `serve` every `stale_after`.
-    pub async fn sweep_interrupted_runs(&self) -> Result<()> {
-        let stale_before = time::now_us() - self.eval_settings().stale_after.as_micros() as i64;
-        let stale = sql::interrupted_runs(&self.store().reader, stale_before).await?;
-        if stale.is_empty() {
-            return Ok(());
-        }
-        let mut w = self.write().await?;
-        let at = time::now_us();
-        for (id, prompt, _) in &stale {
-            let message = "interrupted: the process running it stopped (a restart or a crash); start the run again";
-            if sql::finish_run(&mut w.tx, id, RunStatus::Error, Some(message), at).await? {
-                let e = NewEvent {
-                    actor: "system",
-                    action: AuditAction::RunInterrupted,
-                    prompt: Some(prompt),
-                    version: None,
-                    label: None,
-                    detail: json!({"run": id}),
-                };
-                store::append_event(&mut w.tx, at, e).await?;
+    /// Carries on a run whose replica stopped (this replica holds its lease now): the
+    /// cases it recorded stay, the rest run here. A run that cannot go on here (its
+    /// provider's key is not set on this replica) ends with the reason.
+    async fn take_over(&self, id: &str) -> Result<()> {
+        let reader = &self.store().reader;
+        let Some(order) = sql::run_order(reader, id).await? else { return Ok(()) };
+        let version = store::version(reader, order.prompt_id, order.version)
+            .await?
+            .ok_or_else(|| ServiceError::internal("a run's version is missing"))?;
+        let suite: Suite = serde_json::from_str(&order.suite_body).map_err(ServiceError::internal)?;
+        let recorded: HashSet<usize> = sql::recorded_cases(reader, id).await?.into_iter().map(|i| i as usize).collect();
+        let content = version.content()?;
+        let config = content.config.clone();
+        let spec = match runner::RunSpec::prepare(self, &order.model, suite, content, config).await {
+            Ok(spec) => spec,
+            Err(e) => {
+                let message = format!("the replica that took this run over cannot run it: {e}");
+                return runner::finish(self, id, &order.created_by, Some(&message)).await;
             }
+        };
+        {
+            let mut w = self.write().await?;
+            let detail = json!({"run": id, "recorded": recorded.len(), "replica": self.replica()});
+            let e = NewEvent {
+                actor: "system",
+                action: AuditAction::RunResumed,
+                prompt: Some(&order.prompt),
+                version: Some(order.version),
+                label: None,
+                detail,
+            };
+            store::append_event(&mut w.tx, time::now_us(), e).await?;
+            w.tx.commit().await?;
         }
-        w.tx.commit().await?;
-        tracing::warn!(runs = stale.len(), "marked interrupted evaluation runs");
+        tracing::warn!(run = id, recorded = recorded.len(), "took over an evaluation run whose replica stopped");
+        let permits = Arc::new(Semaphore::new(order.concurrency.max(1) as usize));
+        self.execute(id.to_owned(), order.created_by, permits, spec, recorded);
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! rendered, sent to the model (with retries), and checked; results are written in
 //! batches by one recorder, so a thousand cases cost a few dozen commits, not a thousand.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::assertions::{self, Grading, Observation};
 use super::providers::{CallError, Endpoint, RetryPolicy};
 use super::split_model;
-use crate::store::{self, NewEvent, evals as sql};
+use crate::store::{self, NewEvent, WriteGuard, evals as sql};
 use crate::{Registry, Result, ServiceError, time};
 
 /// Results written per commit, at most; and the longest a result waits to be written.
@@ -108,6 +108,8 @@ pub(crate) struct Launch {
     pub permits: Arc<Semaphore>,
     pub spec: RunSpec,
     pub cancel: CancellationToken,
+    /// Cases recorded already (by a replica that stopped mid-run): not run again.
+    pub recorded: HashSet<usize>,
 }
 
 /// Runs every case, records the results and ends the run; an internal failure ends it as
@@ -124,14 +126,14 @@ pub(crate) async fn execute(registry: &Registry, launch: Launch) {
 }
 
 async fn try_execute(registry: &Registry, launch: Launch) -> Result<()> {
-    let Launch { id, actor, permits, spec, cancel } = launch;
+    let Launch { id, actor, permits, spec, cancel, recorded } = launch;
     let (id, actor) = (id.as_str(), actor.as_str());
     {
         let mut w = registry.write().await?;
-        let running = sql::mark_running(&mut w.tx, id, time::now_us()).await?;
+        let running = ours(registry, &mut w, id).await? && sql::mark_running(&mut w.tx, id, time::now_us()).await?;
         w.tx.commit().await?;
         if !running {
-            return Ok(()); // cancelled while queued
+            return Ok(()); // cancelled while queued, or taken over
         }
     }
     let settings = registry.eval_settings();
@@ -140,7 +142,7 @@ async fn try_execute(registry: &Registry, launch: Launch) -> Result<()> {
     let (tx, rx) = mpsc::channel::<CaseResult>(BATCH * 4);
     let recorder = tokio::spawn(record(registry.clone(), id.to_owned(), rx, settings.heartbeat, cancel.clone()));
     let mut cases = tokio::task::JoinSet::new();
-    for (index, case) in ctx.spec.suite.cases.iter().enumerate() {
+    for (index, case) in ctx.spec.suite.cases.iter().enumerate().filter(|(i, _)| !recorded.contains(i)) {
         let (ctx, tx, permits) = (ctx.clone(), tx.clone(), permits.clone());
         let case = case.clone();
         cases.spawn(async move {
@@ -165,8 +167,11 @@ async fn try_execute(registry: &Registry, launch: Launch) -> Result<()> {
 
 /// Ends the run, with its audit event in the same transaction: as `error` with `failure`
 /// when given, otherwise with the outcome its recorded counters decide.
-async fn finish(registry: &Registry, id: &str, actor: &str, failure: Option<&str>) -> Result<()> {
+pub(crate) async fn finish(registry: &Registry, id: &str, actor: &str, failure: Option<&str>) -> Result<()> {
     let mut w = registry.write().await?;
+    if !ours(registry, &mut w, id).await? {
+        return Ok(()); // another replica carries it on
+    }
     let Some(row) = sql::run(&mut *w.tx, id).await? else { return Ok(()) };
     let run = row.view(Vec::new())?;
     let (status, error) = if let Some(failure) = failure {
@@ -223,13 +228,15 @@ async fn record(
                 true
             } else {
                 let mut w = registry.write().await?;
-                let alive = sql::heartbeat(&mut *w.tx, &id, time::now_us()).await?;
+                let alive =
+                    ours(&registry, &mut w, &id).await? && sql::heartbeat(&mut *w.tx, &id, time::now_us()).await?;
                 w.tx.commit().await?;
                 alive
             }
         } else {
             let mut w = registry.write().await?;
-            let alive = sql::record_results(&mut w.tx, &id, &batch, time::now_us()).await?;
+            let alive = ours(&registry, &mut w, &id).await?
+                && sql::record_results(&mut w.tx, &id, &batch, time::now_us()).await?;
             w.tx.commit().await?;
             batch.clear();
             alive
@@ -242,6 +249,12 @@ async fn record(
             return Ok(());
         }
     }
+}
+
+/// Whether this replica still holds the run, renewing its lease inside the write `w`
+/// (always on SQLite): a replica whose lease lapsed and was taken stops without writing.
+async fn ours(registry: &Registry, w: &mut WriteGuard<'_>, id: &str) -> Result<bool> {
+    registry.renew(&mut w.tx, &sql::run_lease(id), registry.eval_settings().stale_after).await
 }
 
 async fn run_case(ctx: &Context, index: usize, case: &Case) -> CaseResult {

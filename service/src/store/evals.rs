@@ -290,9 +290,12 @@ pub async fn runs(db: impl AnyExecutor<'_>, prompt_id: i64, before: Option<i64>,
     Ok(sqlx::query_as(&sql).bind(prompt_id).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(db).await?)
 }
 
+/// Marks a queued run running (a run taken over is running already); false when it has
+/// ended meanwhile (cancelled).
 pub async fn mark_running(conn: &mut AnyConnection, id: &str, at: i64) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE eval_runs SET status = 'running', started_at = $1, heartbeat_at = $2 WHERE id = $3 AND status = 'queued'",
+        "UPDATE eval_runs SET status = 'running', started_at = COALESCE(started_at, $1), heartbeat_at = $2
+         WHERE id = $3 AND status IN ('queued', 'running')",
     )
     .bind(at)
     .bind(at)
@@ -374,9 +377,50 @@ pub async fn finish_run(
     .bind(at)
     .bind(at)
     .bind(id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    // An ended run needs no replica to hold it.
+    sqlx::query("DELETE FROM leases WHERE name = $1").bind(run_lease(id)).execute(conn).await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The lease a replica holds on a run it executes (PostgreSQL).
+pub fn run_lease(id: &str) -> String {
+    format!("eval-run:{id}")
+}
+
+/// The ids of every queued or running run.
+pub async fn live_runs(db: impl AnyExecutor<'_>) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT id FROM eval_runs WHERE status IN ('queued', 'running') ORDER BY created_at")
+        .fetch_all(db)
+        .await?)
+}
+
+/// What a run was started with, to carry it on elsewhere.
+#[derive(FromRow)]
+pub struct RunOrder {
+    pub prompt_id: i64,
+    pub prompt: String,
+    pub version: i64,
+    pub model: String,
+    pub concurrency: i64,
+    pub suite_body: String,
+    pub created_by: String,
+}
+
+pub async fn run_order(db: impl AnyExecutor<'_>, id: &str) -> Result<Option<RunOrder>> {
+    Ok(sqlx::query_as(
+        "SELECT r.prompt_id, p.name AS prompt, r.version, r.model, r.concurrency, r.suite_body, r.created_by
+         FROM eval_runs r JOIN prompts p ON p.id = r.prompt_id WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The indexes of the cases a run has recorded.
+pub async fn recorded_cases(db: impl AnyExecutor<'_>, id: &str) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar("SELECT case_index FROM eval_results WHERE run_id = $1").bind(id).fetch_all(db).await?)
 }
 
 /// Runs whose process stopped: queued or running with a heartbeat older than `stale_before`.

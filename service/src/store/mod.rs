@@ -873,6 +873,16 @@ pub async fn take_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_
     Ok(held.is_some())
 }
 
+/// Ends `holder`'s lease on `work` now.
+pub async fn release_lease(ex: impl AnyExecutor<'_>, work: &str, holder: &str) -> Result<()> {
+    sqlx::query("UPDATE leases SET until = 0 WHERE name = $1 AND holder = $2")
+        .bind(work)
+        .bind(holder)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
 /// (seq, action, prompt, replica) of every event after `seq`, oldest first.
 pub async fn changes_after(ex: impl AnyExecutor<'_>, seq: i64) -> Result<Vec<Change>> {
     Ok(sqlx::query_as("SELECT seq, action, prompt, replica FROM audit_events WHERE seq > $1 ORDER BY seq")
