@@ -137,10 +137,9 @@ impl Registry {
         detached(async move {
             let at = time::now_us();
             let mut w = this.write().await?;
-            store::insert_user(&mut w.tx, &username, role.as_str(), password_hash.as_deref(), at).await?;
+            store::insert_user(w.conn(), &username, role.as_str(), password_hash.as_deref(), at).await?;
             let detail = json!({"username": username, "role": role.as_str()});
-            store::append_event(
-                &mut w.tx,
+            w.audit(
                 at,
                 NewEvent {
                     actor: &who.actor,
@@ -152,7 +151,7 @@ impl Registry {
                 },
             )
             .await?;
-            w.tx.commit().await?;
+            w.commit().await?;
             let user = store::user_by_name(&this.store().reader, &username).await?;
             user.map(Into::into).ok_or_else(|| ServiceError::internal("user vanished after insert"))
         })
@@ -170,7 +169,7 @@ impl Registry {
         detached(async move {
             let at = time::now_us();
             let mut w = this.write().await?;
-            let user = store::user_by_name(&mut *w.tx, &username)
+            let user = store::user_by_name(w.conn(), &username)
                 .await?
                 .ok_or_else(|| ServiceError::NotFound(format!("there is no user named '{username}'")))?;
             let role = change.role.map(Role::as_str).unwrap_or(&user.role).to_owned();
@@ -182,12 +181,12 @@ impl Registry {
                     "you cannot disable your own account or take away your own admin role; ask another admin",
                 ));
             }
-            store::update_user(&mut w.tx, user.id, &role, disabled).await?;
+            store::update_user(w.conn(), user.id, &role, disabled).await?;
             if let Some(hash) = &password_hash {
-                store::set_password(&mut w.tx, user.id, hash).await?;
+                store::set_password(w.conn(), user.id, hash).await?;
             }
             if disabled || password_hash.is_some() {
-                store::delete_user_sessions(&mut w.tx, user.id).await?;
+                store::delete_user_sessions(w.conn(), user.id).await?;
             }
             let action = match (disabled != user.disabled, disabled) {
                 (true, true) => AuditAction::UserDisabled,
@@ -202,8 +201,8 @@ impl Registry {
                 "password_changed": password_hash.is_some(),
             });
             let event = NewEvent { actor: &who.actor, action, prompt: None, version: None, label: None, detail };
-            store::append_event(&mut w.tx, at, event).await?;
-            w.tx.commit().await?;
+            w.audit(at, event).await?;
+            w.commit().await?;
             this.forget_keys();
             let user = store::user_by_name(&this.store().reader, &username).await?;
             user.map(Into::into).ok_or_else(|| ServiceError::internal("user vanished after update"))
@@ -235,7 +234,7 @@ impl Registry {
             let user_id = match &user {
                 None => None,
                 Some(u) => Some(
-                    store::user_by_name(&mut *w.tx, u)
+                    store::user_by_name(w.conn(), u)
                         .await?
                         .ok_or_else(|| ServiceError::NotFound(format!("there is no user named '{u}'")))?
                         .id,
@@ -243,10 +242,9 @@ impl Registry {
             };
             let prefix = key[..11].to_owned();
             let digest = Sha256::digest(key.as_bytes());
-            store::insert_key(&mut w.tx, &name, &prefix, &digest, scope.as_str(), user_id, &who.actor, at).await?;
+            store::insert_key(w.conn(), &name, &prefix, &digest, scope.as_str(), user_id, &who.actor, at).await?;
             let detail = json!({"name": name, "scope": scope.as_str(), "user": user, "prefix": prefix});
-            store::append_event(
-                &mut w.tx,
+            w.audit(
                 at,
                 NewEvent {
                     actor: &who.actor,
@@ -258,7 +256,7 @@ impl Registry {
                 },
             )
             .await?;
-            w.tx.commit().await?;
+            w.commit().await?;
             Ok(CreatedKey { name, key, scope, user })
         })
         .await
@@ -271,14 +269,13 @@ impl Registry {
         detached(async move {
             let at = time::now_us();
             let mut w = this.write().await?;
-            let key = store::key_by_name(&mut *w.tx, &name)
+            let key = store::key_by_name(w.conn(), &name)
                 .await?
                 .ok_or_else(|| ServiceError::NotFound(format!("there is no API key named '{name}'")))?;
             if key.revoked_at.is_none() {
-                store::revoke_key(&mut w.tx, key.id, at).await?;
+                store::revoke_key(w.conn(), key.id, at).await?;
                 let detail = json!({"name": name, "prefix": key.prefix});
-                store::append_event(
-                    &mut w.tx,
+                w.audit(
                     at,
                     NewEvent {
                         actor: &who.actor,
@@ -290,7 +287,7 @@ impl Registry {
                     },
                 )
                 .await?;
-                w.tx.commit().await?;
+                w.commit().await?;
                 this.forget_keys();
             }
             let key = store::key_by_name(&this.store().reader, &name).await?;

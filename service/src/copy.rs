@@ -71,16 +71,16 @@ pub async fn copy_registry(from: &Location, to: &Location) -> Result<CopyReport>
                 .fetch_optional(&mut *read)
                 .await?;
         }
-        let mut w = target.write().await?;
+        let mut w = target.bookkeeping().await?;
         // The migrations' own rows (the default label rules) give way to the copied ones.
         if open == Part::Registry {
-            sqlx::query("DELETE FROM label_policies").execute(&mut *w.tx).await?;
+            sqlx::query("DELETE FROM label_policies").execute(w.conn()).await?;
         }
         for table in tables_of.iter() {
-            let rows = copy_table(&mut read, &mut w.tx, table).await?;
+            let rows = copy_table(&mut read, w.conn(), table).await?;
             tables.push(((*table).to_owned(), rows));
         }
-        w.tx.commit().await?;
+        w.commit().await?;
         read.rollback().await?;
         source.close().await;
         target.close().await;

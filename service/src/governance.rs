@@ -13,7 +13,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 
 use crate::index::PromptEntry;
-use crate::store::{self, NewEvent, evals as eval_sql, governance as sql};
+use crate::store::{NewEvent, WriteGuard, evals as eval_sql, governance as sql};
 use crate::{Principal, Registry, Result, ServiceError, check_len, detached, time};
 
 /// How long a request waits for a decision.
@@ -73,7 +73,7 @@ impl Registry {
             }
         }
         let mut w = self.write().await?;
-        sql::set_policy(&mut w.tx, label, &policy).await?;
+        sql::set_policy(w.conn(), label, &policy).await?;
         let detail = json!({"protected": policy.protected, "require_approval": policy.require_approval,
                             "require_eval": policy.require_eval.as_ref().map(|g| json!({"suite": g.suite, "min_pass_rate": g.min_pass_rate}))});
         let e = NewEvent {
@@ -84,8 +84,8 @@ impl Registry {
             label: Some(label),
             detail,
         };
-        store::append_event(&mut w.tx, time::now_us(), e).await?;
-        w.tx.commit().await?;
+        w.audit(time::now_us(), e).await?;
+        w.commit().await?;
         Ok(policy)
     }
 
@@ -142,7 +142,7 @@ impl Registry {
     /// transaction: a label move, or a gradual rollout when `rollout` is its plan.
     pub(crate) async fn insert_request(
         &self,
-        conn: &mut AnyConnection,
+        w: &mut WriteGuard<'_>,
         who: &Principal,
         entry: &PromptEntry,
         label: &str,
@@ -165,7 +165,7 @@ impl Registry {
             expires_at: at + REQUEST_TTL.as_micros() as i64,
             rollout: plan.as_deref(),
         };
-        sql::insert_request(&mut *conn, &row).await?;
+        sql::insert_request(w.conn(), &row).await?;
         let mut detail =
             json!({"request": id, "reason": req.reason, "previous_version": entry.summary.labels.get(label)});
         if let Some(plan) = rollout {
@@ -179,8 +179,8 @@ impl Registry {
             label: Some(label),
             detail,
         };
-        store::append_event(&mut *conn, at, e).await?;
-        sql::request(conn, &id).await?.ok_or_else(|| ServiceError::internal("request vanished"))?.view()
+        w.audit(at, e).await?;
+        sql::request(w.conn(), &id).await?.ok_or_else(|| ServiceError::internal("request vanished"))?.view()
     }
 
     /// Requests, newest first (`status` to filter); expired ones are closed first.
@@ -212,11 +212,11 @@ impl Registry {
             let id = request;
             let mut w = this.write().await?;
             let entry = this.entry(&row.prompt)?;
-            let version = crate::labels::version_row(&mut w.tx, &entry, row.version).await?;
-            this.check_move_rules(&mut w.tx, &who, &entry, &row.label, &version).await?;
+            let version = crate::labels::version_row(w.conn(), &entry, row.version).await?;
+            this.check_move_rules(w.conn(), &who, &entry, &row.label, &version).await?;
             let at = time::now_us();
             let comment = Some(decision.comment.as_str()).filter(|c| !c.is_empty());
-            if !sql::decide(&mut w.tx, &id, RequestStatus::Approved, &who.actor, comment, at).await? {
+            if !sql::decide(w.conn(), &id, RequestStatus::Approved, &who.actor, comment, at).await? {
                 return Err(ServiceError::Closed(format!("request {id} is no longer pending")));
             }
             let e = NewEvent {
@@ -227,22 +227,22 @@ impl Registry {
                 label: Some(&row.label),
                 detail: json!({"request": id, "comment": comment}),
             };
-            store::append_event(&mut w.tx, at, e).await?;
+            w.audit(at, e).await?;
             let reason = format!("{} (requested by {}, approved by {})", row.reason, row.requested_by, who.actor);
             match row.rollout_plan()? {
                 Some(mut plan) => {
                     plan.reason = reason;
                     let requester = (row.requested_by.as_str(), row.requester_user_id);
                     let (live, candidate) =
-                        this.begin_rollout(&mut w.tx, &who, requester, &entry, &version, &plan, at).await?;
-                    w.tx.commit().await?;
+                        this.begin_rollout(&mut w, &who, requester, &entry, &version, &plan, at).await?;
+                    w.commit().await?;
                     this.publish_rollout(&live, Some(candidate))?;
                 }
                 None => {
-                    crate::labels::refuse_during_rollout(&mut w.tx, &entry, &row.label).await?;
+                    crate::labels::refuse_during_rollout(w.conn(), &entry, &row.label).await?;
                     let cause = Some(json!({"request": id}));
-                    this.write_move(&mut w.tx, &who, &entry, &row.label, &version, &reason, cause, at).await?;
-                    w.tx.commit().await?;
+                    this.write_move(&mut w, &who, &entry, &row.label, &version, &reason, cause, at).await?;
+                    w.commit().await?;
                     this.publish_move(&entry, &row.label, &version, &who.actor, at)?;
                 }
             }
@@ -300,7 +300,7 @@ impl Registry {
         let mut w = self.write().await?;
         let at = time::now_us();
         let comment = Some(comment).filter(|c| !c.is_empty());
-        if !sql::decide(&mut w.tx, &row.id, status, &who.actor, comment, at).await? {
+        if !sql::decide(w.conn(), &row.id, status, &who.actor, comment, at).await? {
             return Err(ServiceError::Closed(format!("request {} is no longer pending", row.id)));
         }
         let detail = json!({"request": row.id, "comment": comment});
@@ -312,8 +312,8 @@ impl Registry {
             label: Some(&row.label),
             detail,
         };
-        store::append_event(&mut w.tx, at, e).await?;
-        w.tx.commit().await?;
+        w.audit(at, e).await?;
+        w.commit().await?;
         self.request_row(&row.id).await?.view()
     }
 
@@ -324,8 +324,8 @@ impl Registry {
             return Ok(());
         }
         let mut w = self.write().await?;
-        for row in sql::due(&mut *w.tx, now).await? {
-            if sql::decide(&mut w.tx, &row.id, RequestStatus::Expired, "system", None, now).await? {
+        for row in sql::due(w.conn(), now).await? {
+            if sql::decide(w.conn(), &row.id, RequestStatus::Expired, "system", None, now).await? {
                 let e = NewEvent {
                     actor: "system",
                     action: AuditAction::RequestExpired,
@@ -334,11 +334,10 @@ impl Registry {
                     label: Some(&row.label),
                     detail: json!({"request": row.id}),
                 };
-                store::append_event(&mut w.tx, now, e).await?;
+                w.audit(now, e).await?;
             }
         }
-        w.tx.commit().await?;
-        Ok(())
+        w.end().await
     }
 }
 

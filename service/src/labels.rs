@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
 use crate::index::{PromptEntry, VersionBase};
-use crate::store::{self, LabelMoveRow, NewEvent, VersionRow};
+use crate::store::{self, LabelMoveRow, NewEvent, VersionRow, WriteGuard};
 use crate::{Principal, Registry, Result, ServiceError, check_len, detached, time};
 
 /// A version of the entry's prompt, read in the caller's transaction.
@@ -59,18 +59,17 @@ impl Registry {
         detached(async move {
             let mut w = this.write().await?;
             let entry = this.entry(&name)?;
-            let row = version_row(&mut w.tx, &entry, req.version).await?;
-            refuse_during_rollout(&mut w.tx, &entry, &label).await?;
-            let policy = this.check_move_rules(&mut w.tx, &who, &entry, &label, &row).await?;
+            let row = version_row(w.conn(), &entry, req.version).await?;
+            refuse_during_rollout(w.conn(), &entry, &label).await?;
+            let policy = this.check_move_rules(w.conn(), &who, &entry, &label, &row).await?;
             if policy.require_approval && entry.summary.labels.get(&label) != Some(&req.version) {
-                let request = this.insert_request(&mut w.tx, &who, &entry, &label, &req, None).await?;
-                w.tx.commit().await?;
+                let request = this.insert_request(&mut w, &who, &entry, &label, &req, None).await?;
+                w.commit().await?;
                 return Ok(LabelOutcome::Requested(Box::new(request)));
             }
             let at = time::now_us();
-            let previous_version =
-                this.write_move(&mut w.tx, &who, &entry, &label, &row, &req.reason, None, at).await?;
-            w.tx.commit().await?;
+            let previous_version = this.write_move(&mut w, &who, &entry, &label, &row, &req.reason, None, at).await?;
+            w.end().await?; // nothing to write when the label points there already
             this.publish_move(&entry, &label, &row, &who.actor, at)?;
             Ok(LabelOutcome::Moved(MovedLabel { label, version: req.version, previous_version }))
         })
@@ -104,7 +103,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn write_move(
         &self,
-        conn: &mut AnyConnection,
+        w: &mut WriteGuard<'_>,
         who: &Principal,
         entry: &PromptEntry,
         label: &str,
@@ -127,8 +126,8 @@ impl Registry {
             reason: reason.to_owned(),
             at,
         };
-        store::insert_label_move(&mut *conn, &change).await?;
-        store::touch_prompt(&mut *conn, entry.id, at, &who.actor).await?;
+        store::insert_label_move(w.conn(), &change).await?;
+        store::touch_prompt(w.conn(), entry.id, at, &who.actor).await?;
         let mut detail = json!({"reason": reason, "previous_version": previous_version, "hash": row.hash});
         if let (Some(Value::Object(cause)), Value::Object(d)) = (cause, &mut detail) {
             d.extend(cause);
@@ -141,7 +140,7 @@ impl Registry {
             label: Some(label),
             detail,
         };
-        store::append_event(conn, at, e).await?;
+        w.audit(at, e).await?;
         Ok(previous_version)
     }
 

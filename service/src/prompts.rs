@@ -124,12 +124,11 @@ impl Registry {
         detached(async move {
             let at = time::now_us();
             let mut w = this.write().await?;
-            let id = store::insert_prompt(&mut w.tx, &name, &description, &tags, &who.actor, at).await?;
+            let id = store::insert_prompt(w.conn(), &name, &description, &tags, &who.actor, at).await?;
             let row = row_for(id, 1, &content, message, &who.actor, at);
-            store::insert_version(&mut w.tx, &row).await?;
+            store::insert_version(w.conn(), &row).await?;
             let detail = json!({"hash": row.hash, "message": row.message, "description": description, "tags": tags});
-            store::append_event(
-                &mut w.tx,
+            w.audit(
                 at,
                 NewEvent {
                     actor: &who.actor,
@@ -141,7 +140,7 @@ impl Registry {
                 },
             )
             .await?;
-            w.tx.commit().await?;
+            w.commit().await?;
             let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
             let summary = PromptSummary {
                 name: name.clone(),
@@ -184,8 +183,8 @@ impl Registry {
         let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
         detached(async move {
             let mut w = this.write().await?;
-            let prompt = store::prompt_by_name(&mut *w.tx, &name).await?.ok_or_else(|| not_found(&name))?;
-            let latest = store::latest_version(&mut *w.tx, prompt.id).await?.ok_or_else(|| not_found(&name))?;
+            let prompt = store::prompt_by_name(w.conn(), &name).await?.ok_or_else(|| not_found(&name))?;
+            let latest = store::latest_version(w.conn(), prompt.id).await?.ok_or_else(|| not_found(&name))?;
             if base_version != latest.version {
                 return Err(ServiceError::Stale { base_version, latest_version: latest.version });
             }
@@ -199,11 +198,10 @@ impl Registry {
             let at = time::now_us();
             let version = latest.version + 1;
             let row = row_for(prompt.id, version, &content, message, &who.actor, at);
-            store::insert_version(&mut w.tx, &row).await?;
-            store::touch_prompt(&mut w.tx, prompt.id, at, &who.actor).await?;
+            store::insert_version(w.conn(), &row).await?;
+            store::touch_prompt(w.conn(), prompt.id, at, &who.actor).await?;
             let detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
-            store::append_event(
-                &mut w.tx,
+            w.audit(
                 at,
                 NewEvent {
                     actor: &who.actor,
@@ -215,7 +213,7 @@ impl Registry {
                 },
             )
             .await?;
-            w.tx.commit().await?;
+            w.commit().await?;
             let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
             let mut summary = entry.summary.clone();
             summary.latest_version = version;

@@ -115,7 +115,13 @@ impl Registry {
         }
     }
 
-    /// Starts a write on the registry's database. On PostgreSQL, once the write holds the
+    /// Starts a write of bookkeeping (no change to the registry, no audit event) on the
+    /// registry's database; it needs no catching up.
+    pub(crate) async fn bookkeeping(&self) -> Result<WriteGuard<'_>> {
+        self.store().bookkeeping().await
+    }
+
+    /// Starts a change on the registry's database. On PostgreSQL, once the write holds the
     /// lock every replica's writes take, the index first takes in what other replicas
     /// committed, so the write's checks (the base version, where a label points) see
     /// the registry as it is, not as this replica last heard.

@@ -78,9 +78,9 @@ impl Registry {
         let (this, keys) = (self.clone(), keys.clone());
         detached(async move {
             let now = time::now_us();
-            let mut w = this.write().await?;
-            store::insert_login_failures(&mut w.tx, &[&keys[0].0, &keys[1].0], now, now - us(FAILURE_WINDOW)).await?;
-            Ok(w.tx.commit().await?)
+            let mut w = this.bookkeeping().await?;
+            store::insert_login_failures(w.conn(), &[&keys[0].0, &keys[1].0], now, now - us(FAILURE_WINDOW)).await?;
+            Ok(w.commit().await?)
         })
         .await
     }
@@ -88,9 +88,9 @@ impl Registry {
     async fn clear_failures(&self, key: &str) -> Result<()> {
         let (this, key) = (self.clone(), key.to_owned());
         detached(async move {
-            let mut w = this.write().await?;
-            store::delete_login_failures(&mut w.tx, &key).await?;
-            Ok(w.tx.commit().await?)
+            let mut w = this.bookkeeping().await?;
+            store::delete_login_failures(w.conn(), &key).await?;
+            Ok(w.commit().await?)
         })
         .await
     }
@@ -126,13 +126,13 @@ impl Registry {
         let (this, user_id, id_hash, previous) = (self.clone(), user.id, digest(&token), previous.map(digest));
         detached(async move {
             let now = time::now_us();
-            let mut w = this.write().await?;
+            let mut w = this.bookkeeping().await?;
             if let Some(previous) = previous {
-                store::delete_session(&mut w.tx, &previous).await?;
+                store::delete_session(w.conn(), &previous).await?;
             }
-            store::delete_expired_sessions(&mut w.tx, now - us(SESSION_IDLE), now - us(SESSION_ABSOLUTE)).await?;
-            store::insert_session(&mut w.tx, &id_hash, user_id, now).await?;
-            Ok(w.tx.commit().await?)
+            store::delete_expired_sessions(w.conn(), now - us(SESSION_IDLE), now - us(SESSION_ABSOLUTE)).await?;
+            store::insert_session(w.conn(), &id_hash, user_id, now).await?;
+            Ok(w.commit().await?)
         })
         .await?;
         tracing::info!(username = user.username, "signed in");
@@ -152,9 +152,9 @@ impl Registry {
         if now - row.last_seen_at > us(TOUCH_EVERY) {
             let this = self.clone();
             detached(async move {
-                let mut w = this.write().await?;
-                store::touch_session(&mut w.tx, &id_hash, now).await?;
-                Ok(w.tx.commit().await?)
+                let mut w = this.bookkeeping().await?;
+                store::touch_session(w.conn(), &id_hash, now).await?;
+                Ok(w.commit().await?)
             })
             .await?;
         }
@@ -165,9 +165,9 @@ impl Registry {
     pub async fn logout(&self, token: &str) -> Result<()> {
         let (this, id_hash) = (self.clone(), digest(token));
         detached(async move {
-            let mut w = this.write().await?;
-            store::delete_session(&mut w.tx, &id_hash).await?;
-            Ok(w.tx.commit().await?)
+            let mut w = this.bookkeeping().await?;
+            store::delete_session(w.conn(), &id_hash).await?;
+            Ok(w.commit().await?)
         })
         .await
     }

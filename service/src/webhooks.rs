@@ -17,7 +17,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::store::{self, NewEvent, webhooks as sql};
+use crate::store::{NewEvent, webhooks as sql};
 use crate::{Principal, Registry, Result, ServiceError, time};
 
 /// Delivery timing; tests shorten it.
@@ -91,7 +91,7 @@ impl Registry {
         let id = crate::random_id("wh")?;
         let at = time::now_us();
         let mut w = self.write().await?;
-        sql::insert(&mut w.tx, &id, &req.url, &events, &who.actor, at).await?;
+        sql::insert(w.conn(), &id, &req.url, &events, &who.actor, at).await?;
         let detail = json!({"webhook": id, "url": req.url, "events": events});
         let e = NewEvent {
             actor: &who.actor,
@@ -101,9 +101,9 @@ impl Registry {
             label: None,
             detail,
         };
-        store::append_event(&mut w.tx, at, e).await?;
-        let webhook = sql::get(&mut *w.tx, &id).await?.ok_or_else(|| ServiceError::internal("webhook vanished"))?;
-        w.tx.commit().await?;
+        w.audit(at, e).await?;
+        let webhook = sql::get(w.conn(), &id).await?.ok_or_else(|| ServiceError::internal("webhook vanished"))?;
+        w.commit().await?;
         Ok(CreatedWebhook { secret: self.webhook_secret(&id), webhook })
     }
 
@@ -116,7 +116,7 @@ impl Registry {
     pub async fn delete_webhook(&self, who: &Principal, id: &str) -> Result<Webhook> {
         who.require(Action::Administer)?;
         let mut w = self.write().await?;
-        if !sql::deactivate(&mut w.tx, id).await? {
+        if !sql::deactivate(w.conn(), id).await? {
             return Err(ServiceError::NotFound(format!("there is no active webhook '{id}'")));
         }
         let at = time::now_us();
@@ -128,9 +128,9 @@ impl Registry {
             label: None,
             detail: json!({"webhook": id}),
         };
-        store::append_event(&mut w.tx, at, e).await?;
-        let webhook = sql::get(&mut *w.tx, id).await?.ok_or_else(|| ServiceError::internal("webhook vanished"))?;
-        w.tx.commit().await?;
+        w.audit(at, e).await?;
+        let webhook = sql::get(w.conn(), id).await?.ok_or_else(|| ServiceError::internal("webhook vanished"))?;
+        w.commit().await?;
         Ok(webhook)
     }
 
@@ -164,11 +164,11 @@ impl Registry {
         // Claimed inside the write transaction: on PostgreSQL another replica's claim of
         // the same deliveries either committed before (they are no longer due) or waits.
         let due = {
-            let mut w = self.write().await?;
-            let due = sql::due(&mut *w.tx, now, BATCH).await?;
+            let mut w = self.bookkeeping().await?;
+            let due = sql::due(w.conn(), now, BATCH).await?;
             let until = now + 2 * settings.timeout.as_micros() as i64;
-            sql::lease(&mut w.tx, &due.iter().map(|d| d.id).collect::<Vec<_>>(), until).await?;
-            w.tx.commit().await?;
+            sql::lease(w.conn(), &due.iter().map(|d| d.id).collect::<Vec<_>>(), until).await?;
+            w.commit().await?;
             due
         };
         let mut sends = tokio::task::JoinSet::new();
@@ -224,9 +224,9 @@ impl Registry {
                 ("pending", at + delay.as_micros() as i64)
             }
         };
-        let mut w = self.write().await?;
-        sql::record_attempt(&mut w.tx, d.id, status, code, error.as_deref(), next, at).await?;
-        w.tx.commit().await?;
+        let mut w = self.bookkeeping().await?;
+        sql::record_attempt(w.conn(), d.id, status, code, error.as_deref(), next, at).await?;
+        w.commit().await?;
         Ok(())
     }
 }

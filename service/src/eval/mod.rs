@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use providers::RetryPolicy;
 
 use crate::index::PromptEntry;
-use crate::store::{self, Backend, NewEvent, evals as sql};
+use crate::store::{self, Backend, NewEvent, WriteGuard, evals as sql};
 use crate::{Principal, Registry, Result, ServiceError, detached, page_limit, time};
 
 /// How runs behave; tests shorten the times.
@@ -169,11 +169,11 @@ impl Registry {
         validate_provider(&provider)?;
         let mut w = self.write().await?;
         let at = time::now_us();
-        let created = sql::put_provider(&mut w.tx, &provider, &who.actor, at).await?;
+        let created = sql::put_provider(w.conn(), &provider, &who.actor, at).await?;
         let detail = json!({"provider": provider.name, "kind": provider.kind.as_str(), "base_url": provider.base_url,
                             "api_key_env": provider.api_key_env, "created": created});
-        store::append_event(&mut w.tx, at, event(who, AuditAction::ProviderSaved, None, detail)).await?;
-        w.tx.commit().await?;
+        w.audit(at, event(who, AuditAction::ProviderSaved, None, detail)).await?;
+        w.commit().await?;
         Ok(provider)
     }
 
@@ -197,15 +197,15 @@ impl Registry {
             }
         }
         let mut w = self.write().await?;
-        if sql::provider(&mut *w.tx, provider).await?.is_none() {
+        if sql::provider(w.conn(), provider).await?.is_none() {
             return Err(ServiceError::NotFound(format!("there is no provider named '{provider}'")));
         }
         let at = time::now_us();
-        sql::put_price(&mut w.tx, provider, &price, &who.actor, at).await?;
+        sql::put_price(w.conn(), provider, &price, &who.actor, at).await?;
         let detail = json!({"provider": provider, "model": price.model, "input_per_mtok": price.input_per_mtok,
                             "output_per_mtok": price.output_per_mtok});
-        store::append_event(&mut w.tx, at, event(who, AuditAction::PriceSaved, None, detail)).await?;
-        w.tx.commit().await?;
+        w.audit(at, event(who, AuditAction::PriceSaved, None, detail)).await?;
+        w.commit().await?;
         Ok(price)
     }
 
@@ -219,8 +219,8 @@ impl Registry {
         who.require(Action::Write)?;
         let entry = self.entry(prompt)?;
         let mut w = self.write().await?;
-        let view = write_suite(&mut w.tx, who, &entry, name, suite).await?;
-        w.tx.commit().await?;
+        let view = write_suite(&mut w, who, &entry, name, suite).await?;
+        w.end().await?;
         Ok(view)
     }
 
@@ -254,7 +254,7 @@ impl Registry {
         let cases = io::read(format, text)?;
         let entry = self.entry(prompt)?;
         let mut w = self.write().await?;
-        let (threshold, mut all) = match sql::suite(&mut *w.tx, entry.id, prompt, name).await? {
+        let (threshold, mut all) = match sql::suite(w.conn(), entry.id, prompt, name).await? {
             Some(current) => (current.threshold, current.cases),
             None => (1.0, Vec::new()),
         };
@@ -262,8 +262,8 @@ impl Registry {
             all.clear();
         }
         all.extend(cases);
-        let view = write_suite(&mut w.tx, who, &entry, name, Suite { threshold, cases: all }).await?;
-        w.tx.commit().await?;
+        let view = write_suite(&mut w, who, &entry, name, Suite { threshold, cases: all }).await?;
+        w.end().await?;
         Ok(view)
     }
 
@@ -365,14 +365,14 @@ impl Registry {
                 created_by: &who.actor,
                 at,
             };
-            sql::insert_run(&mut w.tx, &row).await?;
+            sql::insert_run(w.conn(), &row).await?;
             // Held from the start: no other replica takes a run over before it begins.
-            self.renew(&mut w.tx, &sql::run_lease(&id), self.eval_settings().stale_after).await?;
+            self.renew(w.conn(), &sql::run_lease(&id), self.eval_settings().stale_after).await?;
             let detail = json!({"run": id, "suite": suite.name, "suite_hash": suite.hash, "model": model, "hash": hash, "batch": batch});
             let mut e = event(who, AuditAction::RunStarted, Some(&prompt), detail);
             e.version = Some(version);
-            store::append_event(&mut w.tx, at, e).await?;
-            w.tx.commit().await?;
+            w.audit(at, e).await?;
+            w.commit().await?;
         }
         self.execute(id.clone(), who.actor.clone(), permits, spec, Default::default());
         self.eval_run_summary(&id).await
@@ -440,10 +440,10 @@ impl Registry {
         let at = time::now_us();
         {
             let mut w = self.write().await?;
-            sql::insert_batch(&mut w.tx, &id, &req.model, folder, &who.actor, at).await?;
+            sql::insert_batch(w.conn(), &id, &req.model, folder, &who.actor, at).await?;
             let detail = json!({"migration": id, "model": req.model, "folder": folder, "runs": plans.len()});
-            store::append_event(&mut w.tx, at, event(who, AuditAction::MigrationStarted, None, detail)).await?;
-            w.tx.commit().await?;
+            w.audit(at, event(who, AuditAction::MigrationStarted, None, detail)).await?;
+            w.commit().await?;
         }
         let permits = Arc::new(Semaphore::new(concurrency as usize));
         for plan in plans {
@@ -560,12 +560,12 @@ impl Registry {
         detached(async move {
             let mut w = this.write().await?;
             let at = time::now_us();
-            if sql::finish_run(&mut w.tx, &id, RunStatus::Cancelled, None, at).await? {
+            if sql::finish_run(w.conn(), &id, RunStatus::Cancelled, None, at).await? {
                 let mut e = event(&who, AuditAction::RunCancelled, Some(&row.prompt), json!({"run": id}));
                 e.version = Some(row.version);
-                store::append_event(&mut w.tx, at, e).await?;
+                w.audit(at, e).await?;
             }
-            w.tx.commit().await?;
+            w.end().await?;
             if let Some(token) = this.evals().active.lock().get(&id) {
                 token.cancel();
             }
@@ -635,8 +635,8 @@ impl Registry {
         let mut w = self.write().await?;
         let at = time::now_us();
         for id in ids {
-            let prompt = sql::run(&mut *w.tx, id).await?.map(|r| r.prompt);
-            if sql::finish_run(&mut w.tx, id, RunStatus::Error, Some(message), at).await? {
+            let prompt = sql::run(w.conn(), id).await?.map(|r| r.prompt);
+            if sql::finish_run(w.conn(), id, RunStatus::Error, Some(message), at).await? {
                 let mut detail = detail.clone();
                 detail["run"] = json!(id);
                 let e = NewEvent {
@@ -647,11 +647,10 @@ impl Registry {
                     label: None,
                     detail,
                 };
-                store::append_event(&mut w.tx, at, e).await?;
+                w.audit(at, e).await?;
             }
         }
-        w.tx.commit().await?;
-        Ok(())
+        w.end().await
     }
 
     /// Carries on a run whose replica stopped (this replica holds its lease now): the
@@ -685,8 +684,8 @@ impl Registry {
                 label: None,
                 detail,
             };
-            store::append_event(&mut w.tx, time::now_us(), e).await?;
-            w.tx.commit().await?;
+            w.audit(time::now_us(), e).await?;
+            w.commit().await?;
         }
         tracing::warn!(run = id, recorded = recorded.len(), "took over an evaluation run whose replica stopped");
         let permits = Arc::new(Semaphore::new(order.concurrency.max(1) as usize));
@@ -711,7 +710,7 @@ fn event<'a>(
 /// Checks and saves a suite (with its audit event when it changed) in the caller's
 /// transaction, and reads it back.
 async fn write_suite(
-    conn: &mut sqlx::AnyConnection,
+    w: &mut WriteGuard<'_>,
     who: &Principal,
     entry: &PromptEntry,
     name: &str,
@@ -727,10 +726,10 @@ async fn write_suite(
     assertions::validate_suite(&suite)?;
     let prompt = &entry.summary.name;
     let at = time::now_us();
-    if sql::put_suite(&mut *conn, entry.id, name, &suite, &who.actor, at).await? {
+    if sql::put_suite(w.conn(), entry.id, name, &suite, &who.actor, at).await? {
         let detail =
             json!({"suite": name, "hash": suite.hash(), "cases": suite.cases.len(), "threshold": suite.threshold});
-        store::append_event(&mut *conn, at, event(who, AuditAction::SuiteSaved, Some(prompt), detail)).await?;
+        w.audit(at, event(who, AuditAction::SuiteSaved, Some(prompt), detail)).await?;
     }
-    sql::suite(conn, entry.id, prompt, name).await?.ok_or_else(|| ServiceError::internal("suite vanished"))
+    sql::suite(w.conn(), entry.id, prompt, name).await?.ok_or_else(|| ServiceError::internal("suite vanished"))
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::assertions::{self, Grading, Observation};
 use super::providers::{CallError, Endpoint, RetryPolicy};
 use super::split_model;
-use crate::store::{self, NewEvent, WriteGuard, evals as sql};
+use crate::store::{NewEvent, WriteGuard, evals as sql};
 use crate::{Registry, Result, ServiceError, time};
 
 /// Results written per commit, at most; and the longest a result waits to be written.
@@ -129,9 +129,9 @@ async fn try_execute(registry: &Registry, launch: Launch) -> Result<()> {
     let Launch { id, actor, permits, spec, cancel, recorded } = launch;
     let (id, actor) = (id.as_str(), actor.as_str());
     {
-        let mut w = registry.write().await?;
-        let running = ours(registry, &mut w, id).await? && sql::mark_running(&mut w.tx, id, time::now_us()).await?;
-        w.tx.commit().await?;
+        let mut w = registry.bookkeeping().await?;
+        let running = ours(registry, &mut w, id).await? && sql::mark_running(w.conn(), id, time::now_us()).await?;
+        w.commit().await?;
         if !running {
             return Ok(()); // cancelled while queued, or taken over
         }
@@ -172,12 +172,12 @@ pub(crate) async fn finish(registry: &Registry, id: &str, actor: &str, failure: 
     if !ours(registry, &mut w, id).await? {
         return Ok(()); // another replica carries it on
     }
-    let Some(row) = sql::run(&mut *w.tx, id).await? else { return Ok(()) };
+    let Some(row) = sql::run(w.conn(), id).await? else { return Ok(()) };
     let run = row.view(Vec::new())?;
     let (status, error) = if let Some(failure) = failure {
         (RunStatus::Error, Some(failure.to_owned()))
     } else if run.total > 0 && run.errors == run.total {
-        let first = sql::results(&mut *w.tx, id).await?.into_iter().find_map(|r| r.error).unwrap_or_default();
+        let first = sql::results(w.conn(), id).await?.into_iter().find_map(|r| r.error).unwrap_or_default();
         (RunStatus::Error, Some(format!("no case got an answer from the model; the first error: {first}")))
     } else if run.pass_rate + 1e-9 >= run.threshold {
         (RunStatus::Passed, None)
@@ -185,7 +185,7 @@ pub(crate) async fn finish(registry: &Registry, id: &str, actor: &str, failure: 
         (RunStatus::Failed, None)
     };
     let at = time::now_us();
-    if sql::finish_run(&mut w.tx, id, status, error.as_deref(), at).await? {
+    if sql::finish_run(w.conn(), id, status, error.as_deref(), at).await? {
         let detail = json!({"run": id, "status": status.as_str(), "pass_rate": run.pass_rate, "passed": run.passed,
                             "total": run.total, "cost": run.cost, "model": run.model, "suite": run.suite});
         let e = NewEvent {
@@ -196,10 +196,9 @@ pub(crate) async fn finish(registry: &Registry, id: &str, actor: &str, failure: 
             label: None,
             detail,
         };
-        store::append_event(&mut w.tx, at, e).await?;
+        w.audit(at, e).await?;
     }
-    w.tx.commit().await?;
-    Ok(())
+    w.end().await
 }
 
 /// Writes results in batches and keeps the heartbeat fresh; cancels the run when it was
@@ -227,17 +226,17 @@ async fn record(
             if closed || last_write.elapsed() < heartbeat {
                 true
             } else {
-                let mut w = registry.write().await?;
+                let mut w = registry.bookkeeping().await?;
                 let alive =
-                    ours(&registry, &mut w, &id).await? && sql::heartbeat(&mut *w.tx, &id, time::now_us()).await?;
-                w.tx.commit().await?;
+                    ours(&registry, &mut w, &id).await? && sql::heartbeat(w.conn(), &id, time::now_us()).await?;
+                w.commit().await?;
                 alive
             }
         } else {
-            let mut w = registry.write().await?;
+            let mut w = registry.bookkeeping().await?;
             let alive = ours(&registry, &mut w, &id).await?
-                && sql::record_results(&mut w.tx, &id, &batch, time::now_us()).await?;
-            w.tx.commit().await?;
+                && sql::record_results(w.conn(), &id, &batch, time::now_us()).await?;
+            w.commit().await?;
             batch.clear();
             alive
         };
@@ -254,7 +253,7 @@ async fn record(
 /// Whether this replica still holds the run, renewing its lease inside the write `w`
 /// (always on SQLite): a replica whose lease lapsed and was taken stops without writing.
 async fn ours(registry: &Registry, w: &mut WriteGuard<'_>, id: &str) -> Result<bool> {
-    registry.renew(&mut w.tx, &sql::run_lease(id), registry.eval_settings().stale_after).await
+    registry.renew(w.conn(), &sql::run_lease(id), registry.eval_settings().stale_after).await
 }
 
 async fn run_case(ctx: &Context, index: usize, case: &Case) -> CaseResult {

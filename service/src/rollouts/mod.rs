@@ -27,7 +27,7 @@ use crate::index::{PromptEntry, SplitPlan, VersionBase};
 use crate::labels::version_row;
 use crate::store::rollouts::{self as sql, RolloutRow};
 use crate::store::telemetry as telemetry_sql;
-use crate::store::{self, NewEvent, VersionRow};
+use crate::store::{self, NewEvent, VersionRow, WriteGuard};
 use crate::telemetry::metrics::version_metrics;
 use crate::{Principal, Registry, Result, ServiceError, check_len, detached, time};
 pub use judge::Evidence;
@@ -129,19 +129,19 @@ impl Registry {
         let started = detached(async move {
             let mut w = this.write().await?;
             let entry = this.entry(&name)?;
-            let row = version_row(&mut w.tx, &entry, plan.version).await?;
-            check_startable(&mut w.tx, &entry, &plan.label, plan.version).await?;
-            let policy = this.check_move_rules(&mut w.tx, &who, &entry, &plan.label, &row).await?;
+            let row = version_row(w.conn(), &entry, plan.version).await?;
+            check_startable(w.conn(), &entry, &plan.label, plan.version).await?;
+            let policy = this.check_move_rules(w.conn(), &who, &entry, &plan.label, &row).await?;
             if policy.require_approval {
                 let req = MoveLabel { version: plan.version, reason: plan.reason.clone() };
-                let request = this.insert_request(&mut w.tx, &who, &entry, &plan.label, &req, Some(&plan)).await?;
-                w.tx.commit().await?;
+                let request = this.insert_request(&mut w, &who, &entry, &plan.label, &req, Some(&plan)).await?;
+                w.commit().await?;
                 return Ok(Ok(RolloutOutcome::Requested(Box::new(request))));
             }
             let at = time::now_us();
             let requester = (who.actor.as_str(), who.user_id);
-            let (live, candidate) = this.begin_rollout(&mut w.tx, &who, requester, &entry, &row, &plan, at).await?;
-            w.tx.commit().await?;
+            let (live, candidate) = this.begin_rollout(&mut w, &who, requester, &entry, &row, &plan, at).await?;
+            w.commit().await?;
             this.publish_rollout(&live, Some(candidate))?;
             Ok(Err(live))
         })
@@ -157,7 +157,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn begin_rollout(
         &self,
-        conn: &mut AnyConnection,
+        w: &mut WriteGuard<'_>,
         who: &Principal,
         requester: (&str, Option<i64>),
         entry: &PromptEntry,
@@ -165,7 +165,7 @@ impl Registry {
         plan: &NewRollout,
         at: i64,
     ) -> Result<(Arc<Live>, Arc<VersionBase>)> {
-        let base_version = check_startable(&mut *conn, entry, &plan.label, candidate.version).await?;
+        let base_version = check_startable(w.conn(), entry, &plan.label, candidate.version).await?;
         let row = RolloutRow {
             id: crate::random_id("ro")?,
             prompt_id: entry.id,
@@ -189,8 +189,8 @@ impl Registry {
             ended_at: None,
             ended_by: None,
         };
-        sql::insert(&mut *conn, &row).await?;
-        sql::start_phase(&mut *conn, &row.id, 0, row.weight, at, &who.actor).await?;
+        sql::insert(w.conn(), &row).await?;
+        sql::start_phase(w.conn(), &row.id, 0, row.weight, at, &who.actor).await?;
         let detail = json!({"rollout": row.id, "base_version": base_version, "steps": plan.steps,
                             "step_seconds": plan.step_seconds, "min_samples": plan.min_samples,
                             "guards": plan.guards, "weight": row.weight, "reason": plan.reason,
@@ -203,7 +203,7 @@ impl Registry {
             label: Some(&plan.label),
             detail,
         };
-        store::append_event(conn, at, e).await?;
+        w.audit(at, e).await?;
         let live = Arc::new(Live::new(row, 0)?);
         Ok((live, Arc::new(crate::version_base(&entry.summary.name, candidate)?)))
     }
@@ -348,7 +348,7 @@ impl Registry {
         let (this, who, id, reason) = (self.clone(), who.clone(), id.to_owned(), reason.to_owned());
         detached(async move {
             let mut w = this.write().await?;
-            let mut row = sql::get(&mut *w.tx, &id).await?.ok_or_else(|| not_found(&id))?;
+            let mut row = sql::get(w.conn(), &id).await?.ok_or_else(|| not_found(&id))?;
             let status = row.status()?;
             if let Some((step, started)) = expect
                 && (status != RolloutStatus::Running || row.step != step || row.step_started_at != started)
@@ -372,9 +372,9 @@ impl Registry {
                 return Err(ServiceError::Rollout { code: "rollout_state", message });
             }
             let entry = this.entry(&row.prompt)?;
-            let candidate = version_row(&mut w.tx, &entry, row.candidate_version).await?;
+            let candidate = version_row(w.conn(), &entry, row.candidate_version).await?;
             if matches!(change, Change::Advance | Change::Resume) && expect.is_none() {
-                let policy = this.check_move_rules(&mut w.tx, &who, &entry, &row.label, &candidate).await?;
+                let policy = this.check_move_rules(w.conn(), &who, &entry, &row.label, &candidate).await?;
                 let creator =
                     who.actor == row.created_by || (who.user_id.is_some() && who.user_id == row.creator_user_id);
                 if change == Change::Advance && policy.require_approval && creator {
@@ -403,7 +403,7 @@ impl Registry {
                     });
                 }
                 Change::Resume => {
-                    sql::start_phase(&mut w.tx, &id, row.step, row.weight, at, &who.actor).await?;
+                    sql::start_phase(w.conn(), &id, row.step, row.weight, at, &who.actor).await?;
                     row.status = RolloutStatus::Running.as_str().into();
                     row.step_started_at = at;
                     row.note = None;
@@ -411,8 +411,8 @@ impl Registry {
                 Change::Advance if completes => {
                     let why = format!("rollout {id} completed{}", because(&row.reason));
                     let cause = Some(json!({"rollout": id}));
-                    this.write_move(&mut w.tx, &who, &entry, &row.label, &candidate, &why, cause, at).await?;
-                    sql::end_phase(&mut w.tx, &id, at).await?;
+                    this.write_move(&mut w, &who, &entry, &row.label, &candidate, &why, cause, at).await?;
+                    sql::end_phase(w.conn(), &id, at).await?;
                     row.status = RolloutStatus::Completed.as_str().into();
                     row.step = next as i64;
                     row.weight = 100;
@@ -422,7 +422,7 @@ impl Registry {
                 }
                 Change::Advance => {
                     let weight = i64::from(*steps.get(next).ok_or_else(|| ServiceError::internal("step past the plan"))?);
-                    sql::start_phase(&mut w.tx, &id, next as i64, weight, at, &who.actor).await?;
+                    sql::start_phase(w.conn(), &id, next as i64, weight, at, &who.actor).await?;
                     row.status = RolloutStatus::Running.as_str().into();
                     row.step = next as i64;
                     row.weight = weight;
@@ -430,7 +430,7 @@ impl Registry {
                     row.note = None;
                 }
                 Change::Abort | Change::RollBack => {
-                    sql::end_phase(&mut w.tx, &id, at).await?;
+                    sql::end_phase(w.conn(), &id, at).await?;
                     row.status = if change == Change::Abort { RolloutStatus::Aborted } else { RolloutStatus::RolledBack }
                         .as_str()
                         .into();
@@ -445,9 +445,9 @@ impl Registry {
                 }
             }
             for v in &verdicts {
-                sql::insert_verdict(&mut w.tx, &id, at, v).await?;
+                sql::insert_verdict(w.conn(), &id, at, v).await?;
             }
-            sql::update(&mut w.tx, &row).await?;
+            sql::update(w.conn(), &row).await?;
             let detail = json!({"rollout": id, "step": row.step, "weight": row.weight,
                                 "base_version": row.base_version, "status": row.status,
                                 "reason": (!reason.is_empty()).then_some(&reason), "note": row.note,
@@ -460,8 +460,8 @@ impl Registry {
                 label: Some(&row.label),
                 detail,
             };
-            store::append_event(&mut w.tx, at, e).await?;
-            w.tx.commit().await?;
+            w.audit(at, e).await?;
+            w.commit().await?;
             let phase = sql::phases(&this.store().reader, &id).await?.len() as i64 - 1;
             let live = Arc::new(Live::new(row, phase)?);
             if completes {

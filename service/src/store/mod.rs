@@ -130,9 +130,45 @@ pub struct Store {
     write_lock: tokio::sync::Mutex<()>,
 }
 
+/// A write transaction. A change to the registry commits only together with its audit
+/// event: `audit` appends the event in the transaction, and `commit` refuses (and rolls
+/// back) a change that recorded none. Bookkeeping that is no change to the registry
+/// (sessions, run progress, deliveries, telemetry, leases) is written under
+/// `Store::bookkeeping` instead, which says so at the call site.
 pub struct WriteGuard<'a> {
-    pub tx: Transaction<'static, Any>,
+    tx: Transaction<'static, Any>,
     _lock: tokio::sync::MutexGuard<'a, ()>,
+    audited: bool,
+    events: usize,
+}
+
+impl WriteGuard<'_> {
+    /// The transaction's connection, for the statements of the write.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// Appends the change's audit event to the chain, in this transaction; its seq.
+    pub async fn audit(&mut self, at: i64, e: NewEvent<'_>) -> Result<i64> {
+        let seq = append_event(&mut self.tx, at, e).await?;
+        self.events += 1;
+        Ok(seq)
+    }
+
+    /// Commits the write: a change must have recorded its audit event.
+    pub async fn commit(self) -> Result<()> {
+        if self.audited && self.events == 0 {
+            self.tx.rollback().await?;
+            return Err(ServiceError::internal("a change without its audit event was refused"));
+        }
+        Ok(self.tx.commit().await?)
+    }
+
+    /// Ends a write whose change may turn out to be none (a state that already held, a
+    /// suite saved unchanged): committed with its events, or rolled back without any.
+    pub async fn end(self) -> Result<()> {
+        if self.audited && self.events == 0 { Ok(self.tx.rollback().await?) } else { self.commit().await }
+    }
 }
 
 impl Store {
@@ -261,9 +297,19 @@ impl Store {
         })
     }
 
-    /// Starts a write transaction: the only one on SQLite, the only one across every
-    /// replica on PostgreSQL.
+    /// Starts a change: a write transaction (the only one on SQLite, the only one across
+    /// every replica on PostgreSQL) that commits only with its audit event.
     pub async fn write(&self) -> Result<WriteGuard<'_>> {
+        self.begin(true).await
+    }
+
+    /// Starts a write of bookkeeping, which is no change to the registry and has no
+    /// audit event.
+    pub async fn bookkeeping(&self) -> Result<WriteGuard<'_>> {
+        self.begin(false).await
+    }
+
+    async fn begin(&self, audited: bool) -> Result<WriteGuard<'_>> {
         let lock = self.write_lock.lock().await;
         let tx = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
@@ -273,7 +319,7 @@ impl Store {
                 tx
             }
         };
-        Ok(WriteGuard { tx, _lock: lock })
+        Ok(WriteGuard { tx, _lock: lock, audited, events: 0 })
     }
 
     /// A read-only transaction that sees one snapshot from its first read to its end
@@ -760,8 +806,9 @@ pub struct NewEvent<'a> {
     pub detail: Value,
 }
 
-/// Appends one event to the chain, inside the caller's write transaction.
-pub async fn append_event(conn: &mut AnyConnection, at: i64, e: NewEvent<'_>) -> Result<i64> {
+/// Appends one event to the chain, inside the caller's write transaction (through
+/// `WriteGuard::audit`).
+async fn append_event(conn: &mut AnyConnection, at: i64, e: NewEvent<'_>) -> Result<i64> {
     let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -1157,4 +1204,63 @@ pub async fn insert_login_failures(conn: &mut AnyConnection, keys: &[&str], at: 
 pub async fn delete_login_failures(conn: &mut AnyConnection, key: &str) -> Result<()> {
     sqlx::query("DELETE FROM login_failures WHERE key = $1").bind(key).execute(conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change that commits without its audit event is refused and leaves nothing
+    /// behind; one with its event commits both; bookkeeping needs none.
+    #[tokio::test]
+    async fn a_change_commits_only_with_its_audit_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Location::File(dir.path().join("r.db")), Durability::Normal).await.unwrap();
+        let leases = || async {
+            sqlx::query_scalar::<_, String>("SELECT name FROM leases ORDER BY name")
+                .fetch_all(&store.reader)
+                .await
+                .unwrap()
+        };
+
+        let refused = lease(&store, "unaudited").await.commit().await;
+        assert!(refused.unwrap_err().to_string().contains("without its audit event"));
+        assert!(leases().await.is_empty());
+        assert!(lease(&store, "ended").await.end().await.is_ok());
+        assert!(leases().await.is_empty(), "a write that recorded no event ends rolled back");
+
+        let mut w = lease(&store, "audited").await;
+        let e = NewEvent {
+            actor: "t",
+            action: AuditAction::ProviderSaved,
+            prompt: None,
+            version: None,
+            label: None,
+            detail: Value::Null,
+        };
+        assert_eq!(w.audit(1, e).await.unwrap(), 1);
+        w.commit().await.unwrap();
+        assert_eq!(leases().await, ["audited"]);
+        assert_eq!(last_seq(&store.reader).await.unwrap(), 1);
+
+        let mut w = store.bookkeeping().await.unwrap();
+        sqlx::query("INSERT INTO leases (name, holder, until) VALUES ('kept', 'me', 0)")
+            .execute(w.conn())
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(leases().await, ["audited", "kept"]);
+        store.close().await;
+    }
+
+    /// A change that writes a lease row, not yet committed.
+    async fn lease<'a>(store: &'a Store, name: &str) -> WriteGuard<'a> {
+        let mut w = store.write().await.unwrap();
+        sqlx::query("INSERT INTO leases (name, holder, until) VALUES ($1, 'me', 0)")
+            .bind(name)
+            .execute(w.conn())
+            .await
+            .unwrap();
+        w
+    }
 }

@@ -16,8 +16,8 @@ use parking_lot::RwLock;
 use serde_json::json;
 
 use super::SYSTEM;
+use crate::store::NewEvent;
 use crate::store::telemetry::{self as sql, GenerationRow};
-use crate::store::{self, NewEvent};
 use crate::{Principal, Registry, Result, ServiceError, time};
 
 struct BudgetState {
@@ -117,7 +117,7 @@ impl Registry {
         let at = time::now_us();
         {
             let mut w = self.write().await?;
-            sql::put_budget(&mut w.tx, entry.id, &budget, &who.actor, at).await?;
+            sql::put_budget(w.conn(), entry.id, &budget, &who.actor, at).await?;
             let detail = json!({"window": budget.window, "limit": budget.limit, "alerts": budget.alerts,
                                 "on_exceed": budget.on_exceed});
             let e = NewEvent {
@@ -128,8 +128,8 @@ impl Registry {
                 label: None,
                 detail,
             };
-            store::append_event(&mut w.tx, at, e).await?;
-            w.tx.commit().await?;
+            w.audit(at, e).await?;
+            w.commit().await?;
         }
         let state = self.budget_state(prompt, entry.id, budget, at).await?;
         let view = state.view(at);
@@ -162,7 +162,7 @@ impl Registry {
         let entry = self.entry(prompt)?;
         let at = time::now_us();
         let mut w = self.write().await?;
-        if !sql::delete_budget(&mut w.tx, entry.id).await? {
+        if !sql::delete_budget(w.conn(), entry.id).await? {
             return Err(ServiceError::NotFound(format!("'{prompt}' has no budget")));
         }
         let e = NewEvent {
@@ -173,8 +173,8 @@ impl Registry {
             label: None,
             detail: json!({}),
         };
-        store::append_event(&mut w.tx, at, e).await?;
-        w.tx.commit().await?;
+        w.audit(at, e).await?;
+        w.commit().await?;
         let budgets = &self.inner.telemetry.budgets;
         let mut states = budgets.states.write();
         states.remove(prompt);
@@ -247,7 +247,7 @@ impl Registry {
         };
         for (fraction, prompt_id, window_start, budget, spent) in due {
             let mut w = self.write().await?;
-            if !sql::insert_alert(&mut w.tx, prompt_id, window_start, fraction, now).await? {
+            if !sql::insert_alert(w.conn(), prompt_id, window_start, fraction, now).await? {
                 continue;
             }
             let detail = json!({
@@ -262,8 +262,8 @@ impl Registry {
                 label: None,
                 detail,
             };
-            store::append_event(&mut w.tx, now, e).await?;
-            w.tx.commit().await?;
+            w.audit(now, e).await?;
+            w.commit().await?;
         }
         Ok(())
     }

@@ -319,8 +319,8 @@ impl Registry {
     /// One transaction of the telemetry database: the new rows, their rollups, and the
     /// scores that were waiting for them. Returns the rows that were new.
     async fn store_generations(&self, rows: Vec<GenerationRow>) -> Result<Vec<GenerationRow>> {
-        let mut w = self.telemetry_store().write().await?;
-        let mut stored: HashSet<String> = sql::insert_generations(&mut w.tx, &rows).await?.into_iter().collect();
+        let mut w = self.telemetry_store().bookkeeping().await?;
+        let mut stored: HashSet<String> = sql::insert_generations(w.conn(), &rows).await?.into_iter().collect();
         // The first of each stored id (a repeat in the batch was skipped by the insert).
         let fresh: Vec<GenerationRow> = rows.into_iter().filter(|r| stored.remove(&r.id)).collect();
         let mut groups: HashMap<RollupKey, Rollup> = HashMap::new();
@@ -328,7 +328,7 @@ impl Registry {
             groups.entry(rollup_key(row)).or_default().add(row);
         }
         for (key, add) in &groups {
-            sql::add_to_rollup(&mut w.tx, key, add).await?;
+            sql::add_to_rollup(w.conn(), key, add).await?;
         }
         let mut evidence: HashMap<(&str, i64, &str), Rollup> = HashMap::new();
         for row in &fresh {
@@ -337,22 +337,22 @@ impl Registry {
             }
         }
         for ((rollout, phase, arm), add) in &evidence {
-            sql::add_to_rollout_rollup(&mut w.tx, rollout, *phase, arm, add).await?;
+            sql::add_to_rollout_rollup(w.conn(), rollout, *phase, arm, add).await?;
         }
         let mut joined = 0;
         if self.inner.telemetry.pending_scores.load(Ordering::Relaxed) > 0 {
             let by_id: HashMap<&str, &GenerationRow> = fresh.iter().map(|r| (r.id.as_str(), r)).collect();
             let mut done = Vec::new();
-            for score in sql::pending_scores(&mut *w.tx).await? {
+            for score in sql::pending_scores(w.conn()).await? {
                 if let Some(row) = by_id.get(score.generation.as_str()) {
-                    count_score(&mut w.tx, row, &score.name, score.value).await?;
+                    count_score(w.conn(), row, &score.name, score.value).await?;
                     done.push(score.seq);
                 }
             }
-            sql::mark_rolled_up(&mut w.tx, &done).await?;
+            sql::mark_rolled_up(w.conn(), &done).await?;
             joined = done.len() as i64;
         }
-        w.tx.commit().await?;
+        w.commit().await?;
         self.inner.telemetry.pending_scores.fetch_sub(joined, Ordering::Relaxed);
         if !evidence.is_empty() {
             self.wake_judge();
@@ -409,8 +409,8 @@ impl Registry {
                 label: example.label.as_deref(),
                 detail,
             };
-            store::append_event(&mut w.tx, now, e).await?;
-            w.tx.commit().await?;
+            w.audit(now, e).await?;
+            w.commit().await?;
         }
         Ok(())
     }
@@ -425,13 +425,13 @@ impl Registry {
         let name = score.name.clone();
         let comment = score.comment.clone();
         crate::detached(async move {
-            let mut w = this.telemetry_store().write().await?;
-            let row = sql::generation(&mut *w.tx, &generation).await?;
+            let mut w = this.telemetry_store().bookkeeping().await?;
+            let row = sql::generation(w.conn(), &generation).await?;
             if let Some(row) = &row {
-                count_score(&mut w.tx, row, &name, value).await?;
+                count_score(w.conn(), row, &name, value).await?;
             }
-            sql::insert_score(&mut w.tx, &generation, &name, value, comment.as_deref(), at, row.is_some()).await?;
-            w.tx.commit().await?;
+            sql::insert_score(w.conn(), &generation, &name, value, comment.as_deref(), at, row.is_some()).await?;
+            w.commit().await?;
             if row.is_none() {
                 this.inner.telemetry.pending_scores.fetch_add(1, Ordering::Relaxed);
             }
@@ -506,10 +506,10 @@ impl Registry {
         let before = time::now_us() - settings.retention.as_micros() as i64;
         let mut total = 0;
         loop {
-            let mut w = self.telemetry_store().write().await?;
-            let gone = sql::prune_generations(&mut w.tx, before, settings.prune_batch).await?;
-            let scores = sql::prune_scores(&mut w.tx, before, settings.prune_batch).await?;
-            w.tx.commit().await?;
+            let mut w = self.telemetry_store().bookkeeping().await?;
+            let gone = sql::prune_generations(w.conn(), before, settings.prune_batch).await?;
+            let scores = sql::prune_scores(w.conn(), before, settings.prune_batch).await?;
+            w.commit().await?;
             total += gone;
             if gone < settings.prune_batch as u64 && scores < settings.prune_batch as u64 {
                 return Ok(total);
