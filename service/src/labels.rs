@@ -57,7 +57,7 @@ impl Registry {
         self.known(name).await?;
         let (this, who, name, label) = (self.clone(), who.clone(), name.to_owned(), label.to_owned());
         detached(async move {
-            let mut w = this.write().await?;
+            let mut w = this.write_on(&name).await?;
             let entry = this.entry(&name)?;
             let row = version_row(w.conn(), &entry, req.version).await?;
             refuse_during_rollout(w.conn(), &entry, &label).await?;

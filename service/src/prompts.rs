@@ -123,7 +123,7 @@ impl Registry {
         let (this, who, name, description) = (self.clone(), who.clone(), req.name, req.description);
         detached(async move {
             let at = time::now_us();
-            let mut w = this.write().await?;
+            let mut w = this.write_on(&name).await?;
             let id = store::insert_prompt(w.conn(), &name, &description, &tags, &who.actor, at).await?;
             let row = row_for(id, 1, &content, message, &who.actor, at);
             store::insert_version(w.conn(), &row).await?;
@@ -182,7 +182,7 @@ impl Registry {
         let content = Content::new(body, config)?;
         let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
         detached(async move {
-            let mut w = this.write().await?;
+            let mut w = this.write_on(&name).await?;
             let prompt = store::prompt_by_name(w.conn(), &name).await?.ok_or_else(|| not_found(&name))?;
             let latest = store::latest_version(w.conn(), prompt.id).await?.ok_or_else(|| not_found(&name))?;
             if base_version != latest.version {

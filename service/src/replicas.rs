@@ -126,9 +126,21 @@ impl Registry {
     /// committed, so the write's checks (the base version, where a label points) see
     /// the registry as it is, not as this replica last heard.
     pub(crate) async fn write(&self) -> Result<WriteGuard<'_>> {
-        let w = self.store().write().await?;
+        self.write_with(None).await
+    }
+
+    /// `write`, for a change to the one prompt `name`: under the lock only that prompt is
+    /// brought up to date, and the listener applies the rest outside the lock, so writes
+    /// to different prompts through different replicas hold every replica's lock for less.
+    pub(crate) async fn write_on(&self, name: &str) -> Result<WriteGuard<'_>> {
+        self.write_with(Some(name)).await
+    }
+
+    async fn write_with(&self, only: Option<&str>) -> Result<WriteGuard<'_>> {
+        let mut w = self.store().write().await?;
         if self.store().backend == Backend::Postgres {
-            self.apply_changes().await?;
+            // Read under the lock, the chain's head is the one this write extends.
+            w.knows_head(self.apply_changes(only).await?);
         }
         Ok(w)
     }
@@ -147,14 +159,16 @@ impl Registry {
         // One catch-up at a time, and none while this replica's own write is between its
         // commit and its index update.
         let _hold = self.store().hold().await;
-        self.apply_changes().await
+        self.apply_changes(None).await.map(drop)
     }
 
-    /// `catch_up`, for a caller that holds the write lock.
-    async fn apply_changes(&self) -> Result<()> {
+    /// `catch_up`, for a caller that holds the write lock; with `only`, just that prompt's
+    /// changes are applied (and the rest are left for the next catch-up). Returns the
+    /// chain's head as read.
+    async fn apply_changes(&self, only: Option<&str>) -> Result<Option<(i64, String)>> {
         let from = self.inner.applied_seq.load(Ordering::Acquire);
-        let changes = store::changes_after(&self.store().reader, from).await?;
-        let Some(last) = changes.last().map(|c| c.0) else { return Ok(()) };
+        let (changes, head) = store::changes_after(&self.store().reader, from).await?;
+        let Some(last) = changes.last().map(|c| c.0) else { return Ok(head) };
         let mut prompts = BTreeSet::new();
         let (mut keys, mut budgets) = (false, false);
         // This replica's own changes are in its index already.
@@ -163,6 +177,12 @@ impl Registry {
             keys |= action.is_none_or(AuditAction::touches_keys);
             budgets |= action.is_none_or(AuditAction::touches_budgets);
             prompts.extend(prompt);
+        }
+        if let Some(name) = only {
+            if prompts.contains(name) {
+                self.reload_prompt(name).await?;
+            }
+            return Ok(head);
         }
         let mut reloads = tokio::task::JoinSet::new();
         for name in prompts {
@@ -179,7 +199,7 @@ impl Registry {
             self.load_budgets().await?;
         }
         self.inner.applied_seq.store(last, Ordering::Release);
-        Ok(())
+        Ok(head)
     }
 
     /// Reads one prompt's entry afresh from the database into the index.

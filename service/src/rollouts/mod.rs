@@ -127,7 +127,7 @@ impl Registry {
         self.known(name).await?;
         let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
         let started = detached(async move {
-            let mut w = this.write().await?;
+            let mut w = this.write_on(&name).await?;
             let entry = this.entry(&name)?;
             let row = version_row(w.conn(), &entry, plan.version).await?;
             check_startable(w.conn(), &entry, &plan.label, plan.version).await?;

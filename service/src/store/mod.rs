@@ -140,6 +140,8 @@ pub struct WriteGuard<'a> {
     _lock: tokio::sync::MutexGuard<'a, ()>,
     audited: bool,
     events: usize,
+    /// The chain's head (seq, hash), when the write has read it already.
+    head: Option<(i64, String)>,
 }
 
 impl WriteGuard<'_> {
@@ -150,9 +152,17 @@ impl WriteGuard<'_> {
 
     /// Appends the change's audit event to the chain, in this transaction; its seq.
     pub async fn audit(&mut self, at: i64, e: NewEvent<'_>) -> Result<i64> {
-        let seq = append_event(&mut self.tx, at, e).await?;
+        let head = append_event(&mut self.tx, self.head.take(), at, e).await?;
         self.events += 1;
+        let seq = head.0;
+        self.head = Some(head);
         Ok(seq)
+    }
+
+    /// Records the chain's head as read under this write's lock (none: read it when
+    /// needed).
+    pub fn knows_head(&mut self, head: Option<(i64, String)>) {
+        self.head = head;
     }
 
     /// Commits the write: a change must have recorded its audit event.
@@ -319,7 +329,7 @@ impl Store {
                 tx
             }
         };
-        Ok(WriteGuard { tx, _lock: lock, audited, events: 0 })
+        Ok(WriteGuard { tx, _lock: lock, audited, events: 0, head: None })
     }
 
     /// A read-only transaction that sees one snapshot from its first read to its end
@@ -806,12 +816,22 @@ pub struct NewEvent<'a> {
     pub detail: Value,
 }
 
-/// Appends one event to the chain, inside the caller's write transaction (through
-/// `WriteGuard::audit`).
-async fn append_event(conn: &mut AnyConnection, at: i64, e: NewEvent<'_>) -> Result<i64> {
-    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
+/// Appends one event to the chain after `head` (read here when not known), inside the
+/// caller's write transaction (through `WriteGuard::audit`); the new head.
+async fn append_event(
+    conn: &mut AnyConnection,
+    head: Option<(i64, String)>,
+    at: i64,
+    e: NewEvent<'_>,
+) -> Result<(i64, String)> {
+    let head = match head {
+        Some(head) => Some(head),
+        None => {
+            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
     let (seq, prev_hash) = match head {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_owned()),
@@ -849,15 +869,9 @@ async fn append_event(conn: &mut AnyConnection, at: i64, e: NewEvent<'_>) -> Res
     if let Some(event) = e.action.webhook() {
         webhooks::enqueue(conn, event.as_str(), seq, at).await?;
     }
-    if conn.backend_name() == "PostgreSQL" {
-        // Delivered to every replica when (and only if) the transaction commits.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::replicas::CHANNEL)
-            .bind(seq.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(seq)
+    // On PostgreSQL the insert's trigger announces the event to every replica, when (and
+    // only if) the transaction commits.
+    Ok((seq, hash))
 }
 
 #[derive(Debug, Default, Clone)]
@@ -931,11 +945,16 @@ pub async fn release_lease(ex: impl AnyExecutor<'_>, work: &str, holder: &str) -
 }
 
 /// (seq, action, prompt, replica) of every event after `seq`, oldest first.
-pub async fn changes_after(ex: impl AnyExecutor<'_>, seq: i64) -> Result<Vec<Change>> {
-    Ok(sqlx::query_as("SELECT seq, action, prompt, replica FROM audit_events WHERE seq > $1 ORDER BY seq")
-        .bind(seq)
-        .fetch_all(ex)
-        .await?)
+/// With the chain's head (seq, hash) as it is now, when the log is not empty.
+pub async fn changes_after(ex: impl AnyExecutor<'_>, seq: i64) -> Result<(Vec<Change>, Option<(i64, String)>)> {
+    let rows: Vec<(i64, String, Option<String>, Option<String>, String)> =
+        sqlx::query_as("SELECT seq, action, prompt, replica, hash FROM audit_events WHERE seq >= $1 ORDER BY seq")
+            .bind(seq)
+            .fetch_all(ex)
+            .await?;
+    let head = rows.last().map(|r| (r.0, r.4.clone()));
+    let changes = rows.into_iter().filter(|r| r.0 > seq).map(|r| (r.0, r.1, r.2, r.3)).collect();
+    Ok((changes, head))
 }
 
 /// The newest event's seq (0 when there is none).
