@@ -183,8 +183,7 @@ impl Registry {
         let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
         detached(async move {
             let mut w = this.write_on(&name).await?;
-            let prompt = store::prompt_by_name(w.conn(), &name).await?.ok_or_else(|| not_found(&name))?;
-            let latest = store::latest_version(w.conn(), prompt.id).await?.ok_or_else(|| not_found(&name))?;
+            let latest = store::latest_version_named(w.conn(), &name).await?.ok_or_else(|| not_found(&name))?;
             if base_version != latest.version {
                 return Err(ServiceError::Stale { base_version, latest_version: latest.version });
             }
@@ -197,9 +196,9 @@ impl Registry {
             }
             let at = time::now_us();
             let version = latest.version + 1;
-            let row = row_for(prompt.id, version, &content, message, &who.actor, at);
+            let row = row_for(latest.prompt_id, version, &content, message, &who.actor, at);
             store::insert_version(w.conn(), &row).await?;
-            store::touch_prompt(w.conn(), prompt.id, at, &who.actor).await?;
+            store::touch_prompt(w.conn(), latest.prompt_id, at, &who.actor).await?;
             let detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
             w.audit(
                 at,

@@ -168,15 +168,15 @@ impl Registry {
     async fn apply_changes(&self, only: Option<&str>) -> Result<Option<(i64, String)>> {
         let from = self.inner.applied_seq.load(Ordering::Acquire);
         let (changes, head) = store::changes_after(&self.store().reader, from).await?;
-        let Some(last) = changes.last().map(|c| c.0) else { return Ok(head) };
+        let Some(last) = changes.last().map(|c| c.seq) else { return Ok(head) };
         let mut prompts = BTreeSet::new();
         let (mut keys, mut budgets) = (false, false);
         // This replica's own changes are in its index already.
-        for (_, action, prompt, _) in changes.into_iter().filter(|c| c.3.as_deref() != Some(self.replica())) {
-            let action = AuditAction::parse(&action);
+        for change in changes.into_iter().filter(|c| c.replica.as_deref() != Some(self.replica())) {
+            let action = AuditAction::parse(&change.action);
             keys |= action.is_none_or(AuditAction::touches_keys);
             budgets |= action.is_none_or(AuditAction::touches_budgets);
-            prompts.extend(prompt);
+            prompts.extend(change.prompt);
         }
         if let Some(name) = only {
             if prompts.contains(name) {

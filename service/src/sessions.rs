@@ -80,7 +80,7 @@ impl Registry {
             let now = time::now_us();
             let mut w = this.bookkeeping().await?;
             store::insert_login_failures(w.conn(), &[&keys[0].0, &keys[1].0], now, now - us(FAILURE_WINDOW)).await?;
-            Ok(w.commit().await?)
+            w.commit().await
         })
         .await
     }
@@ -90,7 +90,7 @@ impl Registry {
         detached(async move {
             let mut w = this.bookkeeping().await?;
             store::delete_login_failures(w.conn(), &key).await?;
-            Ok(w.commit().await?)
+            w.commit().await
         })
         .await
     }
@@ -132,7 +132,7 @@ impl Registry {
             }
             store::delete_expired_sessions(w.conn(), now - us(SESSION_IDLE), now - us(SESSION_ABSOLUTE)).await?;
             store::insert_session(w.conn(), &id_hash, user_id, now).await?;
-            Ok(w.commit().await?)
+            w.commit().await
         })
         .await?;
         tracing::info!(username = user.username, "signed in");
@@ -154,7 +154,7 @@ impl Registry {
             detached(async move {
                 let mut w = this.bookkeeping().await?;
                 store::touch_session(w.conn(), &id_hash, now).await?;
-                Ok(w.commit().await?)
+                w.commit().await
             })
             .await?;
         }
@@ -167,7 +167,7 @@ impl Registry {
         detached(async move {
             let mut w = this.bookkeeping().await?;
             store::delete_session(w.conn(), &id_hash).await?;
-            Ok(w.commit().await?)
+            w.commit().await
         })
         .await
     }
