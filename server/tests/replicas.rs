@@ -46,6 +46,17 @@ async fn a_change_through_one_replica_is_served_by_every_other() {
         .post("/api/v1/prompts/greeting/versions", &b.admin, json!({"base_version": 1, "template": "Hi {{ name }}"}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // A new version reaches the others' indexes as it is (read once, added in place).
+    for other in [&a, &c] {
+        served(other, "greeting", "latest", 2).await;
+        let v = other.get("/api/v1/prompts/greeting?label=latest", &other.admin).await;
+        assert_eq!(
+            (v.body["template"].as_str(), v.body["hash"].as_str()),
+            (Some("Hi {{ name }}"), r.body["hash"].as_str())
+        );
+        let listed = other.get("/api/v1/prompts?q=greeting", &other.admin).await;
+        assert_eq!(listed.body["items"][0]["latest_version"], 2, "{}", listed.text);
+    }
     let mut worst = Duration::ZERO;
     for round in 0..10 {
         let version = 1 + round % 2;

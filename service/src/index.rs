@@ -154,6 +154,15 @@ impl PromptEntry {
             .collect()
     }
 
+    /// The entry once `base` is saved as the newest version, at `at` by `actor`.
+    pub fn with_version(&self, base: Arc<VersionBase>, at: String, actor: String) -> PromptEntry {
+        let mut summary = self.summary.clone();
+        summary.latest_version = base.view.version;
+        summary.updated_at = at;
+        summary.updated_by = actor;
+        PromptEntry::new(self.id, summary, self.bases().chain([base]), self.split_plans())
+    }
+
     /// Every version a label points at, to build the next entry from.
     pub fn bases(&self) -> impl Iterator<Item = Arc<VersionBase>> + '_ {
         self.served.values().map(|s| s.base.clone())

@@ -214,12 +214,7 @@ impl Registry {
             .await?;
             w.commit().await?;
             let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
-            let mut summary = entry.summary.clone();
-            summary.latest_version = version;
-            summary.updated_at = time::format_us(at);
-            summary.updated_by = who.actor.clone();
-            let candidates = entry.bases().chain([base.clone()]);
-            let new_entry = PromptEntry::new(entry.id, summary, candidates, entry.split_plans());
+            let new_entry = entry.with_version(base.clone(), time::format_us(at), who.actor.clone());
             let view = with_labels(&base.view, new_entry.labels_of(version));
             this.index().put(new_entry);
             Ok(view)

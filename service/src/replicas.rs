@@ -8,7 +8,7 @@
 //! Writes are ordered by one advisory lock across replicas, so seqs commit in order and
 //! "every event after seq N" is exactly what this replica has not applied yet.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -169,25 +169,33 @@ impl Registry {
         let from = self.inner.applied_seq.load(Ordering::Acquire);
         let (changes, head) = store::changes_after(&self.store().reader, from).await?;
         let Some(last) = changes.last().map(|c| c.seq) else { return Ok(head) };
-        let mut prompts = BTreeSet::new();
+        // Per prompt, the versions other replicas saved, or `None` when something else
+        // changed and the prompt is reloaded whole.
+        let mut prompts: BTreeMap<String, Option<Vec<i64>>> = BTreeMap::new();
         let (mut keys, mut budgets) = (false, false);
         // This replica's own changes are in its index already.
         for change in changes.into_iter().filter(|c| c.replica.as_deref() != Some(self.replica())) {
             let action = AuditAction::parse(&change.action);
             keys |= action.is_none_or(AuditAction::touches_keys);
             budgets |= action.is_none_or(AuditAction::touches_budgets);
-            prompts.extend(change.prompt);
+            if let Some(prompt) = change.prompt {
+                let update = prompts.entry(prompt).or_insert_with(|| Some(Vec::new()));
+                match (action, change.version, update.as_mut()) {
+                    (Some(AuditAction::VersionCreated), Some(version), Some(versions)) => versions.push(version),
+                    _ => *update = None,
+                }
+            }
         }
         if let Some(name) = only {
-            if prompts.contains(name) {
-                self.reload_prompt(name).await?;
+            if let Some(update) = prompts.remove(name) {
+                self.update_prompt(name, update).await?;
             }
             return Ok(head);
         }
         let mut reloads = tokio::task::JoinSet::new();
-        for name in prompts {
+        for (name, update) in prompts {
             let this = self.clone();
-            reloads.spawn(async move { this.reload_prompt(&name).await });
+            reloads.spawn(async move { this.update_prompt(&name, update).await });
         }
         while let Some(reloaded) = reloads.join_next().await {
             reloaded.map_err(ServiceError::internal)??;
@@ -200,6 +208,31 @@ impl Registry {
         }
         self.inner.applied_seq.store(last, Ordering::Release);
         Ok(head)
+    }
+
+    /// Brings one prompt's entry up to date: versions other replicas saved (the common
+    /// change) are read and added, one read each; any other change reloads the prompt.
+    async fn update_prompt(&self, name: &str, saved: Option<Vec<i64>>) -> Result<()> {
+        let (Some(saved), Some(entry)) = (saved, self.index().get(name)) else {
+            return self.reload_prompt(name).await;
+        };
+        let follows = saved.iter().enumerate().all(|(i, v)| *v == entry.summary.latest_version + 1 + i as i64);
+        if !follows {
+            return self.reload_prompt(name).await;
+        }
+        let mut next: Option<PromptEntry> = None;
+        for version in saved {
+            let current = next.as_ref().unwrap_or(&entry);
+            let row = store::version(&self.store().reader, current.id, version)
+                .await?
+                .ok_or_else(|| ServiceError::internal("an audited version is missing"))?;
+            let base = Arc::new(crate::version_base(name, &row)?);
+            next = Some(current.with_version(base, crate::time::format_us(row.created_at), row.created_by.clone()));
+        }
+        if let Some(next) = next {
+            self.index().put(next);
+        }
+        Ok(())
     }
 
     /// Reads one prompt's entry afresh from the database into the index.

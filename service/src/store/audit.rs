@@ -171,6 +171,7 @@ pub struct Change {
     pub seq: i64,
     pub action: String,
     pub prompt: Option<String>,
+    pub version: Option<i64>,
     /// The replica that wrote it (PostgreSQL).
     pub replica: Option<String>,
     pub hash: String,
@@ -179,11 +180,12 @@ pub struct Change {
 /// Every event after `seq`, oldest first; with the chain's head (seq, hash) as it is
 /// now, when the log is not empty.
 pub async fn changes_after(ex: impl AnyExecutor<'_>, seq: i64) -> Result<(Vec<Change>, Option<(i64, String)>)> {
-    let mut rows: Vec<Change> =
-        sqlx::query_as("SELECT seq, action, prompt, replica, hash FROM audit_events WHERE seq >= $1 ORDER BY seq")
-            .bind(seq)
-            .fetch_all(ex)
-            .await?;
+    let mut rows: Vec<Change> = sqlx::query_as(
+        "SELECT seq, action, prompt, version, replica, hash FROM audit_events WHERE seq >= $1 ORDER BY seq",
+    )
+    .bind(seq)
+    .fetch_all(ex)
+    .await?;
     let head = rows.last().map(|c| (c.seq, c.hash.clone()));
     rows.retain(|c| c.seq > seq);
     Ok((rows, head))
