@@ -78,14 +78,9 @@ impl Registry {
     /// on PostgreSQL when it holds (or takes, or renews) the work's lease. Called at every
     /// pass of the work, which renews the lease.
     pub(crate) async fn holds(&self, work: &str) -> bool {
-        self.holds_for(work, LEASE).await
-    }
-
-    /// `holds`, with a lease of `ttl`.
-    pub(crate) async fn holds_for(&self, work: &str, ttl: Duration) -> bool {
         let taken = async {
             let mut conn = self.store().reader.acquire().await?;
-            self.renew(&mut conn, work, ttl).await
+            self.renew(&mut conn, work, LEASE).await
         };
         match taken.await {
             Ok(held) => held,
@@ -101,8 +96,15 @@ impl Registry {
     pub(crate) async fn renew(&self, conn: &mut sqlx::AnyConnection, work: &str, ttl: Duration) -> Result<bool> {
         match self.store().backend {
             Backend::Sqlite => Ok(true),
-            Backend::Postgres => store::take_lease(conn, work, self.replica(), ttl.as_micros() as i64).await,
+            Backend::Postgres => store::take_lease(conn, work, self.replica(), ttl.as_micros() as i64, true).await,
         }
+    }
+
+    /// Takes the lease on `work` for `ttl` when it is free or has lapsed (PostgreSQL): the
+    /// work of a replica that stopped. Never true for a lease this replica holds already.
+    pub(crate) async fn takes_over(&self, work: &str, ttl: Duration) -> Result<bool> {
+        let mut conn = self.store().reader.acquire().await?;
+        store::take_lease(&mut conn, work, self.replica(), ttl.as_micros() as i64, false).await
     }
 
     /// Gives the lease on `work` up at once, so another replica takes the work over

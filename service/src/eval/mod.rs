@@ -612,7 +612,7 @@ impl Registry {
         if self.store().backend == Backend::Postgres {
             for id in sql::live_runs(reader).await? {
                 let mine = self.evals().active.lock().contains_key(&id);
-                if !mine && self.holds_for(&sql::run_lease(&id), settings.stale_after).await {
+                if !mine && self.takes_over(&sql::run_lease(&id), settings.stale_after).await? {
                     self.take_over(&id).await?;
                 }
             }

@@ -4,22 +4,23 @@ use sqlx::{AnyConnection, AnyExecutor};
 
 use crate::error::Result;
 
-/// Takes or renews the lease on `work` for `holder`, for `ttl_us` from the database's
-/// clock (replicas' clocks may disagree; the database's is one); whether it is held.
-pub async fn take_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_us: i64) -> Result<bool> {
-    let now: i64 = sqlx::query_scalar("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
-        .fetch_one(&mut *conn)
-        .await?;
-    let held: Option<String> = sqlx::query_scalar(
-        "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
+/// Now, in µs, on the database's clock (replicas' clocks may disagree; the database's is
+/// one).
+const NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
+
+/// Takes the lease on `work` for `holder` for `ttl_us` when it is free or has lapsed,
+/// or renews it when `holder` holds it already and `renew` is true; whether it is held.
+pub async fn take_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_us: i64, renew: bool) -> Result<bool> {
+    let held_already = if renew { "leases.holder = excluded.holder OR" } else { "" };
+    let held: Option<String> = sqlx::query_scalar(&format!(
+        "INSERT INTO leases (name, holder, until) VALUES ($1, $2, {NOW} + $3)
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
-         WHERE leases.holder = excluded.holder OR leases.until < $4
-         RETURNING holder",
-    )
+         WHERE {held_already} leases.until < {NOW}
+         RETURNING holder"
+    ))
     .bind(work)
     .bind(holder)
-    .bind(now + ttl_us)
-    .bind(now)
+    .bind(ttl_us)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(held.is_some())
