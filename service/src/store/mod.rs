@@ -1,7 +1,8 @@
-//! All SQL lives here (and in `evals`, `governance` and `webhooks`). SQLite in WAL mode: one writer connection, taken with
-//! `BEGIN IMMEDIATE` behind a lock, and a pool of read-only connections. Functions take
-//! any executor so they run inside the caller's transaction; they speak rows and domain
-//! values, never HTTP.
+//! All SQL lives in this module, one file per area (prompts, labels, audit, accounts,
+//! sessions, leases, evals, governance, rollouts, telemetry, webhooks), written once for
+//! SQLite and PostgreSQL through sqlx's `Any` driver. Functions take any executor so
+//! they run inside the caller's transaction; they speak rows and domain values, never
+//! HTTP. This file opens the databases and hands out write transactions.
 
 mod accounts;
 mod audit;
@@ -471,6 +472,7 @@ mod tests {
         };
         assert_eq!(w.audit(1, e).await.unwrap(), 1);
         w.commit().await.unwrap();
+        drop(w); // the write lock is held until the guard goes
         assert_eq!(leases().await, ["audited"]);
         assert_eq!(last_seq(&store.reader).await.unwrap(), 1);
 
