@@ -59,7 +59,7 @@ pub fn router(state: &AppState, have_assets: bool) -> Router<AppState> {
             options.insert_header(CONTENT_SECURITY_POLICY, policy);
         }
     };
-    let options = state.leptos_options.clone();
+    let options = (*state.leptos_options).clone();
     Router::new()
         .leptos_routes_with_context(state, routes, context.clone(), move || shell(options.clone()))
         .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))

@@ -20,18 +20,30 @@ use leptos::config::LeptosOptions;
 use service::Registry;
 use tokio::net::TcpListener;
 
-/// Everything a handler or server function may need.
+/// Everything a handler or server function may need. axum clones the state for every
+/// request, so each part is cheap to clone.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub registry: Registry,
-    pub leptos_options: LeptosOptions,
+    pub leptos_options: Arc<LeptosOptions>,
     pub metrics: Arc<metrics::Metrics>,
+}
+
+/// The console's rendering asks for the options themselves.
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        (*state.leptos_options).clone()
+    }
 }
 
 /// Builds the whole application. `site_root` is where the console's compiled assets
 /// are, if anywhere.
 pub fn router(registry: Registry, site_root: Option<PathBuf>) -> Router {
-    let state = AppState { registry, leptos_options: console::options(site_root.as_deref()), metrics: Arc::default() };
+    let state = AppState {
+        registry,
+        leptos_options: Arc::new(console::options(site_root.as_deref())),
+        metrics: Arc::default(),
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::handler))
