@@ -13,13 +13,19 @@ log=$(mktemp)
 pg=$(mktemp -d)
 trap 'scripts/pg.sh stop "$pg/db"; rm -rf "$pg"; rm -f "$log"' EXIT
 
+# Built first, so the passes below can be bounded in time: a test that hangs (a
+# deadlock) fails the run after 20 minutes instead of using up CI's whole limit.
+echo "==> building the tests"
+cargo test --workspace --locked --no-run
+bounded() { timeout --kill-after=30s 20m "$@"; }
+
 echo "==> cargo test (domain, service, server) on SQLite"
-cargo test --workspace --locked 2>&1 | tee "$log"
+bounded cargo test --workspace --locked 2>&1 | tee "$log"
 
 echo "==> the integration tests again, on PostgreSQL (three replicas where a test asks)"
 PROMPTLEDGER_TEST_POSTGRES=$(scripts/pg.sh start "$pg/db") \
 PROMPTLEDGER_SECRET=test-only-secret-shared-by-replicas \
-  cargo test --workspace --locked --test '*' 2>&1 | tee -a "$log"
+  bounded cargo test --workspace --locked --test '*' 2>&1 | tee -a "$log"
 scripts/pg.sh stop "$pg/db"
 
 echo "==> building the console (cargo leptos build --split)"
