@@ -2,6 +2,7 @@
 //! PostgreSQL and back), row for row, then verified where it arrived: the audit chain
 //! and every version's hash, and the same number of rows in every table.
 
+use futures_util::TryStreamExt;
 use sqlx::any::AnyTypeInfoKind;
 use sqlx::{AnyConnection, Column, Executor, Row, ValueRef};
 
@@ -127,9 +128,13 @@ async fn copy_table(from: &mut AnyConnection, to: &mut AnyConnection, table: &st
         .map(|c| (c.name().to_owned(), c.type_info().kind()))
         .collect();
     let names: Vec<String> = kinds.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-    let rows = sqlx::query(&format!("SELECT {} FROM {table}", names.join(", "))).fetch_all(&mut *from).await?;
-    let per_statement = (30_000 / kinds.len()).clamp(1, 500);
-    for chunk in rows.chunks(per_statement) {
+    let select = format!("SELECT {} FROM {table}", names.join(", "));
+    // Streamed a statement's worth at a time: a table of millions of generations is
+    // never held in memory whole.
+    let mut rows = sqlx::query(&select).fetch(&mut *from).try_chunks((30_000 / kinds.len()).clamp(1, 500));
+    let mut copied = 0;
+    while let Some(chunk) = rows.try_next().await.map_err(|e| e.1)? {
+        copied += chunk.len() as u64;
         let mut q = Sql::on(&*to, format!("INSERT INTO {table} ({}) VALUES ", names.join(", ")));
         for (i, row) in chunk.iter().enumerate() {
             if i > 0 {
@@ -169,7 +174,7 @@ async fn copy_table(from: &mut AnyConnection, to: &mut AnyConnection, table: &st
             }
         }
     }
-    Ok(rows.len() as u64)
+    Ok(copied)
 }
 
 /// Binds column `c` of `row` as the target's column `kind` wants it.

@@ -612,8 +612,13 @@ impl Registry {
         if self.store().backend == Backend::Postgres {
             for id in sql::live_runs(reader).await? {
                 let mine = self.evals().active.lock().contains_key(&id);
-                if !mine && self.takes_over(&sql::run_lease(&id), settings.stale_after).await? {
-                    self.take_over(&id).await?;
+                if !mine
+                    && self.takes_over(&sql::run_lease(&id), settings.stale_after).await?
+                    && let Err(e) = self.take_over(&id).await
+                {
+                    // The others are still taken over; this one is tried again when its
+                    // lease lapses.
+                    tracing::error!(run = id, error = %e, "could not take over an evaluation run");
                 }
             }
             return Ok(());
