@@ -2,11 +2,12 @@
 //! model config - with the derived variable list, the canonical content hash and strict
 //! rendering.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::compose::{self, Composition, IncludeRef};
 use crate::canonical::{sha256_tagged, to_canonical_json, write_json_string};
 use crate::template::{self, RenderLimits, TemplateError};
 
@@ -190,6 +191,10 @@ impl Content {
         let mut variables = BTreeSet::new();
         for (location, source) in body.templates() {
             variables.extend(template::variables(source, location.as_deref())?);
+            if let Err(e) = compose::includes_of(source) {
+                let (line, column) = template::line_column(source, e.offset);
+                return Err(TemplateError::Syntax { message: e.message, line, column, location });
+            }
         }
         Ok(Self { body, config, variables: variables.into_iter().collect() })
     }
@@ -198,6 +203,23 @@ impl Content {
     /// parsed, so verifying a stored hash costs only the serialisation.
     pub fn stored(body: PromptBody, config: Map<String, Value>, variables: Vec<String>) -> Self {
         Self { body, config, variables }
+    }
+
+    /// The prompts its templates include, in order of first appearance, each once.
+    pub fn includes(&self) -> Vec<IncludeRef> {
+        let mut out: Vec<IncludeRef> = Vec::new();
+        for (_, source) in self.body.templates() {
+            if !source.contains("include") {
+                continue;
+            }
+            // Checked when the version was saved.
+            for target in compose::includes_of(source).unwrap_or_default() {
+                if !out.contains(&target) {
+                    out.push(target);
+                }
+            }
+        }
+        out
     }
 
     /// Each part in canonical JSON, as storage keeps it.
@@ -233,17 +255,33 @@ impl Content {
         allow_unknown: bool,
         limits: RenderLimits,
     ) -> Result<Rendered, TemplateError> {
-        let used: BTreeSet<String> = self.variables.iter().cloned().collect();
+        self.render_composed(None, vars, allow_unknown, limits)
+    }
+
+    /// Renders strictly with its includes resolved as `composition` says: the variables
+    /// of everything included count, and each include is served by minijinja's loader.
+    pub fn render_composed(
+        &self,
+        composition: Option<&Composition>,
+        vars: &Map<String, Value>,
+        allow_unknown: bool,
+        limits: RenderLimits,
+    ) -> Result<Rendered, TemplateError> {
+        let (variables, sources) = match composition {
+            Some(c) => (&c.variables, &c.sources),
+            None => (&self.variables, &BTreeMap::new()),
+        };
+        let used: BTreeSet<String> = variables.iter().cloned().collect();
         template::check_variables(&used, vars.keys(), allow_unknown)?;
         match &self.body {
-            PromptBody::Text(t) => Ok(Rendered::Text(template::render(t, vars, limits, None)?)),
+            PromptBody::Text(t) => Ok(Rendered::Text(template::render_with(t, vars, limits, None, sources)?)),
             PromptBody::Chat(messages) => {
                 let mut budget = limits.max_output;
                 let mut out = Vec::with_capacity(messages.len());
                 for (i, m) in messages.iter().enumerate() {
                     let location = format!("messages[{i}]");
-                    let content =
-                        template::render(&m.content, vars, RenderLimits { max_output: budget }, Some(&location))?;
+                    let limits = RenderLimits { max_output: budget };
+                    let content = template::render_with(&m.content, vars, limits, Some(&location), sources)?;
                     budget -= content.len();
                     out.push(Message { role: m.role, content });
                 }

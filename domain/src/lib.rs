@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod canonical;
+pub mod compose;
 pub mod content;
 pub mod diff;
 pub mod eval;

@@ -5,7 +5,7 @@
 //! template (a huge loop, an exploding string) is stopped by minijinja's fuel and an
 //! output cap instead of holding a worker.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::sync::OnceLock;
 
@@ -151,7 +151,44 @@ pub fn render(
     limits: RenderLimits,
     location: Option<&str>,
 ) -> Result<String, TemplateError> {
-    let env = environment();
+    render_in(environment(), source, vars, limits, location)
+}
+
+/// Renders like [`render`], serving each `{% include "name@ref" %}` from `sources`
+/// (the stored text of every prompt the template includes, by `name@ref`) through
+/// minijinja's loader.
+pub fn render_with(
+    source: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+    limits: RenderLimits,
+    location: Option<&str>,
+    sources: &BTreeMap<String, String>,
+) -> Result<String, TemplateError> {
+    if sources.is_empty() {
+        return render(source, vars, limits, location);
+    }
+    let mut env = environment().clone();
+    let sources = sources.clone();
+    env.set_loader(move |name| Ok(sources.get(name).cloned()));
+    render_in(&env, source, vars, limits, location)
+}
+
+/// Line and column (from 1) of a byte offset in `source`.
+pub fn line_column(source: &str, offset: usize) -> (u32, u32) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() as u32 + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() as u32 + 1)
+}
+
+fn render_in(
+    env: &Environment<'_>,
+    source: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+    limits: RenderLimits,
+    location: Option<&str>,
+) -> Result<String, TemplateError> {
     let template = env.template_from_str(source).map_err(|e| syntax_error(source, &e, location))?;
     let mut out = Capped { buf: Vec::new(), cap: limits.max_output, overflowed: false };
     let ctx = minijinja::Value::from_serialize(vars);
