@@ -91,7 +91,12 @@ impl From<service::ServiceError> for AppError {
             e @ (E::RateLimited { .. } | E::BudgetExceeded { .. }) => {
                 AppError::RateLimited(capitalise(&e.to_string()) + ".")
             }
-            e @ (E::InvalidName(_) | E::Template(_) | E::Rule { .. } | E::EvalGate { .. } | E::InvalidItem { .. }) => {
+            e @ (E::InvalidName(_)
+            | E::Template(_)
+            | E::Compose(_)
+            | E::Rule { .. }
+            | E::EvalGate { .. }
+            | E::InvalidItem { .. }) => {
                 AppError::Invalid(capitalise(&e.to_string()))
             }
             E::Internal(m) => {

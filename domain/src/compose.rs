@@ -265,9 +265,12 @@ impl Walk<'_> {
     }
 }
 
+/// An empty comment: it renders nothing and ends the text a `{%-` or `-%}` trims.
+const BARRIER: &str = "{##}";
+
 /// `source` with each include tag replaced by the (composed) text it names. A tag that
-/// trims whitespace (`{%- include … -%}`) becomes an `if true` block with the same
-/// markers, so the surrounding whitespace is trimmed exactly as the include would.
+/// trims whitespace (`{%- include … -%}`) trims the text around it here as minijinja
+/// trims it, so the composed text renders to the same output.
 fn inline(source: &str, texts: &BTreeMap<IncludeRef, String>) -> String {
     let Ok(tags) = tags(source) else { return source.to_owned() };
     if tags.is_empty() {
@@ -276,17 +279,25 @@ fn inline(source: &str, texts: &BTreeMap<IncludeRef, String>) -> String {
     let mut out = String::with_capacity(source.len() + texts.values().map(String::len).sum::<usize>());
     let mut at = 0;
     for tag in tags {
-        out.push_str(&source[at..tag.start]);
-        let text = texts.get(&tag.target).map_or("", String::as_str);
         let whole = &source[tag.start..tag.end];
-        let open = if whole.starts_with("{%-") || whole.starts_with("{%+") { &whole[..3] } else { "{%" };
-        let close = if whole.ends_with("-%}") || whole.ends_with("+%}") { &whole[whole.len() - 3..] } else { "%}" };
-        if open == "{%" && close == "%}" {
-            out.push_str(text);
-        } else {
-            out.push_str(&format!("{open} if true %}}{text}{{% endif {close}"));
+        // Only the text between tags is trimmed, never what an earlier include put out.
+        let before = &source[at..tag.start];
+        out.push_str(if whole.starts_with("{%-") { before.trim_end() } else { before });
+        let text = texts.get(&tag.target).map_or("", String::as_str);
+        // A tag at the edge of the included text that trims whitespace must trim only its
+        // own side, as it does in the included template: an empty comment stops it.
+        let (start, end) = (text.trim_start(), text.trim_end());
+        if ["{%-", "{{-", "{#-"].iter().any(|m| start.starts_with(m)) {
+            out.push_str(BARRIER);
+        }
+        out.push_str(text);
+        if ["-%}", "-}}", "-#}"].iter().any(|m| end.ends_with(m)) {
+            out.push_str(BARRIER);
         }
         at = tag.end;
+        if whole.ends_with("-%}") {
+            at += source[at..].len() - source[at..].trim_start().len();
+        }
     }
     out.push_str(&source[at..]);
     out
@@ -412,13 +423,16 @@ mod tests {
             ("s@stable", 1, "Be kind to {{ who }}.\n"),
             ("t@2", 2, "  {%- if vip %} VIP{% endif -%}  "),
             ("n@stable", 1, "[{% include \"t@2\" %}]{% for i in items %}{{ i }}{% endfor %}"),
+            ("u@1", 1, "  {{- who -}}  "),
         ];
         let corpus = [
             "A {% include \"s@stable\" %} B",
             "A\n  {%- include \"s@stable\" -%}\n  B",
+            "{% include \"s@stable\" %}{%- include \"s@stable\" -%}  {% include \"t@2\" %}",
             "{% for x in items %}{% include \"n@stable\" %}{% endfor %}",
             "{% if vip %}{%- include \"t@2\" %}{% else %}{% include 's@stable' -%}   {% endif %}",
             "{% set who = 'Bob' %}{% include \"s@stable\" %}",
+            "x {% include \"u@1\" %} y\n{% include \"u@1\" -%}\n z {{ who }} {%- include \"u@1\" %}",
         ];
         for src in corpus {
             let root = text(src);

@@ -22,6 +22,13 @@ pub struct VersionView {
     pub variables: Vec<String>,
     /// Labels that point at this version now (`latest` included).
     pub labels: Vec<String>,
+    /// The prompts it includes, resolved now (or at `at=`), in order.
+    #[serde(default)]
+    pub includes: Vec<crate::compose::Include>,
+    /// `sha256:` over `hash` and each include's `resolved_hash`; `hash` when it
+    /// includes nothing. The resolve ETag.
+    #[serde(default)]
+    pub resolved_hash: String,
     pub message: String,
     pub created_by: String,
     pub created_at: String,
@@ -31,6 +38,34 @@ pub struct VersionView {
     /// Set when a rollout chose this version: which rollout, which arm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<crate::rollout::RolloutRef>,
+}
+
+impl VersionView {
+    /// The view with its includes resolved: the composed text (every include inlined),
+    /// the variables of everything it includes, its includes and `resolved_hash`.
+    pub fn composed(mut self, c: &crate::compose::Composition) -> VersionView {
+        use crate::content::PromptBody;
+        match &c.body {
+            PromptBody::Text(t) => self.template = Some(t.clone()),
+            PromptBody::Chat(m) => self.messages = Some(m.clone()),
+        }
+        self.variables = c.variables.clone();
+        self.includes = c.includes.clone();
+        self.resolved_hash = c.resolved_hash.clone();
+        self
+    }
+}
+
+/// A version that includes a prompt (`GET /api/v1/prompts/{name}/dependents`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependent {
+    pub name: String,
+    pub version: i64,
+    /// The label or version number it includes.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The labels that serve this version now (`latest` included).
+    pub labels: Vec<String>,
 }
 
 /// A prompt in the list.
@@ -137,6 +172,9 @@ pub struct RenderView {
     pub name: String,
     pub version: i64,
     pub hash: String,
+    /// The hash of what was rendered, includes resolved.
+    #[serde(default)]
+    pub resolved_hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +242,9 @@ pub struct Selector {
     /// A rollout's unit (a user id...): the same unit always gets the same arm.
     #[serde(default)]
     pub unit: Option<String>,
+    /// The stored text, includes not inlined.
+    #[serde(default)]
+    pub raw: bool,
 }
 
 /// `POST /api/v1/prompts/{name}/render`.

@@ -31,6 +31,9 @@ pub enum ServiceError {
     /// A template that does not parse or render, or variables that do not match. HTTP 422.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// Includes that cannot be resolved (unknown, a cycle, too deep). HTTP 422.
+    #[error(transparent)]
+    Compose(#[from] domain::compose::ComposeError),
     /// Valid JSON that breaks another rule; `code` is machine-readable. HTTP 422.
     #[error("{message}")]
     Rule { code: &'static str, message: String },

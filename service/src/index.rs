@@ -6,43 +6,99 @@
 //! prompt's entry is immutable and replaced whole (copy on write): readers take an `Arc`
 //! under a short read lock and never wait for a writer's work.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use domain::compose::{self, ComposeError, Composition, IncludeRef, Reference, Source};
 use domain::content::Content;
 use domain::model::{PromptSummary, VersionView};
 use domain::names::LATEST;
 use domain::rollout::{self, BUCKETS, RolloutRef, SplitBrief};
 use domain::telemetry::Arm;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+
+/// Resolves an include to the version it names, or says why it cannot.
+pub type Lookup<'a> = dyn FnMut(&IncludeRef) -> Result<Source, String> + 'a;
 
 /// A version's content and object, labels left empty.
 #[derive(Debug)]
 pub struct VersionBase {
     pub view: VersionView,
     pub content: Content,
+    /// What its templates include, in order.
+    pub includes: Vec<IncludeRef>,
+}
+
+impl VersionBase {
+    pub fn new(view: VersionView, content: Content) -> VersionBase {
+        let includes = content.includes();
+        VersionBase { view, content, includes }
+    }
+
+    /// Its includes resolved through `lookup`; `None` when it includes nothing.
+    pub fn compose(&self, lookup: &mut Lookup<'_>) -> Result<Option<Composition>, ComposeError> {
+        if self.includes.is_empty() {
+            return Ok(None);
+        }
+        let root = format!("{}@{}", self.view.name, self.view.version);
+        compose::compose(&root, &self.content, &self.view.hash, lookup).map(Some)
+    }
+
+    pub fn source(&self) -> Source {
+        Source { version: self.view.version, hash: self.view.hash.clone(), content: self.content.clone() }
+    }
 }
 
 /// A version as resolve sends it.
 #[derive(Debug)]
 pub struct ServedVersion {
     pub base: Arc<VersionBase>,
-    /// The version object with its current labels, serialised once.
+    /// The version object with its current labels and its includes resolved.
+    pub view: VersionView,
+    /// `view`, serialised once.
     pub json: Bytes,
-    /// `"<hash>"`, the ETag.
+    /// `"<resolved_hash>"`, the ETag.
     pub etag: String,
     /// The rollout and arm that chose it, if one did.
     pub rollout: Option<RolloutRef>,
+    /// Its includes resolved (`None` when it includes nothing), or why they cannot be.
+    pub composition: Result<Option<Arc<Composition>>, ComposeError>,
 }
 
 impl ServedVersion {
-    /// Serialises a version object once, with its labels and the rollout that serves it.
-    pub fn new(base: Arc<VersionBase>, labels: Vec<String>, rollout: Option<RolloutRef>) -> ServedVersion {
-        let view = VersionView { labels, rollout: rollout.clone(), ..base.view.clone() };
+    /// Serialises a version object once, with its labels, its includes resolved and the
+    /// rollout that serves it.
+    pub fn new(
+        base: Arc<VersionBase>,
+        labels: Vec<String>,
+        rollout: Option<RolloutRef>,
+        composition: Result<Option<Composition>, ComposeError>,
+    ) -> ServedVersion {
+        let composition = composition.map(|c| c.map(Arc::new));
+        let mut view = VersionView { labels, rollout: rollout.clone(), ..base.view.clone() };
+        if let Ok(Some(c)) = &composition {
+            view = view.composed(c);
+        }
         let json = Bytes::from(serde_json::to_vec(&view).expect("a version object serialises"));
-        let etag = format!("\"{}\"", base.view.hash);
-        ServedVersion { base, json, etag, rollout }
+        let etag = format!("\"{}\"", view.resolved_hash);
+        ServedVersion { base, view, json, etag, rollout, composition }
+    }
+
+    /// The version object with the stored text (includes not inlined, its own variables).
+    pub fn raw_view(&self) -> VersionView {
+        let stored = &self.base.view;
+        VersionView {
+            template: stored.template.clone(),
+            messages: stored.messages.clone(),
+            variables: stored.variables.clone(),
+            ..self.view.clone()
+        }
+    }
+
+    /// The composition, or the reason it failed as an error for the caller.
+    pub fn composed(&self) -> Result<Option<&Composition>, ComposeError> {
+        self.composition.as_ref().map(|c| c.as_deref()).map_err(Clone::clone)
     }
 }
 
@@ -91,17 +147,34 @@ pub struct PromptEntry {
     pub search_text: String,
     /// Live rollouts by label.
     pub splits: BTreeMap<String, Arc<Split>>,
+    /// Prompts whose labels (`latest` included) what it serves includes, at any depth:
+    /// a move of one of their labels recomposes this entry.
+    pub follows: BTreeSet<String>,
 }
 
 impl PromptEntry {
     /// Builds an entry, keeping of `candidates` the versions that are pointed at and
-    /// serialising each with its labels, and the splits of live rollouts.
+    /// serialising each with its labels and its includes resolved through `lookup`, and
+    /// the splits of live rollouts.
     pub fn new(
         id: i64,
         mut summary: PromptSummary,
         candidates: impl IntoIterator<Item = Arc<VersionBase>>,
         plans: Vec<SplitPlan>,
+        lookup: &mut Lookup<'_>,
     ) -> Self {
+        let mut follows = BTreeSet::new();
+        let mut serve = |base: Arc<VersionBase>, labels: Vec<String>, rollout: Option<RolloutRef>| {
+            let composition = base.compose(lookup);
+            if let Ok(Some(c)) = &composition {
+                for key in c.sources.keys() {
+                    if let Ok(IncludeRef { name, reference: Reference::Label(_) }) = IncludeRef::parse(key) {
+                        follows.insert(name);
+                    }
+                }
+            }
+            Arc::new(ServedVersion::new(base, labels, rollout, composition))
+        };
         let mut served = BTreeMap::new();
         for base in candidates {
             let version = base.view.version;
@@ -112,14 +185,14 @@ impl PromptEntry {
             if labels.is_empty() {
                 continue;
             }
-            served.insert(version, Arc::new(ServedVersion::new(base, labels, None)));
+            served.insert(version, serve(base, labels, None));
         }
         let mut splits = BTreeMap::new();
         for plan in plans {
             let Some(base) = summary.labels.get(&plan.label).and_then(|v| served.get(v)) else { continue };
-            let arm = |arm, version: &Arc<VersionBase>| {
+            let mut arm = |arm, version: &Arc<VersionBase>| {
                 let rollout = RolloutRef { id: plan.id.clone(), arm, weight: plan.weight };
-                Arc::new(ServedVersion::new(version.clone(), labels_of(&summary, version.view.version), Some(rollout)))
+                serve(version.clone(), labels_of(&summary, version.view.version), Some(rollout))
             };
             let split = Split {
                 base: arm(Arm::Base, &base.base),
@@ -138,7 +211,17 @@ impl PromptEntry {
             })
             .collect();
         let search_text = format!("{}\n{}", summary.name, summary.description).to_lowercase();
-        PromptEntry { id, summary, served, search_text, splits }
+        PromptEntry { id, summary, served, search_text, splits, follows }
+    }
+
+    /// Whether anything it serves includes another prompt.
+    pub fn composes(&self) -> bool {
+        self.served.values().chain(self.splits.values().flat_map(|s| [&s.base, &s.candidate])).any(|s| !s.base.includes.is_empty())
+    }
+
+    /// The same entry with its includes resolved again (after a label it follows moved).
+    pub fn recomposed(&self, lookup: &mut Lookup<'_>) -> PromptEntry {
+        PromptEntry::new(self.id, self.summary.clone(), self.bases(), self.split_plans(), lookup)
     }
 
     /// The plans of its splits, to carry into the next entry.
@@ -155,12 +238,18 @@ impl PromptEntry {
     }
 
     /// The entry once `base` is saved as the newest version, at `at` by `actor`.
-    pub fn with_version(&self, base: Arc<VersionBase>, at: String, actor: String) -> PromptEntry {
+    pub fn with_version(
+        &self,
+        base: Arc<VersionBase>,
+        at: String,
+        actor: String,
+        lookup: &mut Lookup<'_>,
+    ) -> PromptEntry {
         let mut summary = self.summary.clone();
         summary.latest_version = base.view.version;
         summary.updated_at = at;
         summary.updated_by = actor;
-        PromptEntry::new(self.id, summary, self.bases().chain([base]), self.split_plans())
+        PromptEntry::new(self.id, summary, self.bases().chain([base]), self.split_plans(), lookup)
     }
 
     /// Every version a label points at, to build the next entry from.
@@ -197,6 +286,29 @@ struct Prompts {
     ordered: BTreeMap<String, Arc<PromptEntry>>,
     /// Every folder (each prefix of a name before a `/`) with how many prompts it holds.
     folders: BTreeMap<String, i64>,
+    /// For each prompt, the prompts that follow one of its labels (`follows`).
+    dependents: HashMap<String, BTreeSet<String>>,
+}
+
+impl Prompts {
+    fn insert(&mut self, entry: Arc<PromptEntry>) {
+        let name = entry.summary.name.clone();
+        let old = self.by_name.insert(name.clone(), entry.clone());
+        match &old {
+            None => count_folders(&mut self.folders, &name),
+            Some(old) => {
+                for followed in old.follows.difference(&entry.follows) {
+                    if let Some(set) = self.dependents.get_mut(followed) {
+                        set.remove(&name);
+                    }
+                }
+            }
+        }
+        for followed in &entry.follows {
+            self.dependents.entry(followed.clone()).or_default().insert(name.clone());
+        }
+        self.ordered.insert(name, entry);
+    }
 }
 
 fn count_folders(folders: &mut BTreeMap<String, i64>, name: &str) {
@@ -208,6 +320,12 @@ fn count_folders(folders: &mut BTreeMap<String, i64>, name: &str) {
 #[derive(Default)]
 pub struct Index {
     prompts: RwLock<Prompts>,
+    /// Versions included by number that no label serves, loaded once (versions never
+    /// change).
+    pinned: RwLock<HashMap<(String, i64), Arc<VersionBase>>>,
+    /// Held while an entry and the entries that follow its labels are replaced, so two
+    /// changes never compose from each other's halves.
+    changes: Mutex<()>,
 }
 
 impl Index {
@@ -215,20 +333,83 @@ impl Index {
         self.prompts.read().by_name.get(name).cloned()
     }
 
-    pub fn put(&self, entry: PromptEntry) {
-        let (name, entry) = (entry.summary.name.clone(), Arc::new(entry));
-        let mut prompts = self.prompts.write();
-        if prompts.by_name.insert(name.clone(), entry.clone()).is_none() {
-            count_folders(&mut prompts.folders, &name);
+    /// What an include names now, from the entries (and the pinned versions loaded).
+    pub fn source(&self, target: &IncludeRef) -> Result<Source, String> {
+        let name = &target.name;
+        let entry = self.get(name).ok_or_else(|| format!("there is no prompt named '{name}'"))?;
+        let version = match &target.reference {
+            Reference::Label(label) => {
+                entry.label(label).ok_or_else(|| format!("label '{label}' of '{name}' points at no version"))?
+            }
+            Reference::Version(v) => *v,
+        };
+        if let Some(served) = entry.served.get(&version) {
+            return Ok(served.base.source());
         }
-        prompts.ordered.insert(name, entry);
+        if let Some(base) = self.pinned.read().get(&(name.clone(), version)) {
+            return Ok(base.source());
+        }
+        Err(format!("'{name}' has no version {version}"))
     }
 
+    /// Whether `version` of `name` can be looked up without storage.
+    pub fn has_version(&self, name: &str, version: i64) -> bool {
+        self.get(name).is_some_and(|e| e.served.contains_key(&version))
+            || self.pinned.read().contains_key(&(name.to_owned(), version))
+    }
+
+    /// Keeps a version included by number, for [`Index::source`].
+    pub fn pin(&self, base: Arc<VersionBase>) {
+        self.pinned.write().insert((base.view.name.clone(), base.view.version), base);
+    }
+
+    /// Replaces one prompt's entry with the one `build` makes (its includes resolved
+    /// through the index), then recomposes every entry that follows its labels, so the
+    /// next request serves the new composition. Returns the new entry.
+    pub fn update(&self, build: impl FnOnce(&mut Lookup<'_>) -> PromptEntry) -> Arc<PromptEntry> {
+        let _changes = self.changes.lock();
+        let entry = Arc::new(build(&mut |target| self.source(target)));
+        let name = entry.summary.name.clone();
+        self.prompts.write().insert(entry.clone());
+        for dependent in self.dependents(&name) {
+            if let Some(current) = self.get(&dependent) {
+                let next = Arc::new(current.recomposed(&mut |target| self.source(target)));
+                self.prompts.write().insert(next);
+            }
+        }
+        entry
+    }
+
+    /// The prompts that follow one of `name`'s labels, at any depth.
+    pub fn dependents(&self, name: &str) -> Vec<String> {
+        self.prompts.read().dependents.get(name).map(|d| d.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Replaces every entry (at start-up).
     pub fn replace_all(&self, ordered: BTreeMap<String, Arc<PromptEntry>>) {
-        let by_name = ordered.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let mut folders = BTreeMap::new();
-        ordered.keys().for_each(|name| count_folders(&mut folders, name));
-        *self.prompts.write() = Prompts { by_name, ordered, folders };
+        let mut prompts = Prompts::default();
+        for entry in ordered.into_values() {
+            prompts.insert(entry);
+        }
+        *self.prompts.write() = prompts;
+    }
+
+    /// Resolves the includes of every entry that has any (after [`Index::replace_all`],
+    /// once the versions they pin are loaded).
+    pub fn recompose_all(&self) {
+        let _changes = self.changes.lock();
+        let composing: Vec<Arc<PromptEntry>> = self
+            .prompts
+            .read()
+            .ordered
+            .values()
+            .filter(|e| e.composes())
+            .cloned()
+            .collect();
+        for entry in composing {
+            let next = Arc::new(entry.recomposed(&mut |target| self.source(target)));
+            self.prompts.write().insert(next);
+        }
     }
 
     /// Folders and how many prompts each holds, sorted by path.

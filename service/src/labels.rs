@@ -1,8 +1,10 @@
 //! Labels: release channels moved by promotion and rollback, with their history.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::access::Action;
+use domain::compose::{IncludeRef, Reference};
 use domain::model::{LabelOutcome, LabelPolicy, LabelsView, MoveLabel, MovedLabel};
 use domain::names::{self, LATEST};
 use domain::rollout::WeightChange;
@@ -62,6 +64,7 @@ impl Registry {
             let row = version_row(w.conn(), &entry, req.version).await?;
             refuse_during_rollout(w.conn(), &entry, &label).await?;
             let policy = this.check_move_rules(w.conn(), &who, &entry, &label, &row).await?;
+            this.check_label_includes(&entry, &label, &row).await?;
             if policy.require_approval && entry.summary.labels.get(&label) != Some(&req.version) {
                 let request = this.insert_request(&mut w, &who, &entry, &label, &req, None).await?;
                 w.commit().await?;
@@ -95,6 +98,14 @@ impl Registry {
             self.check_gate(conn, entry.id, &entry.summary.name, row.version, &row.hash, gate).await?;
         }
         Ok(policy)
+    }
+
+    /// Checks that `row` composes with `label` pointing at it: a label move must not close
+    /// a circle of includes.
+    pub(crate) async fn check_label_includes(&self, entry: &PromptEntry, label: &str, row: &VersionRow) -> Result<()> {
+        let target = crate::version_base(&entry.summary.name, row)?;
+        let moved = IncludeRef { name: entry.summary.name.clone(), reference: Reference::Label(label.to_owned()) };
+        self.check_includes(&target, &HashMap::from([(moved, target.source())])).await
     }
 
     /// Writes a label move and its audit event, in the caller's transaction. Returns the
@@ -167,7 +178,7 @@ impl Registry {
         plans.retain(|p| p.label != label);
         let candidates: Vec<Arc<VersionBase>> =
             entry.bases().chain(plans.iter().map(|p| p.candidate.clone())).chain([target]).collect();
-        self.index().put(PromptEntry::new(entry.id, summary, candidates, plans));
+        self.index().update(|lookup| PromptEntry::new(entry.id, summary, candidates, plans, lookup));
         Ok(())
     }
 

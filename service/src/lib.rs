@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+mod compose;
 pub mod copy;
 pub mod error;
 pub mod eval;
@@ -188,12 +189,21 @@ impl Registry {
             served.entry(row.prompt_id).or_default().push(row);
         }
         let mut entries = BTreeMap::new();
+        let mut composing = Vec::new();
         for p in prompts {
             let (labels, rows) = (labels.remove(&p.id).unwrap_or_default(), served.remove(&p.id).unwrap_or_default());
             let name = p.name.clone();
-            entries.insert(name, Arc::new(prompt_entry(p, labels, &rows, Vec::new())?));
+            let (id, summary, bases) = prompt_parts(p, labels, &rows)?;
+            composing.extend(bases.iter().filter(|b| !b.includes.is_empty()).cloned());
+            // Includes are resolved once every entry is in (`replace_all`).
+            let entry = PromptEntry::new(id, summary, bases, Vec::new(), &mut |_| Err(String::new()));
+            entries.insert(name, Arc::new(entry));
         }
         self.index().replace_all(entries);
+        if !composing.is_empty() {
+            self.prepare_includes(&composing).await?;
+            self.index().recompose_all();
+        }
         Ok(())
     }
 
@@ -247,14 +257,13 @@ impl Registry {
     }
 }
 
-/// A prompt's index entry (without rollouts) from its row, its labels and the versions
-/// it serves (the newest and every labelled one).
-fn prompt_entry(
+/// What a prompt's index entry is built from: its id, its summary (without rollouts) and
+/// the versions it serves (the newest and every labelled one).
+fn prompt_parts(
     p: store::PromptRow,
     labels: BTreeMap<String, i64>,
     rows: &[store::VersionRow],
-    splits: Vec<index::SplitPlan>,
-) -> Result<PromptEntry> {
+) -> Result<(i64, PromptSummary, Vec<Arc<VersionBase>>)> {
     let latest = rows.iter().map(|r| r.version).max().unwrap_or(0);
     let bases = rows.iter().map(|row| version_base(&p.name, row).map(Arc::new)).collect::<Result<Vec<_>>>()?;
     let summary = PromptSummary {
@@ -267,7 +276,7 @@ fn prompt_entry(
         updated_by: p.updated_by,
         rollouts: Default::default(),
     };
-    Ok(PromptEntry::new(p.id, summary, bases, splits))
+    Ok((p.id, summary, bases))
 }
 
 /// The server's key: from `PROMPTLEDGER_SECRET` when set, else from the file beside a
@@ -329,7 +338,7 @@ where
 
 fn version_base(name: &str, row: &store::VersionRow) -> Result<VersionBase> {
     let content = row.content()?;
-    Ok(VersionBase { view: row.view(name, &content), content })
+    Ok(VersionBase::new(row.view(name, &content), content))
 }
 
 /// A random id, `<prefix>_` and 24 hex digits.

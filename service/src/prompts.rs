@@ -1,9 +1,11 @@
 //! Prompts and their versions: create, save a version, list, resolve, render, diff.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::access::Action;
 use domain::content::{Content, Message, PromptBody, PromptType, Rendered};
+use domain::compose::{IncludeRef, Reference, Source};
 use domain::diff;
 use domain::model::{
     Comparison, DiffView, NewPrompt, NewVersion, Page, PromptSummary, RenderRequest, RenderView, Selector, VersionView,
@@ -126,6 +128,8 @@ impl Registry {
             let mut w = this.write_on(&name).await?;
             let id = store::insert_prompt(w.conn(), &name, &description, &tags, &who.actor, at).await?;
             let row = row_for(id, 1, &content, message, &who.actor, at);
+            let base = Arc::new(VersionBase::new(row.view(&name, &content), content));
+            this.check_includes(&base, &own_overrides(&base)).await?;
             store::insert_version(w.conn(), &row).await?;
             let detail = json!({"hash": row.hash, "message": row.message, "description": description, "tags": tags});
             w.audit(
@@ -141,7 +145,6 @@ impl Registry {
             )
             .await?;
             w.commit().await?;
-            let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
             let summary = PromptSummary {
                 name: name.clone(),
                 description,
@@ -152,10 +155,8 @@ impl Registry {
                 updated_by: who.actor.clone(),
                 rollouts: Default::default(),
             };
-            let entry = PromptEntry::new(id, summary, [base.clone()], Vec::new());
-            let view = with_labels(&base.view, entry.labels_of(1));
-            this.index().put(entry);
-            Ok(view)
+            let entry = this.index().update(|lookup| PromptEntry::new(id, summary, [base], Vec::new(), lookup));
+            served_view(&entry, 1)
         })
         .await
     }
@@ -189,14 +190,15 @@ impl Registry {
             }
             let entry = this.entry(&name)?;
             if content.hash() == latest.hash {
-                let mut view = latest.view(&name, &latest.content()?);
-                view.labels = entry.labels_of(latest.version);
+                let mut view = served_view(&entry, latest.version)?;
                 view.unchanged = Some(true);
                 return Ok(view);
             }
             let at = time::now_us();
             let version = latest.version + 1;
             let row = row_for(latest.prompt_id, version, &content, message, &who.actor, at);
+            let base = Arc::new(VersionBase::new(row.view(&name, &content), content));
+            this.check_includes(&base, &own_overrides(&base)).await?;
             store::insert_version(w.conn(), &row).await?;
             store::touch_prompt(w.conn(), latest.prompt_id, at, &who.actor).await?;
             let detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
@@ -213,11 +215,9 @@ impl Registry {
             )
             .await?;
             w.commit().await?;
-            let base = Arc::new(VersionBase { view: row.view(&name, &content), content });
-            let new_entry = entry.with_version(base.clone(), time::format_us(at), who.actor.clone());
-            let view = with_labels(&base.view, new_entry.labels_of(version));
-            this.index().put(new_entry);
-            Ok(view)
+            let (at, actor) = (time::format_us(at), who.actor.clone());
+            let entry = this.index().update(|lookup| entry.with_version(base, at, actor, lookup));
+            served_view(&entry, version)
         })
         .await
     }
@@ -264,13 +264,13 @@ impl Registry {
     pub async fn serve(&self, who: &Principal, name: &str, sel: &Selector) -> Result<Arc<ServedVersion>> {
         who.require(Action::Serve)?;
         self.check_budget(name)?;
-        self.select(name, sel).await
+        self.select(name, sel).await.and_then(composed)
     }
 
     /// Chooses one version: by number, by label now, by label at an instant, or `stable`.
     pub async fn resolve(&self, who: &Principal, name: &str, sel: &Selector) -> Result<Arc<ServedVersion>> {
         who.require(Action::Read)?;
-        self.select(name, sel).await
+        self.select(name, sel).await.and_then(composed)
     }
 
     async fn select(&self, name: &str, sel: &Selector) -> Result<Arc<ServedVersion>> {
@@ -315,24 +315,46 @@ impl Registry {
             let bucket = unit.map_or_else(|| fastrand::u64(..BUCKETS), |u| rollout::bucket(&id, u));
             let arm = rollout::arm_of(bucket, weight);
             let chosen = if arm == Arm::Candidate { candidate } else { version };
-            let served = self.version_of(&entry, chosen).await?;
             let rollout = RolloutRef { id, arm, weight };
-            return Ok(Arc::new(ServedVersion::new(served.base.clone(), entry.labels_of(chosen), Some(rollout))));
+            return self.version_as_of(&entry, chosen, Some(instant), Some(rollout)).await;
         }
-        self.version_of(&entry, version).await
+        self.version_as_of(&entry, version, Some(instant), None).await
     }
 
-    /// One version, from the index if a label points at it, else from storage.
+    /// One version with its includes resolved now: from the index if a label points at
+    /// it, else from storage.
     pub(crate) async fn version_of(&self, entry: &PromptEntry, version: i64) -> Result<Arc<ServedVersion>> {
-        if let Some(served) = entry.served.get(&version) {
+        self.version_as_of(entry, version, None, None).await
+    }
+
+    /// One version with its includes resolved as of `at` (`None`: now), and the rollout
+    /// that chose it.
+    async fn version_as_of(
+        &self,
+        entry: &PromptEntry,
+        version: i64,
+        at: Option<i64>,
+        rollout: Option<RolloutRef>,
+    ) -> Result<Arc<ServedVersion>> {
+        let served = entry.served.get(&version);
+        if let Some(served) = served
+            && rollout.is_none()
+            && (at.is_none() || served.base.includes.is_empty())
+        {
             return Ok(served.clone());
         }
-        let name = &entry.summary.name;
-        let row = store::version(&self.store().reader, entry.id, version)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {version}")))?;
-        let base = Arc::new(crate::version_base(name, &row)?);
-        Ok(Arc::new(ServedVersion::new(base, entry.labels_of(version), None)))
+        let base = match served {
+            Some(s) => s.base.clone(),
+            None => {
+                let name = &entry.summary.name;
+                let row = store::version(&self.store().reader, entry.id, version)
+                    .await?
+                    .ok_or_else(|| ServiceError::NotFound(format!("'{name}' has no version {version}")))?;
+                Arc::new(crate::version_base(name, &row)?)
+            }
+        };
+        let composition = self.composition_of(&base, at, &HashMap::new()).await?;
+        Ok(Arc::new(ServedVersion::new(base, entry.labels_of(version), rollout, composition)))
     }
 
     /// A prompt's versions, newest first.
@@ -361,10 +383,15 @@ impl Registry {
 
     /// Renders a version strictly with the given variables.
     pub async fn render(&self, who: &Principal, name: &str, req: RenderRequest) -> Result<RenderView> {
-        let sel = Selector { version: req.version, label: req.label, at: req.at, unit: req.unit };
+        let sel = Selector { version: req.version, label: req.label, at: req.at, unit: req.unit, raw: false };
         let served = self.serve(who, name, &sel).await?;
         let view = &served.base.view;
-        let rendered = served.base.content.render(&req.variables, req.allow_unknown, RenderLimits::default())?;
+        let rendered = served.base.content.render_composed(
+            served.composed()?,
+            &req.variables,
+            req.allow_unknown,
+            RenderLimits::default(),
+        )?;
         let (text, messages) = match rendered {
             Rendered::Text(t) => (Some(t), None),
             Rendered::Chat(m) => (None, Some(m)),
@@ -373,6 +400,7 @@ impl Registry {
             name: view.name.clone(),
             version: view.version,
             hash: view.hash.clone(),
+            resolved_hash: served.view.resolved_hash.clone(),
             text,
             messages,
             rollout: served.rollout.clone(),
@@ -407,6 +435,23 @@ impl Registry {
     }
 }
 
-fn with_labels(view: &VersionView, labels: Vec<String>) -> VersionView {
-    VersionView { labels, ..view.clone() }
+/// A version whose includes resolved, or why they did not.
+fn composed(served: Arc<ServedVersion>) -> Result<Arc<ServedVersion>> {
+    served.composed()?;
+    Ok(served)
+}
+
+/// The object of a version the entry serves, includes resolved.
+fn served_view(entry: &PromptEntry, version: i64) -> Result<VersionView> {
+    let served = entry.served.get(&version).ok_or_else(|| ServiceError::internal("a saved version is not served"))?;
+    Ok(served.view.clone())
+}
+
+/// `name@latest` and `name@N` as a version about to be saved: what its own includes
+/// (through others) would come back to once it is.
+pub(crate) fn own_overrides(base: &VersionBase) -> HashMap<IncludeRef, Source> {
+    let name = base.view.name.clone();
+    let latest = IncludeRef { name: name.clone(), reference: Reference::Label(LATEST.to_owned()) };
+    let exact = IncludeRef { name, reference: Reference::Version(base.view.version) };
+    HashMap::from([(latest, base.source()), (exact, base.source())])
 }

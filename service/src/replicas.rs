@@ -16,7 +16,7 @@ use std::time::Duration;
 use domain::vocabulary::AuditAction;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
-use crate::index::PromptEntry;
+use crate::index::{PromptEntry, VersionBase};
 use crate::store::{self, Backend, Location, WriteGuard};
 use crate::{Registry, Result, ServiceError};
 
@@ -222,17 +222,17 @@ impl Registry {
         if !follows {
             return self.reload_prompt(name).await;
         }
-        let mut next: Option<PromptEntry> = None;
+        let mut next: Option<Arc<PromptEntry>> = None;
         for version in saved {
             let current = next.as_ref().unwrap_or(&entry);
             let row = store::version(&self.store().reader, current.id, version)
                 .await?
                 .ok_or_else(|| ServiceError::internal("an audited version is missing"))?;
             let base = Arc::new(crate::version_base(name, &row)?);
-            next = Some(current.with_version(base, crate::time::format_us(row.created_at), row.created_by.clone()));
-        }
-        if let Some(next) = next {
-            self.index().put(next);
+            self.prepare_includes([&base]).await?;
+            let (at, actor) = (crate::time::format_us(row.created_at), row.created_by.clone());
+            let built = self.index().update(|lookup| current.with_version(base, at, actor, lookup));
+            next = Some(built);
         }
         Ok(())
     }
@@ -252,8 +252,12 @@ impl Registry {
         // rollouts are then loaded afresh (weights, and any that ended).
         let had = self.index().get(name).map(|e| e.split_plans()).unwrap_or_default();
         let rollouts = !live.is_empty() || !had.is_empty() || self.has_live_rollout(name);
-        let splits = had.into_iter().filter(|plan| live.contains(&plan.id)).collect();
-        self.index().put(crate::prompt_entry(p, labels, &rows, splits)?);
+        let splits: Vec<_> = had.into_iter().filter(|plan| live.contains(&plan.id)).collect();
+        let (id, summary, bases) = crate::prompt_parts(p, labels, &rows)?;
+        let composing: Vec<Arc<VersionBase>> =
+            bases.iter().cloned().chain(splits.iter().map(|s| s.candidate.clone())).collect();
+        self.prepare_includes(&composing).await?;
+        self.index().update(|lookup| PromptEntry::new(id, summary, bases, splits, lookup));
         if rollouts { self.load_live_rollouts(Some(name)).await } else { Ok(()) }
     }
 }

@@ -183,7 +183,7 @@ pub async fn live_version(name: String, label: String, at: String) -> Result<Liv
             ))
         })?,
     };
-    let selector = domain::model::Selector { version: None, label: Some(label.to_owned()), at: Some(at), unit: None };
+    let selector = domain::model::Selector { version: None, label: Some(label.to_owned()), at: Some(at), unit: None, raw: false };
     let served = registry.resolve(&who, name, &selector).await?;
     let Some(arm) = served.rollout.clone() else {
         return Ok(LiveAt { version: served.base.view.clone(), rollout: None });

@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::TemplateError;
+use domain::compose::ComposeError;
 use serde_json::{Map, Value, json};
 use service::ServiceError;
 
@@ -44,6 +45,17 @@ impl From<ServiceError> for ApiError {
                 .with("base_version", base_version)
                 .with("latest_version", latest_version),
             ServiceError::InvalidName(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_name", message),
+            ServiceError::Compose(c) => match c {
+                ComposeError::Unknown { reference, .. } => {
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, "unknown_include", message).with("include", reference)
+                }
+                ComposeError::Cycle { path } => {
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, "include_cycle", message).with("path", path)
+                }
+                ComposeError::Depth { path } => {
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, "include_depth", message).with("path", path)
+                }
+            },
             ServiceError::Template(t) => match t {
                 TemplateError::Syntax { line, column, location, .. } => {
                     ApiError::new(S::UNPROCESSABLE_ENTITY, "template_syntax", message)

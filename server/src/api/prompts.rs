@@ -1,6 +1,7 @@
 //! Prompts, versions, render, diff and labels (API.md "Prompts" and "Labels").
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/prompts/{name}/diff", get(diff))
         .route("/api/v1/prompts/{name}/labels", get(labels))
         .route("/api/v1/prompts/{name}/labels/{label}", put(move_label))
+        .route("/api/v1/prompts/{name}/dependents", get(dependents))
 }
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -56,6 +58,7 @@ struct ResolveParams {
     compat_version: Option<String>,
     at: Option<String>,
     unit: Option<String>,
+    raw: Option<bool>,
 }
 
 fn parse_version(s: &str) -> Result<i64, ApiError> {
@@ -67,7 +70,8 @@ fn parse_version(s: &str) -> Result<i64, ApiError> {
 
 impl ResolveParams {
     fn selector(self) -> Result<Selector, ApiError> {
-        let mut sel = Selector { version: None, label: self.label, at: self.at, unit: self.unit };
+        let raw = self.raw.unwrap_or(false);
+        let mut sel = Selector { version: None, label: self.label, at: self.at, unit: self.unit, raw };
         if let Some(v) = self.version {
             sel.version = Some(parse_version(&v)?);
         }
@@ -107,13 +111,14 @@ async fn resolve(
     {
         (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response()
     } else {
+        let body = if sel.raw { Bytes::from(serde_json::to_vec(&served.raw_view()).unwrap_or_default()) } else { served.json.clone() };
         (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
                 (header::ETAG, etag),
                 (header::CACHE_CONTROL, cache),
             ],
-            served.json.clone(),
+            body,
         )
             .into_response()
     };
@@ -146,8 +151,23 @@ async fn versions(
     Ok(axum::Json(r.list_versions(&who, &name, p.limit, p.cursor.as_deref()).await?).into_response())
 }
 
-async fn version(State(r): State<Registry>, Caller(who): Caller, Path((name, n)): Path<(String, String)>) -> ApiResult {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionParams {
+    raw: Option<bool>,
+}
+
+async fn version(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path((name, n)): Path<(String, String)>,
+    Query(p): Query<VersionParams>,
+) -> ApiResult {
     let sel = Selector { version: Some(parse_version(&n)?), ..Default::default() };
+    if p.raw == Some(true) {
+        let served = r.resolve(&who, &name, &sel).await?;
+        return Ok(([(header::ETAG, served.etag.as_str())], axum::Json(served.raw_view())).into_response());
+    }
     let served = r.resolve(&who, &name, &sel).await?;
     Ok(([(header::CONTENT_TYPE, "application/json"), (header::ETAG, served.etag.as_str())], served.json.clone())
         .into_response())
@@ -196,6 +216,10 @@ async fn diff(
         return Err(ApiError::bad_request("give both `from` and `to` version numbers"));
     };
     Ok(axum::Json(r.diff(&who, &name, parse_version(&from)?, parse_version(&to)?).await?).into_response())
+}
+
+async fn dependents(State(r): State<Registry>, Caller(who): Caller, Path(name): Path<String>) -> ApiResult {
+    Ok(axum::Json(r.dependents(&who, &name).await?).into_response())
 }
 
 async fn labels(State(r): State<Registry>, Caller(who): Caller, Path(name): Path<String>) -> ApiResult {

@@ -230,7 +230,7 @@ impl Registry {
             self.inner.rollouts.live.write().remove(&row.id);
         }
         let candidates: Vec<Arc<VersionBase>> = entry.bases().collect();
-        self.index().put(PromptEntry::new(entry.id, entry.summary.clone(), candidates, plans));
+        self.index().update(|lookup| PromptEntry::new(entry.id, entry.summary.clone(), candidates, plans, lookup));
         self.inner.rollouts.wake.notify_one();
         Ok(())
     }
@@ -266,6 +266,7 @@ impl Registry {
                 .await?
                 .ok_or_else(|| ServiceError::internal("rollout candidate vanished"))?;
             let base = Arc::new(crate::version_base(&row.prompt, &candidate)?);
+            self.prepare_includes([&base]).await?;
             self.publish_rollout(&Arc::new(Live::new(row, phase)?), Some(base))?;
         }
         Ok(())

@@ -73,6 +73,8 @@ impl VersionRow {
             config: content.config.clone(),
             variables: content.variables.clone(),
             labels: Vec::new(),
+            includes: Vec::new(),
+            resolved_hash: self.hash.clone(),
             message: self.message.clone(),
             created_by: self.created_by.clone(),
             created_at: format_us(self.created_at),
@@ -162,6 +164,18 @@ pub async fn version(ex: impl AnyExecutor<'_>, prompt_id: i64, version: i64) -> 
     .bind(prompt_id)
     .bind(version)
     .fetch_optional(ex)
+    .await?)
+}
+
+/// Versions whose text mentions `name@` inside a tag (a superset of the versions that
+/// include `name`; the caller reads the includes), oldest first.
+pub async fn versions_mentioning(ex: impl AnyExecutor<'_>, name: &str) -> Result<Vec<VersionRow>> {
+    let pattern = format!("%include%{name}@%");
+    Ok(sqlx::query_as::<_, VersionRow>(&format!(
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE template LIKE $1 OR messages LIKE $1 ORDER BY prompt_id, version"
+    ))
+    .bind(pattern)
+    .fetch_all(ex)
     .await?)
 }
 

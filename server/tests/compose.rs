@@ -1,0 +1,196 @@
+//! Composition (API.md "Composition"): includes by label and by version, strictness
+//! across includes, cycles and depth, a label include following its label (ETag
+//! included), `at=` composing as of that instant, `raw=true`, and dependents.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, enc};
+use domain::canonical::sha256_tagged;
+use reqwest::StatusCode;
+use serde_json::json;
+use service::time::{format_us, now_us};
+
+async fn save(s: &TestServer, name: &str, base: i64, template: &str) -> serde_json::Value {
+    let r = s
+        .post(&format!("/api/v1/prompts/{}/versions", enc(name)), &s.admin, json!({"base_version": base, "template": template}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.body
+}
+
+async fn promote(s: &TestServer, name: &str, label: &str, version: i64) {
+    let r = s.put(&format!("/api/v1/prompts/{}/labels/{label}", enc(name)), &s.admin, json!({"version": version})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn includes_compose_follow_their_label_and_travel_in_time() {
+    let s = TestServer::start().await;
+    let safety_v1 = s.create_text("shared/safety", "Never share {{ secret_kind }}.").await;
+    promote(&s, "shared/safety", "stable", 1).await;
+    s.create_text("shared/sign-off", "-- {{ agent }}").await;
+
+    let bot = s
+        .create_text(
+            "support/bot",
+            "Hi {{ customer }}. {% include \"shared/safety@stable\" %}\n{%- include \"shared/sign-off@1\" %}",
+        )
+        .await;
+    assert_eq!(bot["template"], "Hi {{ customer }}. Never share {{ secret_kind }}.-- {{ agent }}");
+    assert_eq!(bot["variables"], json!(["agent", "customer", "secret_kind"]));
+    let includes = bot["includes"].as_array().unwrap();
+    assert_eq!(includes.len(), 2);
+    assert_eq!(includes[0], json!({"name": "shared/safety", "ref": "stable", "version": 1, "hash": safety_v1["hash"]}));
+    assert_eq!((includes[1]["ref"].as_str(), includes[1]["version"].as_i64()), (Some("1"), Some(1)));
+    let own = bot["hash"].as_str().unwrap();
+    let expected = sha256_tagged(
+        format!("{own}{}{}", safety_v1["hash"].as_str().unwrap(), includes[1]["hash"].as_str().unwrap()).as_bytes(),
+    );
+    assert_eq!(bot["resolved_hash"], expected.as_str());
+    promote(&s, "support/bot", "stable", 1).await;
+
+    // Resolve serves the composed text; the ETag is the resolved hash; raw is the stored text.
+    let r = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
+    assert_eq!(r.headers["etag"].to_str().unwrap(), format!("\"{expected}\""));
+    assert_eq!(r.body["template"], bot["template"]);
+    let raw = s.get("/api/v1/prompts/support%2Fbot?raw=true", &s.admin).await;
+    assert!(raw.body["template"].as_str().unwrap().contains("{% include \"shared/safety@stable\" %}"));
+    assert_eq!(raw.body["variables"], json!(["customer"]));
+    assert_eq!(raw.body["resolved_hash"], expected.as_str());
+
+    // Render is strict across includes: the snippet's variables are required, and render
+    // goes through minijinja's include.
+    let missing = s
+        .post("/api/v1/prompts/support%2Fbot/render", &s.admin, json!({"variables": {"customer": "Ada", "agent": "Bo"}}))
+        .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(missing.body["error"]["missing"], json!(["secret_kind"]));
+    let vars = json!({"customer": "Ada", "agent": "Bo", "secret_kind": "passwords"});
+    let rendered = s.post("/api/v1/prompts/support%2Fbot/render", &s.admin, json!({"variables": vars})).await;
+    assert_eq!(rendered.body["text"], "Hi Ada. Never share passwords.-- Bo");
+    assert_eq!(rendered.body["resolved_hash"], expected.as_str());
+
+    // Moving the snippet's label changes what the dependent serves on the next request.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let before_move = format_us(now_us());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    save(&s, "shared/safety", 1, "Never share {{ secret_kind }} or card numbers.").await;
+    let unchanged = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
+    assert_eq!(unchanged.headers["etag"], r.headers["etag"], "a new version alone changes nothing under stable");
+    let cond = s
+        .raw(reqwest::Method::GET, "/api/v1/prompts/support%2Fbot", Some(&s.admin), None, &[(
+            "if-none-match",
+            r.headers["etag"].to_str().unwrap(),
+        )])
+        .await;
+    assert_eq!(cond.status, StatusCode::NOT_MODIFIED);
+    promote(&s, "shared/safety", "stable", 2).await;
+    let moved = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
+    assert_eq!(moved.body["version"], 1, "the dependent's own version is the same");
+    assert_eq!(moved.body["template"], "Hi {{ customer }}. Never share {{ secret_kind }} or card numbers.-- {{ agent }}");
+    assert_ne!(moved.headers["etag"], r.headers["etag"]);
+    assert_eq!(moved.body["includes"][0]["version"], 2);
+    let cond = s
+        .raw(reqwest::Method::GET, "/api/v1/prompts/support%2Fbot", Some(&s.admin), None, &[(
+            "if-none-match",
+            r.headers["etag"].to_str().unwrap(),
+        )])
+        .await;
+    assert_eq!(cond.status, StatusCode::OK, "the old ETag no longer matches");
+
+    // A version include is pinned: a new sign-off changes nothing.
+    save(&s, "shared/sign-off", 1, "Regards, {{ agent }}").await;
+    promote(&s, "shared/sign-off", "stable", 2).await;
+    let pinned = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
+    assert!(pinned.body["template"].as_str().unwrap().ends_with("-- {{ agent }}"));
+
+    // at= composes as of that instant: the snippet's stable as it was then.
+    let then = s.get(&format!("/api/v1/prompts/support%2Fbot?label=stable&at={}", before_move.replace('+', "%2B")), &s.admin).await;
+    assert_eq!(then.status, StatusCode::OK, "{}", then.text);
+    assert_eq!(then.body["template"], bot["template"]);
+    assert_eq!(then.body["resolved_hash"], expected.as_str());
+    assert_eq!(then.headers["etag"].to_str().unwrap(), format!("\"{expected}\""));
+
+    // Dependents: every version that includes the prompt, and the labels serving it.
+    let deps = s.get("/api/v1/prompts/shared%2Fsafety/dependents", &s.admin).await;
+    assert_eq!(deps.body["items"], json!([{"name": "support/bot", "version": 1, "ref": "stable", "labels": ["latest", "stable"]}]));
+    let none = s.get("/api/v1/prompts/support%2Fbot/dependents", &s.admin).await;
+    assert_eq!(none.body["items"], json!([]));
+
+    // After a restart the index composes the same way from storage.
+    let s = s.restart().await;
+    let again = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
+    assert_eq!(again.headers["etag"], moved.headers["etag"]);
+    assert_eq!(again.body["template"], moved.body["template"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_includes_are_refused_at_save_and_at_label_moves() {
+    let s = TestServer::start().await;
+    let create = |name: &str, template: &str| {
+        json!({"name": name, "type": "text", "template": template, "config": {}})
+    };
+    let unknown = s.post("/api/v1/prompts", &s.admin, create("a", "{% include \"nope@stable\" %}")).await;
+    assert_eq!((unknown.status, unknown.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_include"));
+    s.create_text("snippet", "x").await;
+    let no_label = s.post("/api/v1/prompts", &s.admin, create("a", "{% include \"snippet@stable\" %}")).await;
+    assert_eq!(no_label.code(), "unknown_include");
+    let no_version = s.post("/api/v1/prompts", &s.admin, create("a", "{% include \"snippet@9\" %}")).await;
+    assert_eq!(no_version.code(), "unknown_include");
+    let dynamic = s.post("/api/v1/prompts", &s.admin, create("a", "{% include some_name %}")).await;
+    assert_eq!(dynamic.code(), "template_syntax");
+    let chat = s
+        .post(
+            "/api/v1/prompts",
+            &s.admin,
+            json!({"name": "chatty", "type": "chat", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(chat.status, StatusCode::CREATED);
+    let of_chat = s.post("/api/v1/prompts", &s.admin, create("a", "{% include \"chatty@1\" %}")).await;
+    assert_eq!(of_chat.code(), "unknown_include");
+    // Chat messages may include text prompts.
+    let chat_incl = s
+        .post(
+            "/api/v1/prompts",
+            &s.admin,
+            json!({"name": "chat2", "type": "chat", "messages": [{"role": "system", "content": "{% include \"snippet@latest\" %}!"}]}),
+        )
+        .await;
+    assert_eq!(chat_incl.status, StatusCode::CREATED, "{}", chat_incl.text);
+    assert_eq!(chat_incl.body["messages"][0]["content"], "x!");
+
+    // A cycle through `latest`: a includes b@latest; b's next version would include a@latest.
+    s.create_text("b", "B").await;
+    s.create_text("a", "A {% include \"b@latest\" %}").await;
+    let cycle = s
+        .post("/api/v1/prompts/b/versions", &s.admin, json!({"base_version": 1, "template": "B {% include \"a@latest\" %}"}))
+        .await;
+    assert_eq!((cycle.status, cycle.code()), (StatusCode::UNPROCESSABLE_ENTITY, "include_cycle"));
+    assert_eq!(cycle.body["error"]["path"], json!(["b@2", "a@latest", "b@latest", "a@latest"]));
+    assert_eq!(s.get("/api/v1/prompts/b?label=latest", &s.admin).await.body["version"], 1, "nothing was written");
+
+    // A cycle closed by a label move: c@stable includes d@stable; d's v2 includes c@stable
+    // (allowed while d@stable is v1, which includes nothing), and moving d's stable to it is refused.
+    s.create_text("d", "D").await;
+    promote(&s, "d", "stable", 1).await;
+    s.create_text("c", "C {% include \"d@stable\" %}").await;
+    promote(&s, "c", "stable", 1).await;
+    save(&s, "d", 1, "D {% include \"c@stable\" %}").await;
+    let closing = s.put("/api/v1/prompts/d/labels/stable", &s.admin, json!({"version": 2})).await;
+    assert_eq!((closing.status, closing.code()), (StatusCode::UNPROCESSABLE_ENTITY, "include_cycle"));
+    assert_eq!(s.get("/api/v1/prompts/d", &s.admin).await.body["version"], 1);
+
+    // Depth: a chain of 11 includes is refused, 10 is fine.
+    s.create_text("l0", "end").await;
+    for i in 1..=10 {
+        s.create_text(&format!("l{i}"), &format!("{{% include \"l{}@1\" %}}", i - 1)).await;
+    }
+    let deep = s.post("/api/v1/prompts", &s.admin, create("l11", "{% include \"l10@1\" %}")).await;
+    assert_eq!((deep.status, deep.code()), (StatusCode::UNPROCESSABLE_ENTITY, "include_depth"));
+    assert_eq!(s.get("/api/v1/prompts/l10?label=latest", &s.admin).await.body["template"], "end");
+    s.stop().await;
+}
