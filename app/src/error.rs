@@ -94,6 +94,7 @@ impl From<service::ServiceError> for AppError {
             e @ (E::InvalidName(_)
             | E::Template(_)
             | E::Compose(_)
+            | E::ReleaseRefused { .. }
             | E::Rule { .. }
             | E::EvalGate { .. }
             | E::InvalidItem { .. }) => {

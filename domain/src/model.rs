@@ -68,6 +68,34 @@ pub struct Dependent {
     pub labels: Vec<String>,
 }
 
+/// `POST /api/v1/lock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockRequest {
+    /// `name@label` or `name@N` (a bare name means `name@stable`).
+    pub refs: Vec<String>,
+}
+
+/// One ref of a lockfile: what it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locked {
+    pub name: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub version: i64,
+    pub hash: String,
+    pub resolved_hash: String,
+    #[serde(default)]
+    pub includes: Vec<crate::compose::Include>,
+}
+
+/// What a deployment pins (`POST /api/v1/lock`, and the lockfile the command line writes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lockfile {
+    pub prompts: Vec<Locked>,
+    pub audit_head: String,
+}
+
 /// A prompt in the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptSummary {
@@ -365,6 +393,67 @@ pub struct LabelRequest {
     /// Set when the request is for a gradual rollout rather than a move: its plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<crate::rollout::NewRollout>,
+    /// Set when the request is for a whole release: every prompt and version it moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleasePlan>,
+}
+
+/// `POST /api/v1/releases`: one label moved on several prompts together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRelease {
+    pub label: String,
+    /// Prompt name -> the version the label is to point at.
+    pub prompts: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What a release request waiting for approval will move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasePlan {
+    pub prompts: BTreeMap<String, i64>,
+    /// The release this one takes back, for a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
+}
+
+/// One label move of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseMove {
+    pub prompt: String,
+    pub version: i64,
+    pub previous_version: Option<i64>,
+}
+
+/// A release: label moves made together, all or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: String,
+    pub label: String,
+    pub moves: Vec<ReleaseMove>,
+    pub reason: String,
+    pub created_by: String,
+    pub at: String,
+    /// The release this one took back.
+    pub rollback_of: Option<String>,
+    /// The release that took this one back.
+    pub rolled_back_by: Option<String>,
+}
+
+/// What a release did: moved every label, or opened one request for approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReleaseOutcome {
+    Released(Release),
+    Requested(Box<LabelRequest>),
+}
+
+/// Why one prompt of a release cannot move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub prompt: String,
+    pub code: String,
+    pub message: String,
 }
 
 /// What a label move did: moved at once, or opened a request for approval.

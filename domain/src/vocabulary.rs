@@ -59,6 +59,8 @@ vocabulary! {
         RolloutCompleted = "rollout.completed": "a rollout reached everyone",
         RolloutRolledBack = "rollout.rolled_back": "a rollout took itself back",
         RolloutAborted = "rollout.aborted": "a person stopped a rollout",
+        ReleaseCreated = "release.created": "several prompts were released together",
+        ReleaseRolledBack = "release.rolled_back": "a release was taken back, every prompt together",
         SuiteSaved = "suite.saved": "an evaluation suite was saved",
         RunStarted = "eval.run.started": "an evaluation run began",
         RunFinished = "eval.run.finished": "an evaluation run finished",

@@ -7,11 +7,14 @@ use std::sync::Arc;
 
 use domain::access::Action;
 use domain::compose::{ComposeError, Composition, IncludeRef, Reference, Source};
-use domain::model::{Dependent, Page};
-use domain::names::LATEST;
+use domain::model::{Dependent, Locked, Lockfile, Page};
+use domain::names::{LATEST, STABLE};
 
 use crate::index::{PromptEntry, VersionBase};
-use crate::{Principal, Registry, Result, store};
+use crate::{Principal, Registry, Result, ServiceError, store};
+
+/// Refs one lock may name.
+const MAX_LOCK_REFS: usize = 500;
 
 /// References one composition may resolve in all (a guard against a runaway fan-out;
 /// depth is limited separately).
@@ -116,6 +119,44 @@ impl Registry {
     pub(crate) async fn check_includes(&self, base: &VersionBase, overrides: &HashMap<IncludeRef, Source>) -> Result<()> {
         self.composition_of(base, None, overrides).await??;
         Ok(())
+    }
+
+    /// What each ref resolves to now, and the audit chain's head: what a deployment pins.
+    /// A label under a rollout pins the label's own version, not an arm.
+    pub async fn lock(&self, who: &Principal, refs: &[String]) -> Result<Lockfile> {
+        who.require(Action::Serve)?;
+        if refs.is_empty() || refs.len() > MAX_LOCK_REFS {
+            return Err(ServiceError::BadRequest(format!("give 1 to {MAX_LOCK_REFS} refs such as \"support/greeting@stable\"")));
+        }
+        // Read first: a change committed while the refs resolve makes the head newer, never older.
+        let audit_head = store::head_hash(&self.store().reader).await?.unwrap_or_default();
+        let mut prompts = Vec::with_capacity(refs.len());
+        for text in refs {
+            let target = if text.contains('@') {
+                IncludeRef::parse(text).map_err(|e| ServiceError::BadRequest(format!("'{text}': {e}")))?
+            } else {
+                IncludeRef { name: text.clone(), reference: Reference::Label(STABLE.to_owned()) }
+            };
+            let entry = self.entry(&target.name)?;
+            let version = match &target.reference {
+                Reference::Version(v) => *v,
+                Reference::Label(label) => entry.label(label).ok_or_else(|| {
+                    ServiceError::NotFound(format!("label '{label}' does not point at any version of '{}'", target.name))
+                })?,
+            };
+            let served = self.version_of(&entry, version).await?;
+            served.composed()?;
+            let view = &served.view;
+            prompts.push(Locked {
+                name: target.name.clone(),
+                reference: target.reference.to_string(),
+                version,
+                hash: view.hash.clone(),
+                resolved_hash: view.resolved_hash.clone(),
+                includes: view.includes.clone(),
+            });
+        }
+        Ok(Lockfile { prompts, audit_head })
     }
 
     /// Every version of any prompt that includes `name`, with the labels that serve it.

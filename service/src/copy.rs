@@ -33,6 +33,8 @@ const REGISTRY: &[&str] = &[
     "rollouts",
     "rollout_phases",
     "rollout_verdicts",
+    "releases",
+    "release_moves",
 ];
 
 const TELEMETRY: &[&str] =

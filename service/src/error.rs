@@ -46,6 +46,10 @@ pub enum ServiceError {
         best_run: Option<String>,
         message: String,
     },
+    /// A release of which some prompts cannot move (each with its reason); nothing moved.
+    /// HTTP 422 `release_refused`.
+    #[error("{message}")]
+    ReleaseRefused { message: String, refusals: Vec<domain::model::Refusal> },
     /// A label request that is no longer pending (decided, withdrawn or expired). HTTP 409.
     #[error("{0}")]
     Closed(String),
@@ -68,6 +72,32 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// A short machine-readable word for the error (as the API's `error.code`, where
+    /// the HTTP layer has no better one).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::BadRequest(_) => "bad_request",
+            ServiceError::Unauthenticated(_) => "unauthorized",
+            ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::NameTaken(_) => "name_taken",
+            ServiceError::Stale { .. } => "conflict",
+            ServiceError::InvalidName(_) => "invalid_name",
+            ServiceError::Compose(domain::compose::ComposeError::Unknown { .. }) => "unknown_include",
+            ServiceError::Compose(domain::compose::ComposeError::Cycle { .. }) => "include_cycle",
+            ServiceError::Compose(domain::compose::ComposeError::Depth { .. }) => "include_depth",
+            ServiceError::Template(_) => "invalid_template",
+            ServiceError::Rule { code, .. } | ServiceError::Rollout { code, .. } => code,
+            ServiceError::EvalGate { .. } => "eval_gate",
+            ServiceError::ReleaseRefused { .. } => "release_refused",
+            ServiceError::Closed(_) => "closed",
+            ServiceError::InvalidItem { .. } => "invalid_item",
+            ServiceError::BudgetExceeded { .. } => "budget_exceeded",
+            ServiceError::RateLimited { .. } => "rate_limited",
+            ServiceError::Internal(_) => "internal",
+        }
+    }
+
     pub fn rule(code: &'static str, message: impl Into<String>) -> Self {
         ServiceError::Rule { code, message: message.into() }
     }

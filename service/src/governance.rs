@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use domain::access::Action;
-use domain::model::{Decision, EvalGate, LabelPolicy, LabelRequest, MoveLabel, RequestStatus};
+use domain::model::{Decision, EvalGate, LabelPolicy, LabelRequest, MoveLabel, ReleasePlan, RequestStatus};
 use domain::names::{self, LATEST};
 use domain::rollout::NewRollout;
 use domain::vocabulary::AuditAction;
@@ -148,11 +148,13 @@ impl Registry {
         label: &str,
         req: &MoveLabel,
         rollout: Option<&NewRollout>,
+        release: Option<&ReleasePlan>,
     ) -> Result<LabelRequest> {
         let name = &entry.summary.name;
         let id = crate::random_id("req")?;
         let at = time::now_us();
         let plan = rollout.map(|p| serde_json::to_string(p).map_err(ServiceError::internal)).transpose()?;
+        let release_plan = release.map(|p| serde_json::to_string(p).map_err(ServiceError::internal)).transpose()?;
         let row = sql::NewRequest {
             id: &id,
             prompt_id: entry.id,
@@ -164,12 +166,16 @@ impl Registry {
             at,
             expires_at: at + REQUEST_TTL.as_micros() as i64,
             rollout: plan.as_deref(),
+            release: release_plan.as_deref(),
         };
         sql::insert_request(w.conn(), &row).await?;
         let mut detail =
             json!({"request": id, "reason": req.reason, "previous_version": entry.summary.labels.get(label)});
         if let Some(plan) = rollout {
             detail["rollout"] = json!({"steps": plan.steps, "step_seconds": plan.step_seconds});
+        }
+        if let Some(plan) = release {
+            detail["release"] = json!({"prompts": plan.prompts, "rollback_of": plan.rollback_of});
         }
         let e = NewEvent {
             actor: &who.actor,
@@ -213,7 +219,10 @@ impl Registry {
             let mut w = this.write().await?;
             let entry = this.entry(&row.prompt)?;
             let version = crate::labels::version_row(w.conn(), &entry, row.version).await?;
-            this.check_move_rules(w.conn(), &who, &entry, &row.label, &version).await?;
+            let release = row.release()?;
+            if release.is_none() {
+                this.check_move_rules(w.conn(), &who, &entry, &row.label, &version).await?;
+            }
             let at = time::now_us();
             let comment = Some(decision.comment.as_str()).filter(|c| !c.is_empty());
             if !sql::decide(w.conn(), &id, RequestStatus::Approved, &who.actor, comment, at).await? {
@@ -229,6 +238,12 @@ impl Registry {
             };
             w.audit(at, e).await?;
             let reason = format!("{} (requested by {}, approved by {})", row.reason, row.requested_by, who.actor);
+            if let Some(plan) = release {
+                let written = this.write_approved_release(&mut w, &who, &row, &plan).await?;
+                w.commit().await?;
+                this.publish_release(&written, &who.actor)?;
+                return Ok(());
+            }
             match row.rollout_plan()? {
                 Some(mut plan) => {
                     plan.reason = reason;

@@ -380,6 +380,32 @@ impl Index {
         entry
     }
 
+    /// The prompts that serve `label` of `name` through an include (at any depth), each
+    /// with its labels that do: what a move of that label changes besides `name`.
+    pub fn affected(&self, name: &str, label: &str) -> Vec<(String, Vec<String>)> {
+        let key = format!("{name}@{label}");
+        let mut out = Vec::new();
+        for dependent in self.dependents(name) {
+            let Some(entry) = self.get(&dependent) else { continue };
+            let mut labels: Vec<String> = entry
+                .summary
+                .labels
+                .iter()
+                .map(|(l, v)| (l.as_str(), *v))
+                .chain([(LATEST, entry.summary.latest_version)])
+                .filter(|(_, v)| {
+                    entry.served.get(v).is_some_and(|s| matches!(&s.composition, Ok(Some(c)) if c.sources.contains_key(&key)))
+                })
+                .map(|(l, _)| l.to_owned())
+                .collect();
+            labels.sort();
+            if !labels.is_empty() {
+                out.push((dependent, labels));
+            }
+        }
+        out
+    }
+
     /// The prompts that follow one of `name`'s labels, at any depth.
     pub fn dependents(&self, name: &str) -> Vec<String> {
         self.prompts.read().dependents.get(name).map(|d| d.iter().cloned().collect()).unwrap_or_default()

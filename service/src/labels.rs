@@ -66,7 +66,7 @@ impl Registry {
             let policy = this.check_move_rules(w.conn(), &who, &entry, &label, &row).await?;
             this.check_label_includes(&entry, &label, &row).await?;
             if policy.require_approval && entry.summary.labels.get(&label) != Some(&req.version) {
-                let request = this.insert_request(&mut w, &who, &entry, &label, &req, None).await?;
+                let request = this.insert_request(&mut w, &who, &entry, &label, &req, None, None).await?;
                 w.commit().await?;
                 return Ok(LabelOutcome::Requested(Box::new(request)));
             }
@@ -140,6 +140,12 @@ impl Registry {
         store::insert_label_move(w.conn(), &change).await?;
         store::touch_prompt(w.conn(), entry.id, at, &who.actor).await?;
         let mut detail = json!({"reason": reason, "previous_version": previous_version, "hash": row.hash});
+        // What else now serves something new: prompts that include this label.
+        let affected = self.index().affected(name, label);
+        if !affected.is_empty() {
+            detail["dependents"] =
+                affected.into_iter().map(|(prompt, labels)| json!({"prompt": prompt, "labels": labels})).collect();
+        }
         if let (Some(Value::Object(cause)), Value::Object(d)) = (cause, &mut detail) {
             d.extend(cause);
         }

@@ -13,6 +13,7 @@ mod governance;
 mod index;
 mod labels;
 mod prompts;
+mod releases;
 mod replicas;
 mod rollouts;
 mod sessions;

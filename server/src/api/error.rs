@@ -56,6 +56,10 @@ impl From<ServiceError> for ApiError {
                     ApiError::new(S::UNPROCESSABLE_ENTITY, "include_depth", message).with("path", path)
                 }
             },
+            ServiceError::ReleaseRefused { refusals, .. } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "release_refused", message)
+                    .with("refusals", serde_json::to_value(refusals).unwrap_or_default())
+            }
             ServiceError::Template(t) => match t {
                 TemplateError::Syntax { line, column, location, .. } => {
                     ApiError::new(S::UNPROCESSABLE_ENTITY, "template_syntax", message)

@@ -3,6 +3,7 @@
 //! rather than being nested: a nested router costs a URI rewrite per request.
 
 mod admin;
+mod composition;
 pub mod error;
 mod evals;
 pub(crate) mod extract;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .merge(governance::router())
         .merge(telemetry::router())
         .merge(rollouts::router())
+        .merge(composition::router())
         .route("/api/v1/openapi.yaml", axum::routing::get(openapi))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
 }

@@ -134,7 +134,7 @@ impl Registry {
             let policy = this.check_move_rules(w.conn(), &who, &entry, &plan.label, &row).await?;
             if policy.require_approval {
                 let req = MoveLabel { version: plan.version, reason: plan.reason.clone() };
-                let request = this.insert_request(&mut w, &who, &entry, &plan.label, &req, Some(&plan)).await?;
+                let request = this.insert_request(&mut w, &who, &entry, &plan.label, &req, Some(&plan), None).await?;
                 w.commit().await?;
                 return Ok(Ok(RolloutOutcome::Requested(Box::new(request))));
             }

@@ -191,6 +191,11 @@ pub async fn changes_after(ex: impl AnyExecutor<'_>, seq: i64) -> Result<(Vec<Ch
     Ok((rows, head))
 }
 
+/// The newest event's hash (the chain's head), when there is one.
+pub async fn head_hash(ex: impl AnyExecutor<'_>) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetch_optional(ex).await?)
+}
+
 /// The newest event's seq (0 when there is none).
 pub async fn last_seq(ex: impl AnyExecutor<'_>) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetch_one(ex).await?)

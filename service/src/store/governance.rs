@@ -1,6 +1,6 @@
 //! SQL of governance: label policies and label requests.
 
-use domain::model::{EvalGate, LabelPolicy, LabelRequest, RequestStatus};
+use domain::model::{EvalGate, LabelPolicy, LabelRequest, ReleasePlan, RequestStatus};
 use domain::rollout::NewRollout;
 use sqlx::{AnyConnection, AnyExecutor, FromRow};
 
@@ -51,12 +51,15 @@ pub struct NewRequest<'a> {
     pub expires_at: i64,
     /// The plan, as JSON, when the request is for a gradual rollout.
     pub rollout: Option<&'a str>,
+    /// The plan, as JSON, when the request is for a whole release.
+    pub release: Option<&'a str>,
 }
 
 pub async fn insert_request(conn: &mut AnyConnection, r: &NewRequest<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO label_requests (id, prompt_id, label, version, reason, requested_by, requester_user_id, status,
-           created_at, expires_at, rollout) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)",
+           created_at, expires_at, rollout, release_plan)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11)",
     )
     .bind(r.id)
     .bind(r.prompt_id)
@@ -68,6 +71,7 @@ pub async fn insert_request(conn: &mut AnyConnection, r: &NewRequest<'_>) -> Res
     .bind(r.at)
     .bind(r.expires_at)
     .bind(r.rollout)
+    .bind(r.release)
     .execute(conn)
     .await?;
     Ok(())
@@ -89,12 +93,18 @@ pub struct RequestRow {
     pub expires_at: i64,
     pub decided_at: Option<i64>,
     pub rollout: Option<String>,
+    pub release_plan: Option<String>,
 }
 
 impl RequestRow {
     /// The rollout plan, when the request is for a gradual rollout.
     pub fn rollout_plan(&self) -> Result<Option<NewRollout>> {
         self.rollout.as_deref().map(|p| serde_json::from_str(p).map_err(|_| corrupt("request rollout"))).transpose()
+    }
+
+    /// The release plan, when the request is for a whole release.
+    pub fn release(&self) -> Result<Option<ReleasePlan>> {
+        self.release_plan.as_deref().map(|p| serde_json::from_str(p).map_err(|_| corrupt("request release"))).transpose()
     }
 
     pub fn view(&self) -> Result<LabelRequest> {
@@ -112,12 +122,13 @@ impl RequestRow {
             expires_at: format_us(self.expires_at),
             decided_at: self.decided_at.map(format_us),
             rollout: self.rollout_plan()?,
+            release: self.release()?,
         })
     }
 }
 
 const COLUMNS: &str = "q.id, p.name AS prompt, q.label, q.version, q.reason, q.requested_by, q.requester_user_id,
-    q.status, q.decided_by, q.comment, q.created_at, q.expires_at, q.decided_at, q.rollout";
+    q.status, q.decided_by, q.comment, q.created_at, q.expires_at, q.decided_at, q.rollout, q.release_plan";
 
 pub async fn request(ex: impl AnyExecutor<'_>, id: &str) -> Result<Option<RequestRow>> {
     let sql = format!("SELECT {COLUMNS} FROM label_requests q JOIN prompts p ON p.id = q.prompt_id WHERE q.id = $1");

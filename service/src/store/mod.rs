@@ -11,6 +11,7 @@ pub mod governance;
 mod labels;
 mod leases;
 mod prompts;
+pub mod releases;
 pub mod rollouts;
 mod sessions;
 mod sql;

@@ -1,0 +1,24 @@
+-- Releases (API.md "Releases"): one label moved on several prompts together, all or
+-- none, and rolled back together. A rollback is a release of its own (`rollback_of`).
+CREATE TABLE releases (
+    id             TEXT PRIMARY KEY,
+    label          TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    created_by     TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    rollback_of    TEXT REFERENCES releases (id),
+    rolled_back_by TEXT
+);
+CREATE INDEX releases_by_time ON releases (created_at);
+
+CREATE TABLE release_moves (
+    release_id       TEXT NOT NULL REFERENCES releases (id),
+    position         INTEGER NOT NULL,
+    prompt_id        INTEGER NOT NULL REFERENCES prompts (id),
+    version          INTEGER NOT NULL,
+    previous_version INTEGER,
+    PRIMARY KEY (release_id, position)
+);
+
+-- A request for a whole release waiting for approval: its plan (JSON).
+ALTER TABLE label_requests ADD COLUMN release_plan TEXT;
