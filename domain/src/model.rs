@@ -96,6 +96,70 @@ pub struct Lockfile {
     pub audit_head: String,
 }
 
+/// One prompt as a file (`promptledger export` / `apply`, `GET /api/v1/export`): what a
+/// person reads and edits in a pull request. The top-level content is the newest
+/// version; `versions` holds older ones a label still serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The newest version when exported: an edit of this file starts from it, so a newer
+    /// version saved meanwhile is a conflict, never overwritten.
+    pub version: i64,
+    #[serde(rename = "type")]
+    pub prompt_type: PromptType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    /// Label -> version: `version` (the content above) or one of `versions`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<FileVersion>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub suites: BTreeMap<String, crate::eval::Suite>,
+}
+
+/// An older version a label serves, as a file holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileVersion {
+    pub version: i64,
+    #[serde(rename = "type")]
+    pub prompt_type: PromptType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
+    #[serde(default)]
+    pub config: Map<String, Value>,
+}
+
+/// One step of an apply's plan, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyStep {
+    pub prompt: String,
+    /// `create`, `new_version`, `label`, `suite` or `unchanged`.
+    pub action: String,
+    pub detail: String,
+    /// `planned` (a dry run), `done`, `requested` (waits for approval), `conflict` or `refused`.
+    pub outcome: String,
+}
+
+/// An apply's plan and outcome; `refused` when any step was refused or in conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub steps: Vec<ApplyStep>,
+    pub refused: bool,
+}
+
 /// A prompt in the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptSummary {

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use domain::access::{Role, Scope};
 use service::{Durability, Location, Principal, Registry};
 
+use crate::files;
+
 #[derive(Parser, Debug)]
 #[command(name = "promptledger", version, about = "A self-hosted registry for production prompts")]
 pub struct Cli {
@@ -43,6 +45,47 @@ pub enum Command {
     /// Move a registry between databases.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Pin what refs resolve to now in a lockfile (`name@label` or `name@N`).
+    Lock {
+        #[arg(required = true)]
+        refs: Vec<String>,
+        #[arg(long, default_value = "prompts.lock")]
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Check a lockfile: exit 0 when every ref resolves as locked, 1 (with a table of
+    /// what moved) when not, 2 on a usage error.
+    Verify {
+        #[arg(long, default_value = "prompts.lock")]
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Write the registry as files: one TOML file per prompt (content, config, labels, suites).
+    Export {
+        dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Apply files written by `export` (and edited): print the plan, then make it; exit 1
+    /// when anything was refused or in conflict.
+    Apply {
+        dir: PathBuf,
+        /// Print the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+/// Work against a running server instead of the database (`--db`).
+#[derive(clap::Args, Debug)]
+pub struct ServerArg {
+    /// The server's base URL (`http://host:3000`); its key from `PROMPTLEDGER_API_KEY`.
+    #[arg(long, env = "PROMPTLEDGER_SERVER")]
+    pub server: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -250,6 +293,9 @@ pub async fn run(cli: Cli) -> CliResult<i32> {
             );
             Ok(0)
         }
+        command @ (Command::Lock { .. } | Command::Verify { .. } | Command::Export { .. } | Command::Apply { .. }) => {
+            files::run(command, &cli.db).await
+        }
         Command::Audit(AuditCommand::Verify) => {
             let registry = open(&cli.db, Durability::Full).await?;
             let started = std::time::Instant::now();
@@ -390,7 +436,7 @@ impl From<String> for CliError {
     }
 }
 
-type CliResult<T> = Result<T, CliError>;
+pub type CliResult<T> = Result<T, CliError>;
 
 fn read_password() -> CliResult<String> {
     if std::io::stdin().is_terminal() {

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod console;
 pub mod export;
+pub mod files;
 pub mod metrics;
 pub mod security;
 

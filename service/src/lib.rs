@@ -9,6 +9,7 @@ mod compose;
 pub mod copy;
 pub mod error;
 pub mod eval;
+mod gitops;
 mod governance;
 mod index;
 mod labels;

@@ -1,4 +1,6 @@
-//! Releases and lockfiles (API.md "Releases and lockfiles").
+//! Releases and lockfiles (API.md "Releases and lockfiles"), and the registry as files
+//! (`GET /api/v1/export`, `POST /api/v1/apply`: extensions that `promptledger export` and
+//! `apply --server` use).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -6,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use domain::model::{LockRequest, NewRelease, ReleaseOutcome};
+use domain::model::{LockRequest, NewRelease, PromptFile, ReleaseOutcome};
 use serde::Deserialize;
 use service::Registry;
 
@@ -20,6 +22,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/releases/{id}", get(one))
         .route("/api/v1/releases/{id}/rollback", post(rollback))
         .route("/api/v1/lock", post(lock))
+        .route("/api/v1/export", get(export))
+        .route("/api/v1/apply", post(apply))
 }
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -64,4 +68,20 @@ async fn one(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<Stri
 
 async fn lock(State(r): State<Registry>, Caller(who): Caller, Json(req): Json<LockRequest>) -> ApiResult {
     Ok(axum::Json(r.lock(&who, &req.refs).await?).into_response())
+}
+
+async fn export(State(r): State<Registry>, Caller(who): Caller) -> ApiResult {
+    Ok(axum::Json(serde_json::json!({ "prompts": r.export_files(&who).await? })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    prompts: Vec<PromptFile>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn apply(State(r): State<Registry>, Caller(who): Caller, Json(body): Json<ApplyBody>) -> ApiResult {
+    Ok(axum::Json(r.apply_files(&who, body.prompts, body.dry_run).await?).into_response())
 }

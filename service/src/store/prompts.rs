@@ -179,6 +179,15 @@ pub async fn versions_mentioning(ex: impl AnyExecutor<'_>, name: &str) -> Result
     .await?)
 }
 
+/// The newest version of a prompt with this content hash, if any.
+pub async fn version_with_hash(ex: impl AnyExecutor<'_>, prompt_id: i64, hash: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM versions WHERE prompt_id = $1 AND hash = $2")
+        .bind(prompt_id)
+        .bind(hash)
+        .fetch_one(ex)
+        .await?)
+}
+
 /// The newest version of the prompt named `name` (one query, for the write path).
 pub async fn latest_version_named(ex: impl AnyExecutor<'_>, name: &str) -> Result<Option<VersionRow>> {
     Ok(sqlx::query_as::<_, VersionRow>(&format!(
