@@ -160,6 +160,48 @@ pub struct ApplyReport {
     pub refused: bool,
 }
 
+/// An impact check (`POST /api/v1/prompts/{name}/impact`): a candidate version of an
+/// included prompt against the suites of every prompt that includes it by label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Impact {
+    pub id: String,
+    pub prompt: String,
+    pub version: i64,
+    /// `running` while any run is, then `finished`.
+    pub status: String,
+    /// Every dependent with the suite passes with the candidate (once finished).
+    pub passed: bool,
+    pub created_by: String,
+    pub created_at: String,
+    /// Per dependent and suite, regressions first.
+    pub runs: Vec<ImpactRow>,
+}
+
+/// One dependent's suite, now and with the candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpactRow {
+    pub dependent: String,
+    /// The dependent's version run, and the label that serves it.
+    pub version: i64,
+    pub label: String,
+    pub suite: String,
+    pub now: Option<RunBrief>,
+    pub candidate: Option<RunBrief>,
+    /// The candidate passes fewer cases than what is served now.
+    pub regression: bool,
+    /// Why the runs could not start (no model in the config...).
+    pub error: Option<String>,
+}
+
+/// A run in brief: its id, status and pass rate so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunBrief {
+    pub id: String,
+    pub status: String,
+    pub pass_rate: f64,
+    pub passed: bool,
+}
+
 /// A prompt in the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptSummary {

@@ -68,6 +68,7 @@ vocabulary! {
         RunInterrupted = "eval.run.interrupted": "an evaluation run was cut off by a stop of the server",
         RunResumed = "eval.run.resumed": "a replica carried on an evaluation run whose replica stopped",
         MigrationStarted = "eval.migration.started": "a model migration check began",
+        ImpactStarted = "eval.impact.started": "a shared prompt's candidate was run against the prompts that include it",
         ProviderSaved = "provider.saved": "a model provider was set up",
         PriceSaved = "price.saved": "a model's price was set",
         DriftDetected = "drift.detected": "production ran something the registry did not say",

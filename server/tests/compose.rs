@@ -194,3 +194,79 @@ async fn bad_includes_are_refused_at_save_and_at_label_moves() {
     assert_eq!(s.get("/api/v1/prompts/l10?label=latest", &s.admin).await.body["template"], "end");
     s.stop().await;
 }
+
+async fn impact_done(s: &TestServer, id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s.get(&format!("/api/v1/impact/{id}"), &s.admin).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        if r.body["status"] == "finished" {
+            return r.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "impact check did not finish: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_impact_check_runs_every_dependents_suites_and_gates_the_shared_label() {
+    let s = TestServer::start().await;
+    let mock = common::provider::MockProvider::start().await;
+    let r = s.put("/api/v1/providers/local", &s.admin, json!({"kind": "openai", "base_url": format!("{}/v1", mock.base)})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The mock answers what follows SAY:, so the snippet decides whether the answer apologises.
+    let create = |name: &str, template: &str| json!({"name": name, "template": template, "config": {"model": "local/m"}});
+    assert_eq!(s.post("/api/v1/prompts", &s.admin, create("shared/tone", "SAY:")).await.status, StatusCode::CREATED);
+    promote(&s, "shared/tone", "stable", 1).await;
+    save(&s, "shared/tone", 1, "SAY:Sorry, ").await;
+    let suite = json!({"cases": [{"vars": {"m": "thank you"}, "assert": [{"type": "not-icontains", "value": "sorry"}]}]});
+    for name in ["bots/a", "bots/b", "bots/no-suite"] {
+        let r = s.post("/api/v1/prompts", &s.admin, create(name, "{% include \"shared/tone@stable\" %}{{ m }}")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        promote(&s, name, "stable", 1).await;
+        if name != "bots/no-suite" {
+            assert_eq!(s.put(&format!("/api/v1/prompts/{}/suites/smoke", enc(name)), &s.admin, suite.clone()).await.status, StatusCode::OK);
+        }
+    }
+    // A pinned include is not affected by the label.
+    s.post("/api/v1/prompts", &s.admin, create("bots/pinned", "{% include \"shared/tone@1\" %}{{ m }}")).await;
+    s.put("/api/v1/prompts/bots%2Fpinned/suites/smoke", &s.admin, suite.clone()).await;
+
+    let r = s.post("/api/v1/prompts/shared%2Ftone/impact", &s.admin, json!({"version": 2})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let impact = impact_done(&s, r.body["id"].as_str().unwrap()).await;
+    let runs = impact["runs"].as_array().unwrap();
+    let dependents: Vec<&str> = runs.iter().map(|r| r["dependent"].as_str().unwrap()).collect();
+    assert_eq!(dependents, ["bots/a", "bots/b"], "{impact}");
+    for row in runs {
+        assert_eq!((row["label"].as_str(), row["suite"].as_str()), (Some("stable"), Some("smoke")));
+        assert_eq!((row["now"]["status"].as_str(), row["now"]["pass_rate"].as_f64()), (Some("passed"), Some(1.0)), "{row}");
+        assert_eq!((row["candidate"]["status"].as_str(), row["candidate"]["pass_rate"].as_f64()), (Some("failed"), Some(0.0)));
+        assert_eq!(row["regression"], true);
+    }
+    assert_eq!(impact["passed"], false);
+
+    // The gate on stable: the snippet has no suite of its own, the prompts including it do.
+    let gate = json!({"require_eval": {"suite": "smoke", "min_pass_rate": 1.0}});
+    assert_eq!(s.put("/api/v1/labels/stable/policy", &s.admin, gate).await.status, StatusCode::OK);
+    let refused = s.put("/api/v1/prompts/shared%2Ftone/labels/stable", &s.admin, json!({"version": 2})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "eval_gate"));
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("impact check"), "{}", refused.text);
+    save(&s, "shared/tone", 2, "SAY:Kindly, ").await;
+    let refused = s.put("/api/v1/prompts/shared%2Ftone/labels/stable", &s.admin, json!({"version": 3})).await;
+    assert_eq!(refused.code(), "eval_gate", "no impact check of version 3 yet");
+    let r = s.post("/api/v1/prompts/shared%2Ftone/impact", &s.admin, json!({"version": 3})).await;
+    let impact = impact_done(&s, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(impact["passed"], true, "{impact}");
+    assert!(impact["runs"].as_array().unwrap().iter().all(|r| r["regression"] == false));
+    let moved = s.put("/api/v1/prompts/shared%2Ftone/labels/stable", &s.admin, json!({"version": 3})).await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+    let rendered = s.post("/api/v1/prompts/bots%2Fa/render", &s.admin, json!({"variables": {"m": "hi"}})).await;
+    assert_eq!(rendered.body["text"], "SAY:Kindly, hi");
+    // The label move names the prompts whose served content it changed.
+    let audit = s.get("/api/v1/audit?action=label.moved&prompt=shared%2Ftone", &s.admin).await;
+    let deps = &audit.body["items"][0]["detail"]["dependents"];
+    assert_eq!(deps.as_array().map(Vec::len), Some(3), "{}", audit.text);
+    assert_eq!(s.get("/api/v1/impact/imp_nope", &s.admin).await.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}

@@ -22,3 +22,28 @@ CREATE TABLE release_moves (
 
 -- A request for a whole release waiting for approval: its plan (JSON).
 ALTER TABLE label_requests ADD COLUMN release_plan TEXT;
+
+-- Impact checks (API.md "Composition"): a candidate version of an included prompt run
+-- against the suites of every prompt that includes it by label, beside a run of what
+-- those prompts serve now.
+CREATE TABLE impacts (
+    id         TEXT PRIMARY KEY,
+    prompt_id  INTEGER NOT NULL REFERENCES prompts (id),
+    version    INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX impacts_by_version ON impacts (prompt_id, version, created_at);
+
+CREATE TABLE impact_runs (
+    impact_id         TEXT NOT NULL REFERENCES impacts (id),
+    position          INTEGER NOT NULL,
+    dependent         TEXT NOT NULL,
+    dependent_version INTEGER NOT NULL,
+    label             TEXT NOT NULL,
+    suite             TEXT NOT NULL,
+    baseline_run      TEXT,
+    candidate_run     TEXT,
+    error             TEXT,
+    PRIMARY KEY (impact_id, position)
+);

@@ -22,3 +22,26 @@ CREATE TABLE release_moves (
 
 -- A request for a whole release waiting for approval: its plan (JSON).
 ALTER TABLE label_requests ADD COLUMN release_plan TEXT;
+
+-- Impact checks: see the SQLite migration.
+CREATE TABLE impacts (
+    id         TEXT PRIMARY KEY,
+    prompt_id  BIGINT NOT NULL REFERENCES prompts (id),
+    version    BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX impacts_by_version ON impacts (prompt_id, version, created_at);
+
+CREATE TABLE impact_runs (
+    impact_id         TEXT NOT NULL REFERENCES impacts (id),
+    position          BIGINT NOT NULL,
+    dependent         TEXT NOT NULL,
+    dependent_version BIGINT NOT NULL,
+    label             TEXT NOT NULL,
+    suite             TEXT NOT NULL,
+    baseline_run      TEXT,
+    candidate_run     TEXT,
+    error             TEXT,
+    PRIMARY KEY (impact_id, position)
+);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use domain::access::Action;
 use domain::compose::{ComposeError, Composition, IncludeRef, Reference, Source};
+use domain::content::Content;
 use domain::model::{Dependent, Locked, Lockfile, Page};
 use domain::names::{LATEST, STABLE};
 
@@ -22,6 +23,15 @@ const MAX_REFERENCES: usize = 1000;
 
 /// Includes resolved ahead of a check: the version named, or why there is none.
 type Resolved = HashMap<IncludeRef, std::result::Result<Source, String>>;
+
+/// The content an evaluation renders: the version with its includes inlined (which
+/// renders as the include does), and the variables of everything it includes.
+pub(crate) fn evaluated(content: &Content, composition: Option<&Composition>) -> Content {
+    match composition {
+        Some(c) => Content::stored(c.body.clone(), content.config.clone(), c.variables.clone()),
+        None => content.clone(),
+    }
+}
 
 impl Registry {
     /// Resolves every include `base` reaches (at any depth), now or as of `at`, with

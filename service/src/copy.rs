@@ -35,6 +35,8 @@ const REGISTRY: &[&str] = &[
     "rollout_verdicts",
     "releases",
     "release_moves",
+    "impacts",
+    "impact_runs",
 ];
 
 const TELEMETRY: &[&str] =

@@ -95,7 +95,14 @@ impl Registry {
             who.require(Action::MoveProtectedLabel)?;
         }
         if let Some(gate) = &policy.require_eval {
-            self.check_gate(conn, entry.id, &entry.summary.name, row.version, &row.hash, gate).await?;
+            // A label others include: what they serve changes too, so an impact check
+            // of the candidate stands in for the prompt's own run.
+            let dependents = self.index().affected(&entry.summary.name, label).len();
+            if dependents > 0 {
+                self.check_impact_gate(conn, entry, row.version, gate, dependents).await?;
+            } else {
+                self.check_gate(conn, entry.id, &entry.summary.name, row.version, &row.hash, gate).await?;
+            }
         }
         Ok(policy)
     }

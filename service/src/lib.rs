@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 mod gitops;
 mod governance;
+mod impact;
 mod index;
 mod labels;
 mod prompts;

@@ -21,6 +21,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/releases", post(create).get(list))
         .route("/api/v1/releases/{id}", get(one))
         .route("/api/v1/releases/{id}/rollback", post(rollback))
+        .route("/api/v1/prompts/{name}/impact", post(start_impact))
+        .route("/api/v1/impact/{id}", get(impact))
         .route("/api/v1/lock", post(lock))
         .route("/api/v1/export", get(export))
         .route("/api/v1/apply", post(apply))
@@ -84,4 +86,23 @@ struct ApplyBody {
 
 async fn apply(State(r): State<Registry>, Caller(who): Caller, Json(body): Json<ApplyBody>) -> ApiResult {
     Ok(axum::Json(r.apply_files(&who, body.prompts, body.dry_run).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImpactBody {
+    version: i64,
+}
+
+async fn start_impact(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Json(body): Json<ImpactBody>,
+) -> ApiResult {
+    Ok((StatusCode::ACCEPTED, axum::Json(r.start_impact(&who, &name, body.version).await?)).into_response())
+}
+
+async fn impact(State(r): State<Registry>, Caller(who): Caller, Path(id): Path<String>) -> ApiResult {
+    Ok(axum::Json(r.impact(&who, &id).await?).into_response())
 }

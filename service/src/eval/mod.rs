@@ -134,7 +134,7 @@ fn validate_provider(p: &Provider) -> Result<()> {
 }
 
 /// A run, checked and ready to start.
-struct Plan {
+pub(crate) struct Plan {
     prompt: String,
     prompt_id: i64,
     version: i64,
@@ -305,10 +305,27 @@ impl Registry {
             ..Default::default()
         };
         let served = self.resolve(who, prompt, &selector).await?;
-        let view = &served.base.view;
-        let suite = self.suite(who, prompt, &req.suite).await?;
+        let content = crate::compose::evaluated(&served.base.content, served.composed()?);
+        let hash = served.base.view.hash.clone();
+        self.plan_for(who, prompt, &served.base.view, content, hash, &req.suite, req.model).await
+    }
+
+    /// A run of `suite` on a version rendering `content` (the version composed, or composed
+    /// with a candidate in place of an include), recorded under `hash`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn plan_for(
+        &self,
+        who: &Principal,
+        prompt: &str,
+        view: &domain::model::VersionView,
+        content: domain::content::Content,
+        hash: String,
+        suite: &str,
+        model: Option<String>,
+    ) -> Result<Plan> {
+        let suite = self.suite(who, prompt, suite).await?;
         let Some(model) =
-            req.model.clone().or_else(|| view.config.get("model").and_then(|m| m.as_str()).map(str::to_owned))
+            model.or_else(|| view.config.get("model").and_then(|m| m.as_str()).map(str::to_owned))
         else {
             return Err(ServiceError::rule(
                 "no_model",
@@ -319,13 +336,12 @@ impl Registry {
             ));
         };
         let body = Suite { threshold: suite.threshold, cases: suite.cases.clone() };
-        let spec =
-            runner::RunSpec::prepare(self, &model, body, served.base.content.clone(), view.config.clone()).await?;
+        let spec = runner::RunSpec::prepare(self, &model, body, content, view.config.clone()).await?;
         Ok(Plan {
             prompt: prompt.to_owned(),
             prompt_id: self.entry(prompt)?.id,
             version: view.version,
-            hash: view.hash.clone(),
+            hash,
             suite,
             model,
             spec,
@@ -334,7 +350,7 @@ impl Registry {
 
     /// Records a planned run and starts it; `permits` bound its model calls (shared by the
     /// runs of a migration).
-    async fn launch(
+    pub(crate) async fn launch(
         &self,
         who: &Principal,
         plan: Plan,
@@ -669,7 +685,9 @@ impl Registry {
             .ok_or_else(|| ServiceError::internal("a run's version is missing"))?;
         let suite: Suite = serde_json::from_str(&order.suite_body).map_err(ServiceError::internal)?;
         let recorded: HashSet<usize> = sql::recorded_cases(reader, id).await?.into_iter().map(|i| i as usize).collect();
-        let content = version.content()?;
+        let base = crate::version_base(&order.prompt, &version)?;
+        let composition = self.composition_of(&base, None, &Default::default()).await??;
+        let content = crate::compose::evaluated(&base.content, composition.as_ref());
         let config = content.config.clone();
         let spec = match runner::RunSpec::prepare(self, &order.model, suite, content, config).await {
             Ok(spec) => spec,

@@ -8,6 +8,7 @@ mod accounts;
 mod audit;
 pub mod evals;
 pub mod governance;
+pub mod impacts;
 mod labels;
 mod leases;
 mod prompts;
