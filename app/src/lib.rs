@@ -66,6 +66,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/runs/:id") view=|| view! { <Gate><pages::evals::RunPage/></Gate> }/>
                         <Route path=path!("/compare-runs") view=|| view! { <Gate><pages::evals::CompareRunsPage/></Gate> }/>
                         <Route path=path!("/approvals") view=|| view! { <Gate><pages::approvals::ApprovalsPage/></Gate> }/>
+                        <Route path=path!("/releases") view=|| view! { <Gate><pages::releases::ReleasesPage/></Gate> }/>
                         <Route path=path!("/rules") view=|| view! { <Gate><pages::approvals::PoliciesPage/></Gate> }/>
                         <Route path=path!("/audit") view=|| view! { <Gate><pages::audit::AuditPage/></Gate> }/>
                         <Route path=path!("/admin") view=|| view! { <Gate><pages::admin::AdminPage/></Gate> }/>
@@ -112,6 +113,7 @@ fn TopBar() -> impl IntoView {
                         view! {
                             <nav aria-label="Main">
                                 <A href="/" exact=true>"Prompts"</A>
+                                <A href="/releases">"Releases"</A>
                                 <A href="/approvals">"Approvals"</A>
                                 <A href="/audit">"Audit"</A>
                                 {admin.then(|| view! { <A href="/rules">"Label rules"</A> <A href="/admin">"Users and keys"</A> })}

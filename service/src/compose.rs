@@ -2,7 +2,7 @@
 //! or as of an instant (from storage), the checks made before a save or a label move, and
 //! the prompts that include a prompt.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use domain::access::Action;
@@ -167,6 +167,32 @@ impl Registry {
             });
         }
         Ok(Lockfile { prompts, audit_head })
+    }
+
+    /// What `refs` name now and everything they include in turn, by `name@ref`: what
+    /// the console's live preview composes a draft with. Refs that name nothing are left
+    /// out (the preview says so).
+    pub async fn include_sources(&self, who: &Principal, refs: &[String]) -> Result<BTreeMap<String, Source>> {
+        who.require(Action::Read)?;
+        let roots: Vec<IncludeRef> = refs.iter().take(MAX_LOCK_REFS).filter_map(|r| IncludeRef::parse(r).ok()).collect();
+        let resolved = self.resolve_includes(&roots, None, &HashMap::new()).await?;
+        Ok(resolved.into_iter().filter_map(|(k, v)| Some((k.to_string(), v.ok()?))).collect())
+    }
+
+    /// Every `name@label` a template can include now: each text prompt's labels and
+    /// `latest`, by name.
+    pub fn include_choices(&self, who: &Principal) -> Result<Vec<String>> {
+        who.require(Action::Read)?;
+        let (entries, _) = self.index().scan(None, usize::MAX, |e| {
+            e.served.get(&e.summary.latest_version).is_some_and(|s| s.base.content.body.template().is_some())
+        });
+        Ok(entries
+            .iter()
+            .flat_map(|e| {
+                let name = &e.summary.name;
+                e.summary.labels.keys().map(move |l| format!("{name}@{l}")).chain([format!("{name}@{LATEST}")])
+            })
+            .collect())
     }
 
     /// Every version of any prompt that includes `name`, with the labels that serve it.

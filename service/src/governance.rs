@@ -47,7 +47,7 @@ impl Registry {
         let entry = self.entry(name)?;
         let mut conn = self.store().reader.acquire().await?;
         let row = crate::labels::version_row(&mut conn, &entry, version).await?;
-        match self.check_gate(&mut conn, entry.id, name, version, &row.hash, &gate).await {
+        match self.check_eval_gate(&mut conn, &entry, label, &row, &gate).await {
             Ok(()) => Ok(None),
             Err(ServiceError::EvalGate { message, .. }) => Ok(Some(message)),
             Err(e) => Err(e),

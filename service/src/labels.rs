@@ -95,16 +95,36 @@ impl Registry {
             who.require(Action::MoveProtectedLabel)?;
         }
         if let Some(gate) = &policy.require_eval {
-            // A label others include: what they serve changes too, so an impact check
-            // of the candidate stands in for the prompt's own run.
-            let dependents = self.index().affected(&entry.summary.name, label).len();
-            if dependents > 0 {
-                self.check_impact_gate(conn, entry, row.version, gate, dependents).await?;
-            } else {
-                self.check_gate(conn, entry.id, &entry.summary.name, row.version, &row.hash, gate).await?;
-            }
+            self.check_eval_gate(conn, entry, label, row, gate).await?;
         }
         Ok(policy)
+    }
+
+    /// A label's eval gate for a move to `row`. On a label others include, what they
+    /// serve changes too, so an impact check of the candidate stands in for the prompt's
+    /// own run.
+    pub(crate) async fn check_eval_gate(
+        &self,
+        conn: &mut AnyConnection,
+        entry: &PromptEntry,
+        label: &str,
+        row: &VersionRow,
+        gate: &domain::model::EvalGate,
+    ) -> Result<()> {
+        let dependents = self.index().affected(&entry.summary.name, label).len();
+        if dependents > 0 {
+            self.check_impact_gate(conn, entry, row.version, gate, dependents).await
+        } else {
+            self.check_gate(conn, entry.id, &entry.summary.name, row.version, &row.hash, gate).await
+        }
+    }
+
+    /// The prompts that serve `label` of `name` through an include, each with its
+    /// labels that do: what moving that label changes besides `name`.
+    pub fn affected_by(&self, who: &Principal, name: &str, label: &str) -> Result<Vec<(String, Vec<String>)>> {
+        who.require(Action::Read)?;
+        self.entry(name)?;
+        Ok(self.index().affected(name, label))
     }
 
     /// Checks that `row` composes with `label` pointing at it: a label move must not close

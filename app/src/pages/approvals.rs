@@ -135,13 +135,25 @@ fn ApprovalCard(approval: Approval) -> impl IntoView {
         }
         (None, _) => format!("{} is new on this prompt; approving makes it serve version {}.", r.label, r.version),
     };
-    let title = format!("{} · {} → v{}", r.prompt, r.label, r.version);
+    // A whole release: every prompt moves together when approved.
+    let release = r.release.as_ref().map(|plan| {
+        let what = if plan.rollback_of.is_some() { "a rollback of a release" } else { "a release" };
+        let moves = plan.prompts.iter().map(|(p, v)| format!("{p} → v{v}")).collect::<Vec<_>>().join(", ");
+        format!("This is {what}: approving moves {} on every one of these prompts together, or none: {moves}.", r.label)
+    });
+    let title = match &r.release {
+        Some(plan) => format!("Release of {} prompts · {}", plan.prompts.len(), r.label),
+        None => format!("{} · {} → v{}", r.prompt, r.label, r.version),
+    };
     let region = title.clone();
     view! {
         <section class="card approval" aria-label=region>
             <h2><A href=format!("/history/{}", r.prompt)>{r.prompt.clone()}</A> {format!(" · {} → v{}", r.label, r.version)}</h2>
             <p class="meta">"Asked by " {r.requested_by.clone()} " · " <Time at=r.created_at.clone()/> " · expires " <Time at=r.expires_at.clone()/></p>
-            <p>{now}</p>
+            {match release {
+                Some(text) => view! { <p class="release-plan">{text}</p> }.into_any(),
+                None => view! { <p>{now}</p> }.into_any(),
+            }}
             {(!r.reason.is_empty()).then(|| view! { <p>"Reason: " {r.reason.clone()}</p> })}
             <p>"Evaluation of version " {r.version} ": "
                 {match approval.result.clone() {

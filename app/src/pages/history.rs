@@ -45,6 +45,9 @@ pub struct MoveReview {
     pub gate_refusal: Option<String>,
     /// A gradual rollout moving this label now: the label is moved by it only.
     pub rollout: Option<SplitBrief>,
+    /// Prompts that include this label of this prompt, with their labels that serve it:
+    /// the move changes what they serve too.
+    pub affected: Vec<(String, Vec<String>)>,
 }
 
 #[server(endpoint = "console/get_history")]
@@ -81,7 +84,20 @@ pub async fn review_move(name: String, label: String, version: i64) -> Result<Mo
     let policy = registry.label_policy(&who, &label).await?;
     let gate_refusal = registry.gate_refusal(&who, &name, &label, version).await?;
     let rollout = registry.prompt(&who, &name)?.rollouts.remove(&label);
-    Ok(MoveReview { label, current, target: version, comparison, policy, gate_refusal, rollout })
+    let affected = registry.affected_by(&who, &name, &label)?;
+    Ok(MoveReview { label, current, target: version, comparison, policy, gate_refusal, rollout, affected })
+}
+
+#[server(endpoint = "console/start_impact")]
+pub async fn start_impact(name: String, version: i64) -> Result<domain::model::Impact, AppError> {
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    Ok(registry.start_impact(&who, &name, version).await?)
+}
+
+#[server(endpoint = "console/get_impact")]
+pub async fn get_impact(id: String) -> Result<domain::model::Impact, AppError> {
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    Ok(registry.impact(&who, &id).await?)
 }
 
 #[server(endpoint = "console/move_label")]
@@ -92,7 +108,7 @@ pub async fn move_label(name: String, label: String, version: i64, reason: Strin
 }
 
 /// A label's rules in words, for the review before a move.
-fn policy_words(label: &str, p: &domain::model::LabelPolicy) -> String {
+pub(crate) fn policy_words(label: &str, p: &domain::model::LabelPolicy) -> String {
     let mut rules = Vec::new();
     if p.protected {
         rules.push("only publishers and admins may move it".to_owned());
@@ -468,10 +484,14 @@ fn ReleaseForm(
                     };
                     let evals_href = format!("/evals/{}", apply_name.get_value());
                     let rules = policy_words(&r.label, &r.policy);
+                    let affected = (!r.affected.is_empty()).then(|| view! {
+                        <Affected name=apply_name.get_value() label=r.label.clone() version=r.target affected=r.affected.clone()/>
+                    });
                     view! {
                         <div class="review" role="region" aria-label="Review the label move">
                             <p class="review-headline">{headline}</p>
                             {(!rules.is_empty()).then(|| view! { <p class="hint policy-rules">{rules}</p> })}
+                            {affected}
                             {r.gate_refusal.clone().map(|why| view! {
                                 <p class="error gate" role="alert">"This move is blocked: " {why} ". "
                                     <a href=evals_href.clone()>"Open the evaluations"</a> " to run the suite."</p>
@@ -525,5 +545,101 @@ fn ReleaseForm(
                 }
             })}
         </section>
+    }
+}
+
+/// The prompts a move of a shared prompt's label changes too, and an impact check of the
+/// candidate against their evaluations, with its results in place (regressions first).
+#[component]
+fn Affected(name: String, label: String, version: i64, affected: Vec<(String, Vec<String>)>) -> impl IntoView {
+    let start = ServerAction::<StartImpact>::new();
+    let impact = RwSignal::new(None::<domain::model::Impact>);
+    Effect::new(move |_| {
+        if let Some(Ok(started)) = start.value().get() {
+            impact.set(Some(started));
+        }
+    });
+    // Poll while the check runs.
+    Effect::new(move |_| {
+        let handle = set_interval_with_handle(
+            move || {
+                let Some(current) = impact.get_untracked() else { return };
+                if current.status != "running" {
+                    return;
+                }
+                leptos::task::spawn_local(async move {
+                    if let Ok(now) = get_impact(current.id).await {
+                        impact.set(Some(now));
+                    }
+                });
+            },
+            std::time::Duration::from_millis(700),
+        );
+        on_cleanup(move || {
+            if let Ok(h) = handle {
+                h.clear();
+            }
+        });
+    });
+    let count = affected.len();
+    let start_name = name.clone();
+    view! {
+        <div class="affected" role="region" aria-label="Prompts this move changes">
+            <p><strong>{format!("This also changes what {count} other prompt{} serve{}", if count == 1 { "" } else { "s" }, if count == 1 { "s" } else { "" })}</strong>
+                {format!(", because they include {name}@{label}:")}</p>
+            <ul class="used-by">
+                {affected.into_iter().map(|(prompt, labels)| view! {
+                    <li><a href=format!("/prompts/{prompt}")>{prompt.clone()}</a> {format!(" (served by {})", labels.join(", "))}</li>
+                }).collect_view()}
+            </ul>
+            <button type="button" on:click=move |_| { start.dispatch(StartImpact { name: start_name.clone(), version }); }>
+                {move || if start.pending().get() { "Starting…".to_string() } else { format!("Check the impact: run their evaluations with version {version}") }}
+            </button>
+            {move || start.value().get().and_then(Result::err).map(|error| view! { <ErrorNote error/> })}
+            {move || impact.get().map(|i| view! { <ImpactTable impact=i/> })}
+        </div>
+    }
+}
+
+/// An impact check's rows: each dependent's suite now and with the candidate.
+#[component]
+fn ImpactTable(impact: domain::model::Impact) -> impl IntoView {
+    let rate = |b: &Option<domain::model::RunBrief>| match b {
+        Some(b) if matches!(b.status.as_str(), "queued" | "running") => "running…".to_string(),
+        Some(b) => format!("{:.0}% ({})", b.pass_rate * 100.0, b.status),
+        None => "—".into(),
+    };
+    let summary = match (impact.status.as_str(), impact.passed) {
+        ("running", _) => "Running their evaluations…".to_string(),
+        (_, true) => format!("Every prompt that includes it passes with version {}.", impact.version),
+        (_, false) if impact.runs.is_empty() => "None of them has an evaluation suite to run.".into(),
+        (_, false) => format!("Some prompts do worse with version {}: see the regressions first below.", impact.version),
+    };
+    view! {
+        <div class="impact" role="status" aria-live="polite">
+            <p class=if impact.status == "finished" && !impact.passed { "error" } else { "hint" }>{summary}</p>
+            {(!impact.runs.is_empty()).then(|| view! {
+                <table class="impact-table">
+                    <caption class="visually-hidden">"Impact of the new version on each prompt that includes it"</caption>
+                    <thead><tr><th scope="col">"Prompt"</th><th scope="col">"Suite"</th><th scope="col">"Now"</th>
+                        <th scope="col">{format!("With version {}", impact.version)}</th><th scope="col">"Result"</th></tr></thead>
+                    <tbody>
+                        {impact.runs.iter().map(|r| view! {
+                            <tr class=if r.regression { "regression" } else { "" }>
+                                <th scope="row"><a href=format!("/prompts/{}", r.dependent)>{r.dependent.clone()}</a>{format!(" ({})", r.label)}</th>
+                                <td>{r.suite.clone()}</td>
+                                <td>{rate(&r.now)}</td>
+                                <td>{rate(&r.candidate)}</td>
+                                <td>{match (&r.error, r.regression) {
+                                    (Some(e), _) => e.clone(),
+                                    (None, true) => "Worse".into(),
+                                    (None, false) => "OK".into(),
+                                }}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
+        </div>
     }
 }

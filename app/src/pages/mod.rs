@@ -9,4 +9,5 @@ pub mod history;
 pub mod production;
 pub mod prompt;
 pub mod prompts;
+pub mod releases;
 pub mod rollouts;

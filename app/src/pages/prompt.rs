@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use domain::access::Action;
+use domain::compose::{Composition, IncludeRef, Source};
 use domain::content::{Content, Message, MessageRole, PromptBody, PromptType, Rendered};
 use domain::diff::SideRow;
 use domain::model::VersionView;
@@ -32,6 +33,10 @@ pub struct PromptDetail {
     pub stable: Option<VersionView>,
     /// Gradual rollouts running now, by label.
     pub rollouts: BTreeMap<String, domain::rollout::SplitBrief>,
+    /// Versions of other prompts that include this one, with the labels serving them.
+    pub used_by: Vec<domain::model::Dependent>,
+    /// What stable serves with its includes inlined, when it includes any.
+    pub stable_composed: Option<VersionView>,
 }
 
 /// What the editor sends to save.
@@ -75,6 +80,34 @@ impl Draft {
     }
 }
 
+/// The stored text of an included prompt as the editor's preview composes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncludedText {
+    pub version: i64,
+    pub hash: String,
+    pub template: String,
+}
+
+/// What `refs` (`name@label` / `name@N`) name now, and everything those include in turn:
+/// the texts the browser's live preview composes with (unknown refs are left out).
+#[server(input = leptos::server_fn::codec::Json, endpoint = "console/include_library")]
+pub async fn include_library(refs: Vec<String>) -> Result<BTreeMap<String, IncludedText>, AppError> {
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    Ok(registry
+        .include_sources(&who, &refs)
+        .await?
+        .into_iter()
+        .filter_map(|(k, s)| Some((k, IncludedText { version: s.version, hash: s.hash, template: s.content.body.template()?.to_owned() })))
+        .collect())
+}
+
+/// Every `name@label` a template can include (text prompts, each label and `latest`).
+#[server(endpoint = "console/include_choices")]
+pub async fn include_choices() -> Result<Vec<String>, AppError> {
+    let (who, registry) = crate::auth::ssr::caller().await?;
+    Ok(registry.include_choices(&who)?)
+}
+
 #[server(endpoint = "console/get_prompt")]
 pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
     use domain::model::Selector;
@@ -86,15 +119,28 @@ pub async fn get_prompt(name: String) -> Result<PromptDetail, AppError> {
     let latest = registry.resolve(&who, &name, &pick(domain::names::LATEST)).await?.base.view.clone();
     // The version stable points at, asked for by number: during a gradual rollout,
     // resolving the label would pick one of the two versions at random.
-    let stable = match labels.get(domain::names::STABLE) {
+    let (stable, stable_composed) = match labels.get(domain::names::STABLE) {
         Some(&v) => {
             let exact = Selector { version: Some(v), ..Default::default() };
-            Some(registry.resolve(&who, &name, &exact).await?.base.view.clone())
+            let served = registry.resolve(&who, &name, &exact).await?;
+            let composed = (!served.view.includes.is_empty()).then(|| served.view.clone());
+            (Some(served.base.view.clone()), composed)
         }
-        None => None,
+        None => (None, None),
     };
     let rollouts = summary.rollouts;
-    Ok(PromptDetail { name, description: summary.description, tags: summary.tags, labels, latest, stable, rollouts })
+    let used_by = registry.dependents(&who, &name).await?.items;
+    Ok(PromptDetail {
+        name,
+        description: summary.description,
+        tags: summary.tags,
+        labels,
+        latest,
+        stable,
+        rollouts,
+        used_by,
+        stable_composed,
+    })
 }
 
 #[server(input = leptos::server_fn::codec::Json, endpoint = "console/save_version")]
@@ -190,6 +236,14 @@ fn PromptView(detail: PromptDetail) -> impl IntoView {
             <ServingCard title="Production (stable) serves" version=stable note=stable_note/>
             <ServingCard title="Newest version (latest)" version=Some(latest.clone()) note=None/>
         </div>
+        {detail.stable_composed.clone().map(|v| view! {
+            <details class="card composed">
+                <summary>"Show what stable serves with its includes filled in"</summary>
+                <p class="hint">{format!("Includes: {}.", v.includes.iter().map(|i| format!("{}@{} (version {})", i.name, i.reference, i.version)).collect::<Vec<_>>().join(", "))}</p>
+                <PromptText version=v/>
+            </details>
+        })}
+        <UsedBy name=detail.name.clone() used_by=detail.used_by.clone()/>
         {if can_edit {
             view! { <Editor name=detail.name.clone() latest/> }.into_any()
         } else {
@@ -198,6 +252,36 @@ fn PromptView(detail: PromptDetail) -> impl IntoView {
             }.into_any()
         }}
     }
+}
+
+/// The prompts that include this one: changing a label they include changes them too.
+#[component]
+fn UsedBy(name: String, used_by: Vec<domain::model::Dependent>) -> impl IntoView {
+    (!used_by.is_empty()).then(|| {
+        let serving: Vec<_> = used_by.iter().filter(|d| !d.labels.is_empty()).cloned().collect();
+        let older = used_by.len() - serving.len();
+        view! {
+            <section class="card used-by" aria-labelledby="used-by-title">
+                <h2 id="used-by-title">"Used by"</h2>
+                <p class="hint">{format!("These prompts include {name}. When the label they include moves, what they serve changes too: the History page shows them before you promote.")}</p>
+                <table>
+                    <caption class="visually-hidden">"Prompts that include this one"</caption>
+                    <thead><tr><th scope="col">"Prompt"</th><th scope="col">"Its version"</th><th scope="col">"Includes"</th><th scope="col">"Served by"</th></tr></thead>
+                    <tbody>
+                        {serving.into_iter().map(|d| view! {
+                            <tr>
+                                <th scope="row"><A href=format!("/prompts/{}", d.name)>{d.name.clone()}</A></th>
+                                <td>{d.version}</td>
+                                <td>{format!("{name}@{}", d.reference)}</td>
+                                <td>{d.labels.join(", ")}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                {(older > 0).then(|| view! { <p class="hint">{format!("{older} older version(s) no label serves include it too.")}</p> })}
+            </section>
+        }
+    })
 }
 
 #[component]
@@ -313,6 +397,35 @@ impl EditorState {
 }
 
 /// A template error in plain words, saying where.
+/// The partial name after an unfinished `{% include "` at the end of `before`, if any.
+fn open_include(before: &str) -> Option<&str> {
+    let start = before.rfind("include \"").or_else(|| before.rfind("include '"))? + "include \"".len();
+    let tag = before[..start].rfind("{%")?;
+    let between = &before[tag + 2..start - "include \"".len()];
+    let partial = &before[start..];
+    (between.trim_matches(|c: char| c == '-' || c.is_whitespace()).is_empty()
+        && !partial.contains(['"', '\'', '%', '\n']))
+    .then_some(partial)
+}
+
+/// A draft with its includes resolved from the texts the server handed over.
+fn compose_draft(content: &Content, texts: &BTreeMap<String, IncludedText>) -> Result<Composition, String> {
+    let mut lookup = |target: &IncludeRef| {
+        let t = texts.get(&target.to_string()).ok_or_else(|| {
+            "there is no such prompt, label or version in the registry: check the name, and that the label points at a version".to_string()
+        })?;
+        let content = Content::new(PromptBody::Text(t.template.clone()), Map::new()).map_err(|e| e.to_string())?;
+        Ok(Source { version: t.version, hash: t.hash.clone(), content })
+    };
+    domain::compose::compose("this draft", content, &content.hash(), &mut lookup).map_err(|e| {
+        format!("{}.", {
+            let text = e.to_string();
+            let mut chars = text.chars();
+            chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+        })
+    })
+}
+
 fn explain(err: &TemplateError) -> String {
     match err {
         TemplateError::Syntax { message, line, column, location } => {
@@ -363,22 +476,77 @@ fn Editor(name: String, latest: VersionView) -> impl IntoView {
         let body = s().body();
         Content::new(body.clone(), Map::new()).map_err(|e| (explain(&e), error_line(&body, &e)))
     });
-    let variables = Memo::new(move |_| analysis.with(|a| a.as_ref().map(|c| c.variables.clone()).unwrap_or_default()));
+    // What the draft includes, composed with the texts the server hands over (fetched
+    // again when the includes change): the same engine as the server's.
+    let refs = Memo::new(move |_| {
+        analysis.with(|a| a.as_ref().map(|c| c.includes().iter().map(|r| r.to_string()).collect::<Vec<_>>()).unwrap_or_default())
+    });
+    let library = LocalResource::new(move || {
+        let refs = refs.get();
+        async move { if refs.is_empty() { Ok(BTreeMap::new()) } else { include_library(refs).await } }
+    });
+    let composed = Memo::new(move |_| {
+        analysis.with(|a| {
+            let Ok(content) = a else { return Ok(None) };
+            if refs.with(Vec::is_empty) {
+                return Ok(None);
+            }
+            match library.get() {
+                None => Err("Loading the prompts it includes…".to_string()),
+                Some(Err(e)) => Err(e.to_string()),
+                Some(Ok(texts)) => compose_draft(content, &texts).map(Some),
+            }
+        })
+    });
+    let variables = Memo::new(move |_| {
+        composed.with(|c| match c {
+            Ok(Some(c)) => c.variables.clone(),
+            _ => analysis.with(|a| a.as_ref().map(|c| c.variables.clone()).unwrap_or_default()),
+        })
+    });
     let preview = Memo::new(move |_| {
         analysis.with(|a| {
             let content = a.as_ref().map_err(|(e, _)| e.clone())?;
+            let composition = composed.get()?;
             let sample = samples.get();
-            let vars: Map<String, Value> = content
-                .variables
+            let vars: Map<String, Value> = variables
+                .get()
                 .iter()
                 .map(|v| {
                     let value = sample.get(v).filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| format!("[{v}]"));
                     (v.clone(), Value::String(value))
                 })
                 .collect();
-            content.render(&vars, true, RenderLimits::default()).map_err(|e| explain(&e))
+            content.render_composed(composition.as_ref(), &vars, true, RenderLimits::default()).map_err(|e| explain(&e))
         })
     });
+    // Suggestions while the person types `{% include "`: prompts and their labels.
+    let choices = LocalResource::new(include_choices);
+    let area = NodeRef::<leptos::html::Textarea>::new();
+    let typing = RwSignal::new(None::<String>);
+    let check_caret = move || {
+        if let Some(el) = area.get_untracked() {
+            let caret = el.selection_start().ok().flatten().unwrap_or(0) as usize;
+            let before: String = el.value().chars().take(caret).collect();
+            typing.set(open_include(&before).map(str::to_owned));
+        }
+    };
+    let suggestions = Memo::new(move |_| {
+        let Some(partial) = typing.get() else { return Vec::new() };
+        let Some(Ok(all)) = choices.get() else { return Vec::new() };
+        all.into_iter().filter(|c| c.contains(partial.as_str())).take(8).collect::<Vec<_>>()
+    });
+    let pick = move |choice: String| {
+        let Some(el) = area.get_untracked() else { return };
+        let caret = el.selection_start().ok().flatten().unwrap_or(0) as usize;
+        let text = el.value();
+        let before: String = text.chars().take(caret).collect();
+        let after: String = text.chars().skip(caret).collect();
+        let Some(partial) = open_include(&before) else { return };
+        let kept = &before[..before.len() - partial.len()];
+        template.set(format!("{kept}{choice}\" %}}{after}"));
+        typing.set(None);
+    };
     let config_error = Memo::new(move |_| {
         s().draft(String::new()).config_map().err().filter(|_| {
             config.track();
@@ -431,12 +599,25 @@ fn Editor(name: String, latest: VersionView) -> impl IntoView {
                         {move || match kind.get() {
                             PromptType::Text => view! {
                                 <label for="template">"Prompt text"</label>
-                                <textarea id="template" name="template" rows="12" spellcheck="true"
+                                <textarea id="template" name="template" rows="12" spellcheck="true" node_ref=area
                                     aria-invalid=move || analysis.with(Result::is_err).to_string()
                                     aria-describedby="template-help"
                                     prop:value=move || template.get()
-                                    on:input=move |ev| template.set(event_target_value(&ev))></textarea>
-                                <p id="template-help" class="hint">"Use {{ name }} for a value filled in when the prompt is used."</p>
+                                    on:input=move |ev| { template.set(event_target_value(&ev)); check_caret(); }
+                                    on:click=move |_| check_caret()
+                                    on:keyup=move |_| check_caret()></textarea>
+                                {move || (!suggestions.with(Vec::is_empty)).then(|| view! {
+                                    <div class="suggestions">
+                                        <p class="hint" id="suggest-help">"Include a shared prompt: pick one (the label decides which version; it follows the label when it moves)."</p>
+                                        <ul aria-describedby="suggest-help">
+                                            {suggestions.get().into_iter().map(|c| {
+                                                let chosen = c.clone();
+                                                view! { <li><button type="button" class="suggestion" on:click=move |_| pick(chosen.clone())>{c}</button></li> }
+                                            }).collect_view()}
+                                        </ul>
+                                    </div>
+                                })}
+                                <p id="template-help" class="hint">"Use {{ name }} for a value filled in when the prompt is used, and {% include \"shared/name@stable\" %} to include a shared prompt."</p>
                                 <button type="button" class="link" on:click=to_chat>"Turn into a chat prompt (messages)"</button>
                             }.into_any(),
                             PromptType::Chat => view! {
