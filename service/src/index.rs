@@ -166,11 +166,12 @@ impl PromptEntry {
         let mut follows = BTreeSet::new();
         let mut serve = |base: Arc<VersionBase>, labels: Vec<String>, rollout: Option<RolloutRef>| {
             let composition = base.compose(lookup);
-            if let Ok(Some(c)) = &composition {
-                for key in c.sources.keys() {
-                    if let Ok(IncludeRef { name, reference: Reference::Label(_) }) = IncludeRef::parse(key) {
-                        follows.insert(name);
-                    }
+            // Its own label includes always (so an include that cannot be resolved yet is
+            // resolved again when that prompt changes), and those at every depth.
+            let deeper = composition.iter().flatten().flat_map(|c| c.sources.keys().filter_map(|k| IncludeRef::parse(k).ok()));
+            for target in base.includes.iter().cloned().chain(deeper) {
+                if let Reference::Label(_) = target.reference {
+                    follows.insert(target.name);
                 }
             }
             Arc::new(ServedVersion::new(base, labels, rollout, composition))

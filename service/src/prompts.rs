@@ -373,8 +373,13 @@ impl Registry {
         let more = rows.len() as i64 > limit;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows.iter().take(limit as usize) {
-            let mut view = row.view(name, &row.content()?);
-            view.labels = entry.labels_of(row.version);
+            let base = crate::version_base(name, row)?;
+            let mut view = VersionView { labels: entry.labels_of(row.version), ..base.view.clone() };
+            // Composed as resolve serves it (a version whose includes no longer resolve is
+            // listed as stored).
+            if let Ok(Some(c)) = self.composition_of(&base, None, &HashMap::new()).await? {
+                view = view.composed(&c);
+            }
             items.push(view);
         }
         let next_cursor = if more { items.last().map(|v| v.version.to_string()) } else { None };
@@ -407,30 +412,40 @@ impl Registry {
         })
     }
 
-    /// The readable documents of two versions, and whether their configs differ.
-    async fn documents(&self, who: &Principal, name: &str, from: i64, to: i64) -> Result<(String, String, bool)> {
+    /// The readable documents of two versions (stored, or `composed` with their includes
+    /// inlined as served now), and whether their configs differ.
+    async fn documents(
+        &self,
+        who: &Principal,
+        name: &str,
+        from: i64,
+        to: i64,
+        composed: bool,
+    ) -> Result<(String, String, bool)> {
         who.require(Action::Read)?;
         let entry = self.entry(name)?;
         let a = self.version_of(&entry, from).await?;
         let b = self.version_of(&entry, to).await?;
-        let (ca, cb) = (&a.base.content, &b.base.content);
-        Ok((
-            diff::document(&ca.body, &ca.config),
-            diff::document(&cb.body, &cb.config),
-            diff::config_changed(&ca.config, &cb.config),
-        ))
+        let document = |s: &ServedVersion| -> Result<String> {
+            let content = &s.base.content;
+            match s.composed()? {
+                Some(c) if composed => Ok(diff::document(&c.body, &content.config)),
+                _ => Ok(diff::document(&content.body, &content.config)),
+            }
+        };
+        Ok((document(&a)?, document(&b)?, diff::config_changed(&a.base.content.config, &b.base.content.config)))
     }
 
     /// A unified diff between two versions, config included.
-    pub async fn diff(&self, who: &Principal, name: &str, from: i64, to: i64) -> Result<DiffView> {
-        let (a, b, config_changed) = self.documents(who, name, from, to).await?;
+    pub async fn diff(&self, who: &Principal, name: &str, from: i64, to: i64, composed: bool) -> Result<DiffView> {
+        let (a, b, config_changed) = self.documents(who, name, from, to, composed).await?;
         let unified = diff::unified(&a, &b, &format!("{name}@{from}"), &format!("{name}@{to}"));
         Ok(DiffView { from, to, unified, config_changed })
     }
 
     /// Two versions side by side with the changed words marked (the console's view).
-    pub async fn compare(&self, who: &Principal, name: &str, from: i64, to: i64) -> Result<Comparison> {
-        let (a, b, config_changed) = self.documents(who, name, from, to).await?;
+    pub async fn compare(&self, who: &Principal, name: &str, from: i64, to: i64, composed: bool) -> Result<Comparison> {
+        let (a, b, config_changed) = self.documents(who, name, from, to, composed).await?;
         Ok(Comparison { from, to, rows: diff::side_by_side(&a, &b), config_changed })
     }
 }

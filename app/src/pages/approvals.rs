@@ -34,7 +34,7 @@ pub async fn pending_approvals() -> Result<Vec<Approval>, AppError> {
     for request in registry.label_requests(&who, Some(RequestStatus::Pending)).await? {
         let current = registry.labels(&who, &request.prompt).await?.labels.get(&request.label).copied();
         let comparison = match current {
-            Some(c) => Some(registry.compare(&who, &request.prompt, c, request.version).await?),
+            Some(c) => Some(registry.compare(&who, &request.prompt, c, request.version, false).await?),
             None => None,
         };
         let result = registry.latest_results(&who, &request.prompt).await?.remove(&request.version);

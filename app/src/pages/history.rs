@@ -63,9 +63,9 @@ pub async fn get_history(name: String) -> Result<History, AppError> {
 }
 
 #[server(endpoint = "console/compare_versions")]
-pub async fn compare_versions(name: String, from: i64, to: i64) -> Result<Comparison, AppError> {
+pub async fn compare_versions(name: String, from: i64, to: i64, composed: bool) -> Result<Comparison, AppError> {
     let (who, registry) = crate::auth::ssr::caller().await?;
-    Ok(registry.compare(&who, &name, from, to).await?)
+    Ok(registry.compare(&who, &name, from, to, composed).await?)
 }
 
 #[server(endpoint = "console/review_move")]
@@ -74,7 +74,7 @@ pub async fn review_move(name: String, label: String, version: i64) -> Result<Mo
     domain::names::validate_label(&label).map_err(|e| AppError::invalid(e.0))?;
     let current = registry.labels(&who, &name).await?.labels.get(&label).copied();
     let comparison = match current {
-        Some(c) => Some(registry.compare(&who, &name, c, version).await?),
+        Some(c) => Some(registry.compare(&who, &name, c, version, false).await?),
         // A new label: show the version itself against nothing.
         None => None,
     };
@@ -337,10 +337,12 @@ fn Compare(name: String, numbers: Vec<i64>, newest: i64) -> impl IntoView {
     crate::mark_hydrated();
     let from = RwSignal::new((newest - 1).max(1));
     let to = RwSignal::new(newest);
+    let composed = RwSignal::new(false);
     let compare = ServerAction::<CompareVersions>::new();
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        compare.dispatch(CompareVersions { name: name.clone(), from: from.get_untracked(), to: to.get_untracked() });
+        let (from, to, composed) = (from.get_untracked(), to.get_untracked(), composed.get_untracked());
+        compare.dispatch(CompareVersions { name: name.clone(), from, to, composed });
     };
     let options = move |selected: RwSignal<i64>| {
         numbers.iter().map(|&n| view! { <option value=n.to_string() selected=move || selected.get() == n>{format!("v{n}")}</option> }).collect_view()
@@ -354,6 +356,9 @@ fn Compare(name: String, numbers: Vec<i64>, newest: i64) -> impl IntoView {
                 <select id="compare-from" on:change=move |ev| from.set(event_target_value(&ev).parse().unwrap_or(1))>{from_options}</select>
                 <label for="compare-to">"To"</label>
                 <select id="compare-to" on:change=move |ev| to.set(event_target_value(&ev).parse().unwrap_or(1))>{to_options}</select>
+                <input type="checkbox" id="compare-composed" prop:checked=move || composed.get()
+                    on:change=move |ev| composed.set(event_target_checked(&ev))/>
+                <label for="compare-composed">"with included prompts filled in"</label>
                 <button type="submit">{move || if compare.pending().get() { "Comparing…" } else { "Compare" }}</button>
             </form>
             {move || compare.value().get().map(|result| match result {

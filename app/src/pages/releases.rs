@@ -75,7 +75,7 @@ pub async fn review_release(label: String, prompts: BTreeMap<String, i64>) -> Re
         registry.resolve(&who, &prompt, &exact).await?;
         let current = registry.labels(&who, &prompt).await?.labels.get(&label).copied();
         let comparison = match current {
-            Some(c) => Some(registry.compare(&who, &prompt, c, target).await?),
+            Some(c) => Some(registry.compare(&who, &prompt, c, target, false).await?),
             None => None,
         };
         let gate_refusal = registry.gate_refusal(&who, &prompt, &label, target).await?;

@@ -204,6 +204,7 @@ async fn render(
 struct DiffParams {
     from: Option<String>,
     to: Option<String>,
+    composed: Option<bool>,
 }
 
 async fn diff(
@@ -215,7 +216,8 @@ async fn diff(
     let (Some(from), Some(to)) = (p.from, p.to) else {
         return Err(ApiError::bad_request("give both `from` and `to` version numbers"));
     };
-    Ok(axum::Json(r.diff(&who, &name, parse_version(&from)?, parse_version(&to)?).await?).into_response())
+    let composed = p.composed.unwrap_or(false);
+    Ok(axum::Json(r.diff(&who, &name, parse_version(&from)?, parse_version(&to)?, composed).await?).into_response())
 }
 
 async fn dependents(State(r): State<Registry>, Caller(who): Caller, Path(name): Path<String>) -> ApiResult {
