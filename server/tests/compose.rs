@@ -119,6 +119,17 @@ async fn includes_compose_follow_their_label_and_travel_in_time() {
     let none = s.get("/api/v1/prompts/support%2Fbot/dependents", &s.admin).await;
     assert_eq!(none.body["items"], json!([]));
 
+    // The versions list is composed as resolve serves it; a diff shows either text.
+    let list = s.get("/api/v1/prompts/support%2Fbot/versions", &s.admin).await;
+    assert_eq!(list.body["items"][0]["resolved_hash"], moved.body["resolved_hash"]);
+    assert_eq!(list.body["items"][0]["template"], moved.body["template"]);
+    save(&s, "support/bot", 1, "Hey {{ customer }}. {% include \"shared/safety@stable\" %}").await;
+    let stored = s.get("/api/v1/prompts/support%2Fbot/diff?from=1&to=2", &s.admin).await;
+    assert!(stored.body["unified"].as_str().unwrap().contains("{% include"), "{}", stored.text);
+    let composed = s.get("/api/v1/prompts/support%2Fbot/diff?from=1&to=2&composed=true", &s.admin).await;
+    let unified = composed.body["unified"].as_str().unwrap();
+    assert!(unified.contains("card numbers") && !unified.contains("{% include"), "{unified}");
+
     // After a restart the index composes the same way from storage.
     let s = s.restart().await;
     let again = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;

@@ -132,6 +132,8 @@ impl Registry {
             let row = version_row(w.conn(), &entry, plan.version).await?;
             check_startable(w.conn(), &entry, &plan.label, plan.version).await?;
             let policy = this.check_move_rules(w.conn(), &who, &entry, &plan.label, &row).await?;
+            // The rollout ends in this move: it must not close a circle of includes.
+            this.check_label_includes(&entry, &plan.label, &row).await?;
             if policy.require_approval {
                 let req = MoveLabel { version: plan.version, reason: plan.reason.clone() };
                 let request = this.insert_request(&mut w, &who, &entry, &plan.label, &req, Some(&plan), None).await?;
