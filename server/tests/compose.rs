@@ -203,6 +203,15 @@ async fn bad_includes_are_refused_at_save_and_at_label_moves() {
     let deep = s.post("/api/v1/prompts", &s.admin, create("l11", "{% include \"l10@1\" %}")).await;
     assert_eq!((deep.status, deep.code()), (StatusCode::UNPROCESSABLE_ENTITY, "include_depth"));
     assert_eq!(s.get("/api/v1/prompts/l10?label=latest", &s.admin).await.body["template"], "end");
+    // ... and a label move that would nest a prompt including it 11 levels deep.
+    s.create_text("deep-top", "x").await;
+    promote(&s, "deep-top", "stable", 1).await;
+    s.create_text("deep-user", "{% include \"deep-top@stable\" %}").await;
+    promote(&s, "deep-user", "stable", 1).await;
+    save(&s, "deep-top", 1, "{% include \"l9@1\" %}").await;
+    let too_deep = s.put("/api/v1/prompts/deep-top/labels/stable", &s.admin, json!({"version": 2})).await;
+    assert_eq!((too_deep.status, too_deep.code()), (StatusCode::UNPROCESSABLE_ENTITY, "include_depth"), "{}", too_deep.text);
+    assert_eq!(s.get("/api/v1/prompts/deep-user", &s.admin).await.body["template"], "x");
     s.stop().await;
 }
 

@@ -127,12 +127,27 @@ impl Registry {
         Ok(self.index().affected(name, label))
     }
 
-    /// Checks that `row` composes with `label` pointing at it: a label move must not close
-    /// a circle of includes.
+    /// Checks that `row` composes with `label` pointing at it, and so does every version
+    /// served through that label: a label move must not close a circle of includes, nor
+    /// nest a prompt that includes it more than ten levels deep.
     pub(crate) async fn check_label_includes(&self, entry: &PromptEntry, label: &str, row: &VersionRow) -> Result<()> {
-        let target = crate::version_base(&entry.summary.name, row)?;
-        let moved = IncludeRef { name: entry.summary.name.clone(), reference: Reference::Label(label.to_owned()) };
-        self.check_includes(&target, &HashMap::from([(moved, target.source())])).await
+        let name = &entry.summary.name;
+        let target = crate::version_base(name, row)?;
+        let moved = IncludeRef { name: name.clone(), reference: Reference::Label(label.to_owned()) };
+        let key = moved.to_string();
+        let overrides = HashMap::from([(moved, target.source())]);
+        self.check_includes(&target, &overrides).await?;
+        for (dependent, labels) in self.index().affected(name, label) {
+            let Some(dependent) = self.index().get(&dependent) else { continue };
+            let versions: std::collections::BTreeSet<i64> = labels.iter().filter_map(|l| dependent.label(l)).collect();
+            for version in versions {
+                let Some(served) = dependent.served.get(&version) else { continue };
+                if matches!(&served.composition, Ok(Some(c)) if c.sources.contains_key(&key)) {
+                    self.check_includes(&served.base, &overrides).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes a label move and its audit event, in the caller's transaction. Returns the
