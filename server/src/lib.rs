@@ -89,9 +89,17 @@ pub async fn serve(
         tokio::spawn(registry.clone().run_rollout_judge()),
         // On PostgreSQL: changes made through other replicas, into this one's index.
         tokio::spawn(registry.clone().follow_replicas()),
+        // Each committed change to the event stream's subscribers.
+        tokio::spawn(registry.clone().stream_changes()),
     ];
     // The peer address feeds the sign-in rate limit.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Event streams end when the server stops, or the graceful shutdown would wait on them.
+    let streams = registry.clone();
+    let shutdown = async move {
+        shutdown.await;
+        streams.close_streams();
+    };
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     workers.iter().for_each(tokio::task::JoinHandle::abort);
     served

@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 mod compose;
+pub mod events;
 pub mod copy;
 pub mod error;
 pub mod eval;
@@ -130,6 +131,7 @@ struct Inner {
     telemetry_store: Store,
     telemetry: telemetry::Telemetry,
     rollouts: rollouts::Rollouts,
+    events: events::Hub,
 }
 
 impl Registry {
@@ -153,6 +155,7 @@ impl Registry {
                 telemetry_store,
                 telemetry: Default::default(),
                 rollouts: Default::default(),
+                events: Default::default(),
             }),
         };
         // Read before the index is built: a change committed meanwhile is caught up later.

@@ -209,6 +209,8 @@ impl Registry {
             self.load_budgets().await?;
         }
         self.inner.applied_seq.store(last, Ordering::Release);
+        // Other replicas' changes are in the index now: stream them.
+        self.store().changed.notify_one();
         Ok(head)
     }
 

@@ -6,6 +6,7 @@ mod admin;
 mod composition;
 pub mod error;
 mod evals;
+mod events;
 pub(crate) mod extract;
 mod governance;
 mod otlp;
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(telemetry::router())
         .merge(rollouts::router())
         .merge(composition::router())
+        .merge(events::router())
         .route("/api/v1/openapi.yaml", axum::routing::get(openapi))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
 }

@@ -137,6 +137,8 @@ pub struct Store {
     /// Held from the start of a write until the in-memory index has the change, so the
     /// index sees this replica's commits in commit order.
     write_lock: tokio::sync::Mutex<()>,
+    /// Woken when a change is committed and in the index (the event stream waits on it).
+    pub changed: tokio::sync::Notify,
 }
 
 /// A write transaction. A change to the registry commits only together with its audit
@@ -152,6 +154,10 @@ pub struct WriteGuard<'a> {
     /// `None` once committed or rolled back.
     tx: Option<Transaction<'static, Any>>,
     _lock: tokio::sync::MutexGuard<'a, ()>,
+    changed: &'a tokio::sync::Notify,
+    /// Committed with audit events: the event stream is woken when the guard is dropped
+    /// (once the caller has put the change into the index).
+    announce: bool,
     audited: bool,
     events: usize,
     /// The chain's head (seq, hash), when the write has read it already.
@@ -188,7 +194,9 @@ impl WriteGuard<'_> {
             tx.rollback().await?;
             return Err(ServiceError::internal("a change without its audit event was refused"));
         }
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        self.announce = self.events > 0;
+        Ok(())
     }
 
     /// Ends a write whose change may turn out to be none (a state that already held, a
@@ -198,6 +206,14 @@ impl WriteGuard<'_> {
             Ok(self.tx.take().expect("a write ends once").rollback().await?)
         } else {
             self.commit().await
+        }
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if self.announce {
+            self.changed.notify_one();
         }
     }
 }
@@ -283,6 +299,7 @@ impl Store {
             replica: replica_id(),
             lock_key: 0,
             write_lock: tokio::sync::Mutex::new(()),
+            changed: Default::default(),
         })
     }
 
@@ -325,6 +342,7 @@ impl Store {
             replica,
             lock_key,
             write_lock: Default::default(),
+            changed: Default::default(),
         })
     }
 
@@ -350,7 +368,7 @@ impl Store {
                 tx
             }
         };
-        Ok(WriteGuard { tx: Some(tx), _lock: lock, audited, events: 0, head: None })
+        Ok(WriteGuard { tx: Some(tx), _lock: lock, changed: &self.changed, announce: false, audited, events: 0, head: None })
     }
 
     /// A read-only transaction that sees one snapshot from its first read to its end
