@@ -56,3 +56,18 @@ if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
   say "installing Debian's Chromium"
   apt_install chromium
 fi
+
+# The published SDKs the compatibility tests drive (the `langfuse` package from PyPI), in
+# a virtualenv kept with the build cache.
+if [ "${1:-}" = "--test" ]; then
+  venv="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/promptledger/venv"
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    say "installing Python's venv"
+    apt_install python3-venv
+  fi
+  if ! "$venv/bin/python" -c 'import langfuse' 2>/dev/null || [ "$("$venv/bin/python" -c 'import langfuse; print(langfuse.__version__)' 2>/dev/null)" != "5.2.0" ]; then
+    say "installing the langfuse SDK (PyPI) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "langfuse==5.2.0"
+  fi
+fi

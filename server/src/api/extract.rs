@@ -155,16 +155,26 @@ where
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| unauthorized("send an API key as `Authorization: Bearer <key>`"))?;
-        let key = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
+        let text = header.to_str().unwrap_or_default();
+        let key = match text.split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => Some(key.trim().to_owned()),
+            // HTTP Basic as Langfuse's SDKs send it: the password is the key.
+            Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => basic_password(credentials.trim()),
+            _ => None,
+        }
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>` (or Basic with the key as the password)"))?;
         let registry = Registry::from_ref(state);
-        Ok(Caller(registry.authenticate_key(key).await?))
+        Ok(Caller(registry.authenticate_key(&key).await?))
     }
+}
+
+/// The password of HTTP Basic credentials (`base64(user:password)`).
+fn basic_password(credentials: &str) -> Option<String> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, password)| password.to_owned())
 }
 
 /// An optional JSON body: nothing (or whitespace) is `T::default()`; `shape` tells a

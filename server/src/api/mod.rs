@@ -9,6 +9,7 @@ mod evals;
 mod events;
 pub(crate) mod extract;
 mod governance;
+mod langfuse;
 mod otlp;
 mod prompts;
 mod rollouts;
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(rollouts::router())
         .merge(composition::router())
         .merge(events::router())
+        .merge(langfuse::router())
         .route("/api/v1/openapi.yaml", axum::routing::get(openapi))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
 }

@@ -1,0 +1,299 @@
+//! The Langfuse-compatible prompt API (API.md "Langfuse-compatible prompt API"): the
+//! public prompt endpoints as Langfuse's SDKs call them, so an application moves over by
+//! changing the host and keys. Authentication is HTTP Basic with a promptledger API key
+//! as the password. Every call goes through the same service layer as `/api/v1`: label
+//! rules, gates, approvals and the audit log hold. Langfuse's `production` is our
+//! `stable`. Langfuse's create has no base version: a new version goes on top of the
+//! newest.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use domain::content::{Message, MessageRole, PromptType};
+use domain::model::{LabelOutcome, MoveLabel, NewPrompt, NewVersion, Selector, VersionView};
+use domain::names::{LATEST, STABLE};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use service::{PromptQuery, Registry, ServiceError};
+
+use super::error::ApiError;
+use super::extract::{Caller, Json, Path, Query};
+use crate::AppState;
+
+/// Langfuse's label for what production serves.
+const PRODUCTION: &str = "production";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/public/v2/prompts", get(list).post(create))
+        .route("/api/public/v2/prompts/{name}", get(get_prompt))
+        .route("/api/public/v2/prompts/{name}/versions/{version}", patch(update_labels))
+        .route("/api/public/projects", get(projects))
+        .route("/api/public/otel/v1/traces", post(super::otlp::traces))
+}
+
+/// An error as Langfuse answers it: `{"error", "message"}` with the real status code.
+struct LangfuseError(ApiError);
+
+impl From<ApiError> for LangfuseError {
+    fn from(e: ApiError) -> Self {
+        LangfuseError(e)
+    }
+}
+
+impl From<ServiceError> for LangfuseError {
+    fn from(e: ServiceError) -> Self {
+        LangfuseError(e.into())
+    }
+}
+
+impl IntoResponse for LangfuseError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let name = match e.status {
+            StatusCode::NOT_FOUND => "LangfuseNotFoundError",
+            StatusCode::UNAUTHORIZED => "UnauthorizedError",
+            StatusCode::FORBIDDEN => "AccessDeniedError",
+            s if s.is_client_error() => "InvalidRequestError",
+            _ => "InternalServerError",
+        };
+        let mut body = json!({"error": name, "message": e.message, "code": e.code});
+        for (k, v) in e.extra {
+            body[k] = v;
+        }
+        (e.status, axum::Json(body)).into_response()
+    }
+}
+
+type Result<T = Response> = std::result::Result<T, LangfuseError>;
+
+/// Our label for a Langfuse one, and back.
+fn ours(label: &str) -> &str {
+    if label == PRODUCTION { STABLE } else { label }
+}
+
+fn theirs(label: &str) -> &str {
+    if label == STABLE { PRODUCTION } else { label }
+}
+
+/// A version as Langfuse's `Prompt` (text or chat).
+fn prompt_json(view: &VersionView, tags: &[String], updated_at: &str) -> Value {
+    let prompt = match view.prompt_type {
+        PromptType::Text => json!(view.template.clone().unwrap_or_default()),
+        PromptType::Chat => json!(
+            view.messages
+                .iter()
+                .flatten()
+                .map(|m| json!({"type": "chatmessage", "role": m.role.as_str(), "content": m.content}))
+                .collect::<Vec<_>>()
+        ),
+    };
+    json!({
+        "id": format!("{}@{}", view.name, view.version),
+        "name": view.name,
+        "version": view.version,
+        "type": view.prompt_type.as_str(),
+        "prompt": prompt,
+        "config": view.config,
+        "labels": view.labels.iter().map(|l| theirs(l)).collect::<Vec<_>>(),
+        "tags": tags,
+        "commitMessage": if view.message.is_empty() { Value::Null } else { json!(view.message) },
+        "resolutionGraph": Value::Null,
+        "createdBy": view.created_by,
+        "createdAt": view.created_at,
+        "updatedAt": updated_at,
+        "projectId": "promptledger",
+    })
+}
+
+#[derive(Deserialize)]
+struct GetParams {
+    version: Option<i64>,
+    label: Option<String>,
+    resolve: Option<bool>,
+}
+
+async fn get_prompt(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Query(p): Query<GetParams>,
+) -> Result {
+    let label = match (&p.version, &p.label) {
+        (None, None) => Some(STABLE.to_owned()),
+        (_, l) => l.as_deref().map(|l| ours(l).to_owned()),
+    };
+    let sel = Selector { version: p.version, label, ..Default::default() };
+    let served = r.serve(&who, &name, &sel).await?;
+    let summary = r.prompt(&who, &name)?;
+    let view = if p.resolve == Some(false) { served.raw_view() } else { served.view.clone() };
+    Ok(axum::Json(prompt_json(&view, &summary.tags, &summary.updated_at)).into_response())
+}
+
+/// One chat message of a create: `{"role", "content"}` (with an optional `"type":
+/// "chatmessage"`). Placeholders are not kept by promptledger.
+#[derive(Deserialize)]
+struct ChatMessage {
+    role: MessageRole,
+    content: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    name: String,
+    prompt: Value,
+    #[serde(rename = "type", default)]
+    prompt_type: Option<PromptType>,
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    labels: Option<Vec<String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    commit_message: Option<String>,
+}
+
+fn body_of(b: &CreateBody) -> std::result::Result<(PromptType, Option<String>, Option<Vec<Message>>), ApiError> {
+    match (b.prompt_type.unwrap_or(PromptType::Text), &b.prompt) {
+        (PromptType::Text, Value::String(t)) => Ok((PromptType::Text, Some(t.clone()), None)),
+        (PromptType::Chat, Value::Array(items)) => {
+            let mut messages = Vec::with_capacity(items.len());
+            for item in items {
+                let m: ChatMessage = serde_json::from_value(item.clone()).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_body",
+                        "each chat message needs `role` (system, user or assistant) and `content`; placeholder messages are not supported",
+                    )
+                })?;
+                if m.kind.as_deref().is_some_and(|k| k != "chatmessage") {
+                    return Err(ApiError::bad_request("placeholder messages are not supported by promptledger"));
+                }
+                messages.push(Message { role: m.role, content: m.content });
+            }
+            Ok((PromptType::Chat, None, Some(messages)))
+        }
+        (PromptType::Text, _) => Err(ApiError::bad_request("a text prompt's `prompt` is a string")),
+        (PromptType::Chat, _) => Err(ApiError::bad_request("a chat prompt's `prompt` is a list of messages")),
+    }
+}
+
+/// Creates the prompt, or its next version on top of the newest; then moves the labels
+/// asked for (each under its rules; one that needs approval opens a request).
+async fn create(State(r): State<Registry>, Caller(who): Caller, Json(b): Json<CreateBody>) -> Result {
+    let (prompt_type, template, messages) = body_of(&b)?;
+    let view = match r.prompt(&who, &b.name) {
+        Err(ServiceError::NotFound(_)) => {
+            let req = NewPrompt {
+                name: b.name.clone(),
+                description: String::new(),
+                tags: b.tags.clone().unwrap_or_default(),
+                prompt_type: Some(prompt_type),
+                template,
+                messages,
+                config: b.config.clone(),
+                message: b.commit_message.clone(),
+            };
+            r.create_prompt(&who, req).await?
+        }
+        Err(e) => return Err(e.into()),
+        Ok(summary) => {
+            let req = NewVersion {
+                base_version: Some(summary.latest_version),
+                prompt_type: Some(prompt_type),
+                template,
+                messages,
+                config: Some(b.config.clone().unwrap_or_else(|| json!({}))),
+                message: b.commit_message.clone(),
+            };
+            r.add_version(&who, &b.name, req).await?
+        }
+    };
+    move_labels(&r, &who, &b.name, view.version, b.labels.as_deref().unwrap_or_default()).await?;
+    let summary = r.prompt(&who, &b.name)?;
+    let served = r.resolve(&who, &b.name, &Selector { version: Some(view.version), ..Default::default() }).await?;
+    Ok((StatusCode::CREATED, axum::Json(prompt_json(&served.view, &summary.tags, &summary.updated_at))).into_response())
+}
+
+async fn move_labels(r: &Registry, who: &service::Principal, name: &str, version: i64, labels: &[String]) -> Result<()> {
+    for label in labels.iter().map(|l| ours(l)).filter(|l| *l != LATEST) {
+        let req = MoveLabel { version, reason: "langfuse API".into() };
+        match r.move_label(who, name, label, req).await? {
+            LabelOutcome::Moved(_) | LabelOutcome::Requested(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateBody {
+    new_labels: Vec<String>,
+}
+
+async fn update_labels(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path((name, version)): Path<(String, i64)>,
+    Json(b): Json<UpdateBody>,
+) -> Result {
+    move_labels(&r, &who, &name, version, &b.new_labels).await?;
+    let summary = r.prompt(&who, &name)?;
+    let served = r.resolve(&who, &name, &Selector { version: Some(version), ..Default::default() }).await?;
+    Ok(axum::Json(prompt_json(&served.view, &summary.tags, &summary.updated_at)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListParams {
+    name: Option<String>,
+    label: Option<String>,
+    tag: Option<String>,
+    page: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// `PromptMetaListResponse`: one entry per prompt with its versions and labels.
+async fn list(State(r): State<Registry>, Caller(who): Caller, Query(p): Query<ListParams>) -> Result {
+    let limit = p.limit.unwrap_or(50).clamp(1, 100) as usize;
+    let page = p.page.unwrap_or(1).max(1) as usize;
+    let mut matching = Vec::new();
+    let mut cursor = None;
+    loop {
+        let query = PromptQuery { tag: p.tag.clone(), limit: Some(500), cursor, ..Default::default() };
+        let listed = r.list_prompts(&who, &query)?;
+        matching.extend(listed.items.into_iter().filter(|s| {
+            p.name.as_deref().is_none_or(|n| s.name == n)
+                && p.label.as_deref().is_none_or(|l| ours(l) == LATEST || s.labels.contains_key(ours(l)))
+        }));
+        match listed.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let total = matching.len();
+    let mut data = Vec::new();
+    for s in matching.iter().skip((page - 1) * limit).take(limit) {
+        let mut labels: Vec<&str> = s.labels.keys().map(|l| theirs(l)).collect();
+        labels.push(LATEST);
+        let newest = Selector { version: Some(s.latest_version), ..Default::default() };
+        let view = r.resolve(&who, &s.name, &newest).await?.view.clone();
+        data.push(json!({"name": s.name, "type": view.prompt_type.as_str(), "versions": (1..=s.latest_version).collect::<Vec<_>>(),
+               "labels": labels, "tags": s.tags, "lastUpdatedAt": s.updated_at, "lastConfig": view.config}));
+    }
+    let meta = json!({"page": page, "limit": limit, "totalItems": total, "totalPages": total.div_ceil(limit)});
+    Ok(axum::Json(json!({"data": data, "meta": meta})).into_response())
+}
+
+/// `auth_check()`: the one "project" these keys see.
+async fn projects(Caller(_who): Caller) -> Result {
+    let organization = json!({"id": "promptledger", "name": "promptledger"});
+    let project = json!({"id": "promptledger", "name": "promptledger", "organization": organization, "metadata": {}});
+    Ok(axum::Json(json!({"data": [project]})).into_response())
+}

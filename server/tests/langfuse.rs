@@ -1,0 +1,57 @@
+//! The Langfuse-compatible prompt API driven by the published `langfuse` SDK (5.2.0 from
+//! PyPI, in the virtualenv `scripts/setup.sh --test` makes): create text and chat
+//! prompts, get by label and by version, compile, update labels, the fallback on a 404,
+//! auth_check and the list; then checks on the server that it all went through the
+//! service layer (labels, audit).
+
+mod common;
+
+use common::TestServer;
+use domain::access::Scope;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
+    // Set by scripts/env.sh; a run without the virtualenv says how to get it.
+    let python = std::env::var("PROMPTLEDGER_TEST_PYTHON").unwrap_or_default();
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "the langfuse SDK's virtualenv is missing ({python:?}): run `scripts/setup.sh --test` and `. scripts/env.sh`"
+    );
+    let s = TestServer::start().await;
+    let key = s.key("langfuse-sdk", Scope::Admin, None).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/langfuse_journey.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .env("PL_HOST", &s.base)
+        .env("PL_KEY", &key)
+        .env("LANGFUSE_TRACING_ENABLED", "false")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the SDK journey failed:\n{stdout}\n{stderr}");
+    let got: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+
+    assert_eq!(got["auth"], true);
+    assert_eq!(got["created"], json!({"version": 1, "labels": ["latest", "production"], "config": {"model": "gpt-4o-mini", "temperature": 0.2}}));
+    assert_eq!(got["second"]["version"], 2);
+    assert_eq!(got["production"], json!({"version": 1, "compiled": "Hello Ada, how can we help?", "is_fallback": false}));
+    assert_eq!(got["by_version"], json!({"version": 2, "compiled": "Hi Ada! What can we do for you?"}));
+    assert_eq!(got["staging"], 2);
+    assert_eq!(got["promoted"], 2);
+    assert_eq!(got["chat"]["compiled"], json!([{"role": "system", "content": "You help Acme."}, {"role": "user", "content": "Where is my parcel?"}]));
+    assert_eq!(got["fallback"], json!({"is_fallback": true, "compiled": "Fallback for Ada"}));
+    assert_eq!(got["missing_raises"], "NotFoundError");
+    assert_eq!(got["listed"], json!(["sdk/chat", "sdk/greeting"]));
+
+    // On the server: production is stable, each move audited as the key.
+    let labels = s.get("/api/v1/prompts/sdk%2Fgreeting/labels", &s.admin).await.body;
+    assert_eq!((labels["labels"]["stable"].as_i64(), labels["labels"]["staging"].as_i64()), (Some(2), Some(2)));
+    let audit = s.get("/api/v1/audit?prompt=sdk%2Fgreeting&action=label.moved", &s.admin).await.body;
+    let moves = audit["items"].as_array().unwrap();
+    assert_eq!(moves.len(), 3, "{audit}");
+    assert!(moves.iter().all(|e| e["actor"] == "key:langfuse-sdk"));
+    s.stop().await;
+}
