@@ -70,4 +70,9 @@ if [ "${1:-}" = "--test" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "langfuse==5.2.0"
   fi
+  # The Python client (clients/python), editable, with pytest.
+  if ! "$venv/bin/python" -c 'import promptledger, pytest' 2>/dev/null; then
+    say "installing the Python client and pytest into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -e "clients/python[test]"
+  fi
 fi

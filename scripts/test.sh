@@ -28,6 +28,10 @@ PROMPTLEDGER_SECRET=test-only-secret-shared-by-replicas \
   bounded cargo test --workspace --locked --test '*' 2>&1 | tee -a "$log"
 scripts/pg.sh stop "$pg/db"
 
+echo "==> the Python client's tests (pytest, against the real server binary)"
+PROMPTLEDGER_BIN="$CARGO_TARGET_DIR/debug/promptledger" \
+  bounded "$PROMPTLEDGER_TEST_PYTHON" -m pytest clients/python/tests -q -p no:cacheprovider 2>&1 | tee -a "$log"
+
 echo "==> building the console (cargo leptos build --split)"
 cargo leptos build --split
 
@@ -40,4 +44,5 @@ export PROMPTLEDGER_SITE_ROOT="$PWD/target/site"
 awk '/^test result:/ { p += $4; f += $6 }
      /^ +[0-9]+ passed/ { p += $1 }
      /^ +[0-9]+ failed/ { f += $1 }
+     /^[0-9]+ (passed|failed).* in [0-9.]+s/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"
