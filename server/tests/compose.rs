@@ -12,24 +12,11 @@ use reqwest::StatusCode;
 use serde_json::json;
 use service::time::{format_us, now_us};
 
-async fn save(s: &TestServer, name: &str, base: i64, template: &str) -> serde_json::Value {
-    let r = s
-        .post(&format!("/api/v1/prompts/{}/versions", enc(name)), &s.admin, json!({"base_version": base, "template": template}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.body
-}
-
-async fn promote(s: &TestServer, name: &str, label: &str, version: i64) {
-    let r = s.put(&format!("/api/v1/prompts/{}/labels/{label}", enc(name)), &s.admin, json!({"version": version})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-}
-
 #[tokio::test]
 async fn includes_compose_follow_their_label_and_travel_in_time() {
     let s = TestServer::start().await;
     let safety_v1 = s.create_text("shared/safety", "Never share {{ secret_kind }}.").await;
-    promote(&s, "shared/safety", "stable", 1).await;
+    s.promote("shared/safety", "stable", 1).await;
     s.create_text("shared/sign-off", "-- {{ agent }}").await;
 
     let bot = s
@@ -49,7 +36,7 @@ async fn includes_compose_follow_their_label_and_travel_in_time() {
         format!("{own}{}{}", safety_v1["hash"].as_str().unwrap(), includes[1]["hash"].as_str().unwrap()).as_bytes(),
     );
     assert_eq!(bot["resolved_hash"], expected.as_str());
-    promote(&s, "support/bot", "stable", 1).await;
+    s.promote("support/bot", "stable", 1).await;
 
     // Resolve serves the composed text; the ETag is the resolved hash; raw is the stored text.
     let r = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
@@ -76,7 +63,7 @@ async fn includes_compose_follow_their_label_and_travel_in_time() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let before_move = format_us(now_us());
     tokio::time::sleep(Duration::from_millis(5)).await;
-    save(&s, "shared/safety", 1, "Never share {{ secret_kind }} or card numbers.").await;
+    s.save("shared/safety", 1, "Never share {{ secret_kind }} or card numbers.").await;
     let unchanged = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
     assert_eq!(unchanged.headers["etag"], r.headers["etag"], "a new version alone changes nothing under stable");
     let cond = s
@@ -86,7 +73,7 @@ async fn includes_compose_follow_their_label_and_travel_in_time() {
         )])
         .await;
     assert_eq!(cond.status, StatusCode::NOT_MODIFIED);
-    promote(&s, "shared/safety", "stable", 2).await;
+    s.promote("shared/safety", "stable", 2).await;
     let moved = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
     assert_eq!(moved.body["version"], 1, "the dependent's own version is the same");
     assert_eq!(moved.body["template"], "Hi {{ customer }}. Never share {{ secret_kind }} or card numbers.-- {{ agent }}");
@@ -101,8 +88,8 @@ async fn includes_compose_follow_their_label_and_travel_in_time() {
     assert_eq!(cond.status, StatusCode::OK, "the old ETag no longer matches");
 
     // A version include is pinned: a new sign-off changes nothing.
-    save(&s, "shared/sign-off", 1, "Regards, {{ agent }}").await;
-    promote(&s, "shared/sign-off", "stable", 2).await;
+    s.save("shared/sign-off", 1, "Regards, {{ agent }}").await;
+    s.promote("shared/sign-off", "stable", 2).await;
     let pinned = s.get("/api/v1/prompts/support%2Fbot", &s.admin).await;
     assert!(pinned.body["template"].as_str().unwrap().ends_with("-- {{ agent }}"));
 
@@ -123,7 +110,7 @@ async fn includes_compose_follow_their_label_and_travel_in_time() {
     let list = s.get("/api/v1/prompts/support%2Fbot/versions", &s.admin).await;
     assert_eq!(list.body["items"][0]["resolved_hash"], moved.body["resolved_hash"]);
     assert_eq!(list.body["items"][0]["template"], moved.body["template"]);
-    save(&s, "support/bot", 1, "Hey {{ customer }}. {% include \"shared/safety@stable\" %}").await;
+    s.save("support/bot", 1, "Hey {{ customer }}. {% include \"shared/safety@stable\" %}").await;
     let stored = s.get("/api/v1/prompts/support%2Fbot/diff?from=1&to=2", &s.admin).await;
     assert!(stored.body["unified"].as_str().unwrap().contains("{% include"), "{}", stored.text);
     let composed = s.get("/api/v1/prompts/support%2Fbot/diff?from=1&to=2&composed=true", &s.admin).await;
@@ -187,10 +174,10 @@ async fn bad_includes_are_refused_at_save_and_at_label_moves() {
     // A cycle closed by a label move: c@stable includes d@stable; d's v2 includes c@stable
     // (allowed while d@stable is v1, which includes nothing), and moving d's stable to it is refused.
     s.create_text("d", "D").await;
-    promote(&s, "d", "stable", 1).await;
+    s.promote("d", "stable", 1).await;
     s.create_text("c", "C {% include \"d@stable\" %}").await;
-    promote(&s, "c", "stable", 1).await;
-    save(&s, "d", 1, "D {% include \"c@stable\" %}").await;
+    s.promote("c", "stable", 1).await;
+    s.save("d", 1, "D {% include \"c@stable\" %}").await;
     let closing = s.put("/api/v1/prompts/d/labels/stable", &s.admin, json!({"version": 2})).await;
     assert_eq!((closing.status, closing.code()), (StatusCode::UNPROCESSABLE_ENTITY, "include_cycle"));
     assert_eq!(s.get("/api/v1/prompts/d", &s.admin).await.body["version"], 1);
@@ -205,10 +192,10 @@ async fn bad_includes_are_refused_at_save_and_at_label_moves() {
     assert_eq!(s.get("/api/v1/prompts/l10?label=latest", &s.admin).await.body["template"], "end");
     // ... and a label move that would nest a prompt including it 11 levels deep.
     s.create_text("deep-top", "x").await;
-    promote(&s, "deep-top", "stable", 1).await;
+    s.promote("deep-top", "stable", 1).await;
     s.create_text("deep-user", "{% include \"deep-top@stable\" %}").await;
-    promote(&s, "deep-user", "stable", 1).await;
-    save(&s, "deep-top", 1, "{% include \"l9@1\" %}").await;
+    s.promote("deep-user", "stable", 1).await;
+    s.save("deep-top", 1, "{% include \"l9@1\" %}").await;
     let too_deep = s.put("/api/v1/prompts/deep-top/labels/stable", &s.admin, json!({"version": 2})).await;
     assert_eq!((too_deep.status, too_deep.code()), (StatusCode::UNPROCESSABLE_ENTITY, "include_depth"), "{}", too_deep.text);
     assert_eq!(s.get("/api/v1/prompts/deep-user", &s.admin).await.body["template"], "x");
@@ -237,13 +224,13 @@ async fn an_impact_check_runs_every_dependents_suites_and_gates_the_shared_label
     // The mock answers what follows SAY:, so the snippet decides whether the answer apologises.
     let create = |name: &str, template: &str| json!({"name": name, "template": template, "config": {"model": "local/m"}});
     assert_eq!(s.post("/api/v1/prompts", &s.admin, create("shared/tone", "SAY:")).await.status, StatusCode::CREATED);
-    promote(&s, "shared/tone", "stable", 1).await;
-    save(&s, "shared/tone", 1, "SAY:Sorry, ").await;
+    s.promote("shared/tone", "stable", 1).await;
+    s.save("shared/tone", 1, "SAY:Sorry, ").await;
     let suite = json!({"cases": [{"vars": {"m": "thank you"}, "assert": [{"type": "not-icontains", "value": "sorry"}]}]});
     for name in ["bots/a", "bots/b", "bots/no-suite"] {
         let r = s.post("/api/v1/prompts", &s.admin, create(name, "{% include \"shared/tone@stable\" %}{{ m }}")).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        promote(&s, name, "stable", 1).await;
+        s.promote(name, "stable", 1).await;
         if name != "bots/no-suite" {
             assert_eq!(s.put(&format!("/api/v1/prompts/{}/suites/smoke", enc(name)), &s.admin, suite.clone()).await.status, StatusCode::OK);
         }
@@ -272,7 +259,7 @@ async fn an_impact_check_runs_every_dependents_suites_and_gates_the_shared_label
     let refused = s.put("/api/v1/prompts/shared%2Ftone/labels/stable", &s.admin, json!({"version": 2})).await;
     assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "eval_gate"));
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("impact check"), "{}", refused.text);
-    save(&s, "shared/tone", 2, "SAY:Kindly, ").await;
+    s.save("shared/tone", 2, "SAY:Kindly, ").await;
     let refused = s.put("/api/v1/prompts/shared%2Ftone/labels/stable", &s.admin, json!({"version": 3})).await;
     assert_eq!(refused.code(), "eval_gate", "no impact check of version 3 yet");
     let r = s.post("/api/v1/prompts/shared%2Ftone/impact", &s.admin, json!({"version": 3})).await;

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, enc};
+use common::TestServer;
 use domain::access::Scope;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// One server-sent event as a client reads it.
 #[derive(Debug, Clone)]
@@ -66,18 +66,6 @@ impl Stream {
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn promote(s: &TestServer, name: &str, version: i64) {
-    let r = s.put(&format!("/api/v1/prompts/{}/labels/stable", enc(name)), &s.admin, json!({"version": version})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-}
-
-async fn save(s: &TestServer, name: &str, base: i64, template: &str) {
-    let r = s
-        .post(&format!("/api/v1/prompts/{}/versions", enc(name)), &s.admin, json!({"base_version": base, "template": template}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-}
-
 #[tokio::test]
 async fn changes_stream_as_they_commit_filtered_and_replayed_after_a_drop() {
     let s = TestServer::start().await;
@@ -86,8 +74,8 @@ async fn changes_stream_as_they_commit_filtered_and_replayed_after_a_drop() {
     s.create_text("other", "x").await;
 
     let mut live = Stream::open(&s, &app, "?prompts=watched", None).await;
-    save(&s, "other", 1, "y").await;
-    save(&s, "watched", 1, "two").await;
+    s.save("other", 1, "y").await;
+    s.save("watched", 1, "two").await;
     let e = live.next(WAIT).await.expect("a version.created event");
     assert_eq!(e.event, "version.created");
     let served = s.get("/api/v1/prompts/watched?label=latest", &s.admin).await.body;
@@ -97,16 +85,16 @@ async fn changes_stream_as_they_commit_filtered_and_replayed_after_a_drop() {
     assert_eq!(e.data["hash"], served["hash"]);
     assert_eq!(e.data["resolved_hash"], served["resolved_hash"]);
     assert_eq!(e.data["seq"], e.id);
-    promote(&s, "watched", 2).await;
+    s.promote("watched", "stable", 2).await;
     let moved = live.next(WAIT).await.expect("a label.moved event");
     assert_eq!((moved.event.as_str(), moved.data["label"].as_str(), moved.data["version"].as_i64()), ("label.moved", Some("stable"), Some(2)));
     assert!(moved.id > e.id);
     // The stream is then dropped; changes made meanwhile are replayed on reconnection.
     let last = moved.id;
     drop(live);
-    save(&s, "watched", 2, "three").await;
-    promote(&s, "other", 2).await;
-    promote(&s, "watched", 3).await;
+    s.save("watched", 2, "three").await;
+    s.promote("other", "stable", 2).await;
+    s.promote("watched", "stable", 3).await;
     let mut again = Stream::open(&s, &app, "?prompts=watched", Some(last)).await;
     let a = again.next(WAIT).await.unwrap();
     let b = again.next(WAIT).await.unwrap();
@@ -114,7 +102,7 @@ async fn changes_stream_as_they_commit_filtered_and_replayed_after_a_drop() {
     assert_eq!((b.event.as_str(), b.data["version"].as_i64()), ("label.moved", Some(3)));
     assert!(a.id > last && b.id > a.id);
     // ...and live ones follow, each once.
-    save(&s, "watched", 3, "four").await;
+    s.save("watched", 3, "four").await;
     let c = again.next(WAIT).await.unwrap();
     assert_eq!(c.data["version"], 4);
     assert!(again.next(Duration::from_millis(300)).await.is_none(), "no duplicate");
@@ -141,14 +129,14 @@ async fn an_included_prompts_label_move_streams_an_event_for_each_dependent() {
     let s = TestServer::start().await;
     let app = s.key("app", Scope::App, None).await;
     s.create_text("shared/tone", "Kind.").await;
-    promote(&s, "shared/tone", 1).await;
+    s.promote("shared/tone", "stable", 1).await;
     for bot in ["bots/a", "bots/b"] {
         s.create_text(bot, "{% include \"shared/tone@stable\" %} Hi").await;
-        promote(&s, bot, 1).await;
+        s.promote(bot, "stable", 1).await;
     }
-    save(&s, "shared/tone", 1, "Very kind.").await;
+    s.save("shared/tone", 1, "Very kind.").await;
     let mut stream = Stream::open(&s, &app, "?prompts=bots/a,bots/b", None).await;
-    promote(&s, "shared/tone", 2).await;
+    s.promote("shared/tone", "stable", 2).await;
     let mut got = Vec::new();
     for _ in 0..4 {
         let e = stream.next(WAIT).await.expect("an event per dependent label");
@@ -178,7 +166,7 @@ async fn a_thousand_idle_subscribers_each_get_the_change() {
         assert_eq!(resp.status(), StatusCode::OK);
         streams.push(Stream { resp, buffer: String::new() });
     }
-    save(&s, "busy", 1, "two").await;
+    s.save("busy", 1, "two").await;
     let mut delivered = 0;
     for stream in &mut streams {
         if let Some(e) = stream.next(WAIT).await

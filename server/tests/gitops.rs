@@ -24,18 +24,6 @@ async fn cli(args: &[&str], server: Option<&TestServer>) -> (i32, String, String
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
-async fn promote(s: &TestServer, name: &str, label: &str, version: i64) {
-    let r = s.put(&format!("/api/v1/prompts/{}/labels/{label}", enc(name)), &s.admin, json!({"version": version})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-}
-
-async fn save(s: &TestServer, name: &str, base: i64, template: &str) {
-    let r = s
-        .post(&format!("/api/v1/prompts/{}/versions", enc(name)), &s.admin, json!({"base_version": base, "template": template}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-}
-
 /// Every prompt's labels (latest included) with what each serves: (prompt, label) -> (hash, resolved_hash).
 async fn served(s: &TestServer) -> Vec<(String, String, String, String)> {
     let mut out = Vec::new();
@@ -52,11 +40,11 @@ async fn served(s: &TestServer) -> Vec<(String, String, String, String)> {
 
 async fn registry(s: &TestServer) {
     s.create_text("shared/safety", "Never share {{ secret_kind }}.").await;
-    promote(s, "shared/safety", "stable", 1).await;
+    s.promote("shared/safety", "stable", 1).await;
     s.create_text("support/bot", "Hi {{ customer }}. {% include \"shared/safety@stable\" %}").await;
-    promote(s, "support/bot", "stable", 1).await;
-    save(s, "support/bot", 1, "Hello {{ customer }}! {% include \"shared/safety@stable\" %}").await;
-    promote(s, "support/bot", "beta", 2).await;
+    s.promote("support/bot", "stable", 1).await;
+    s.save("support/bot", 1, "Hello {{ customer }}! {% include \"shared/safety@stable\" %}").await;
+    s.promote("support/bot", "beta", 2).await;
     let chat = json!({"name": "support/chat", "type": "chat", "description": "Chat", "tags": ["support", "chat"],
         "messages": [{"role": "system", "content": "Be brief.\n{% include \"shared/safety@1\" %}"}, {"role": "user", "content": "{{ q }}"}],
         "config": {"model": "gpt-4o-mini", "temperature": 0.2, "params": {"stop": ["\n\n"], "n": 1}}});
@@ -92,8 +80,8 @@ async fn lock_and_verify_name_what_moved() {
     assert_eq!(code, 0, "{out}");
 
     // The snippet's label moves: the snippet's own ref and the prompt including it moved.
-    save(&s, "shared/safety", 1, "Never share {{ secret_kind }}, ever.").await;
-    promote(&s, "shared/safety", "stable", 2).await;
+    s.save("shared/safety", 1, "Never share {{ secret_kind }}, ever.").await;
+    s.promote("shared/safety", "stable", 2).await;
     let (code, out, _) = cli(&["verify", "--file", file], Some(&s)).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("support/bot@stable") && out.contains("an include moved: shared/safety@stable 1 → 2"), "{out}");
@@ -156,7 +144,7 @@ async fn export_then_apply_round_trips_and_plans_nothing_the_second_time() {
     assert_eq!(b.get("/api/v1/prompts/support%2Fbot?label=stable", &b.admin).await.body["version"], 1);
 
     // A version saved in the registry after the export: the file's edit is a conflict.
-    save(&b, "support/bot", latest_before + 1, "Someone else's edit").await;
+    b.save("support/bot", latest_before + 1, "Someone else's edit").await;
     let (code, out, _) = cli(&["apply", files_arg], Some(&b)).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("conflict"), "{out}");

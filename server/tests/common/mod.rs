@@ -214,6 +214,21 @@ impl TestServer {
         r.body
     }
 
+    /// Saves the next version of a text prompt as the admin key; returns it.
+    pub async fn save(&self, name: &str, base: i64, template: &str) -> Value {
+        let path = format!("/api/v1/prompts/{}/versions", enc(name));
+        let r = self.post(&path, &self.admin, json!({"base_version": base, "template": template})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body
+    }
+
+    /// Moves a label as the admin key.
+    pub async fn promote(&self, name: &str, label: &str, version: i64) {
+        let path = format!("/api/v1/prompts/{}/labels/{label}", enc(name));
+        let r = self.put(&path, &self.admin, json!({"version": version})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+
     pub async fn healthy(&self) -> bool {
         let r = self.http.get(format!("{}/healthz", self.base)).send().await.unwrap();
         r.status() == StatusCode::OK && r.text().await.unwrap() == "ok"
