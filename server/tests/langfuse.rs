@@ -25,7 +25,6 @@ async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
         .arg(script)
         .env("PL_HOST", &s.base)
         .env("PL_KEY", &key)
-        .env("LANGFUSE_TRACING_ENABLED", "false")
         .output()
         .await
         .unwrap();
@@ -45,6 +44,16 @@ async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
     assert_eq!(got["fallback"], json!({"is_fallback": true, "compiled": "Fallback for Ada"}));
     assert_eq!(got["missing_raises"], "NotFoundError");
     assert_eq!(got["listed"], json!(["sdk/chat", "sdk/greeting"]));
+
+    // The traced generation arrived over OTLP, linked to the version the prompt served.
+    let traced = &got["traced"];
+    let id = format!("{}-{}", traced["trace_id"].as_str().unwrap(), traced["id"].as_str().unwrap());
+    let generation = s.get(&format!("/api/v1/generations/{id}"), &s.admin).await;
+    assert_eq!(generation.status, reqwest::StatusCode::OK, "{}", generation.text);
+    let g = &generation.body;
+    assert_eq!((g["prompt"].as_str(), g["version"].as_i64()), (Some("sdk/greeting"), traced["version"].as_i64()));
+    assert_eq!((g["model"].as_str(), g["input_tokens"].as_i64(), g["output_tokens"].as_i64()), (Some("gpt-4o-mini"), Some(12), Some(9)));
+    assert_eq!(g["status"], "ok");
 
     // On the server: production is stable, each move audited as the key.
     let labels = s.get("/api/v1/prompts/sdk%2Fgreeting/labels", &s.admin).await.body;

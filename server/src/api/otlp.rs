@@ -128,15 +128,27 @@ fn first_text(attributes: &[KeyValue], key: &str) -> Option<String> {
     }
 }
 
-/// A span as a generation, when it is one (GenAI attributes) and names a prompt.
+/// A JSON object or number written as a string attribute (Langfuse's usage and cost details).
+fn json_text(attributes: &[KeyValue], key: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&text(attributes, key)?).ok()
+}
+
+/// A span as a generation, when it is one (GenAI attributes, or a Langfuse SDK
+/// generation) and names a prompt.
 fn generation_of(span: &Span) -> Option<NewGeneration> {
     let a = &span.attributes;
     let is_genai = ["gen_ai.operation.name", "gen_ai.request.model", "gen_ai.response.model"]
         .iter()
-        .any(|k| attribute(a, k).is_some());
+        .any(|k| attribute(a, k).is_some())
+        || text(a, "langfuse.observation.type").as_deref() == Some("generation");
     if !is_genai {
         return None;
     }
+    // The Langfuse SDK's details: `{"input": 12, "output": 40, ...}` and `{"total": 0.0003, ...}`.
+    let usage = json_text(a, "langfuse.observation.usage_details").unwrap_or_default();
+    let tokens = |keys: &[&str]| keys.iter().find_map(|k| usage[*k].as_i64());
+    let langfuse_cost = json_text(a, "langfuse.observation.cost_details").and_then(|c| c["total"].as_f64());
+    let langfuse_error = text(a, "langfuse.observation.level").as_deref() == Some("ERROR");
     let prompt = text(a, "promptledger.prompt.name").or_else(|| text(a, "langfuse.observation.prompt.name"))?;
     let version = number(a, "promptledger.prompt.version").or_else(|| number(a, "langfuse.observation.prompt.version"));
     let id = text(a, "promptledger.request_id")
@@ -144,7 +156,15 @@ fn generation_of(span: &Span) -> Option<NewGeneration> {
     let start_us = (span.start_time_unix_nano / 1_000) as i64;
     let latency = span.end_time_unix_nano.checked_sub(span.start_time_unix_nano).map(|ns| ns as f64 / 1e6);
     let status = span.status.as_ref();
-    let failed = status.is_some_and(|s| s.code == SpanStatus::Error as i32);
+    let failed = status.is_some_and(|s| s.code == SpanStatus::Error as i32) || langfuse_error;
+    let ttft = number(a, "langfuse.observation.completion_start_time")
+        .or_else(|| {
+            let at = text(a, "langfuse.observation.completion_start_time")?;
+            let at = at.trim_matches('"');
+            service::time::parse_param("completion_start_time", Some(at)).ok().flatten().map(|us| us * 1_000)
+        })
+        .and_then(|ns| (ns as u64).checked_sub(span.start_time_unix_nano))
+        .map(|ns| ns as f64 / 1e6);
     Some(NewGeneration {
         id,
         prompt,
@@ -153,12 +173,28 @@ fn generation_of(span: &Span) -> Option<NewGeneration> {
         label: text(a, "promptledger.prompt.label"),
         rollout: text(a, "promptledger.rollout"),
         arm: text(a, "promptledger.arm").and_then(|s| domain::telemetry::Arm::parse(&s)),
-        model: text(a, "gen_ai.response.model").or_else(|| text(a, "gen_ai.request.model")),
-        input_tokens: number(a, "gen_ai.usage.input_tokens").or_else(|| number(a, "gen_ai.usage.prompt_tokens")),
-        output_tokens: number(a, "gen_ai.usage.output_tokens").or_else(|| number(a, "gen_ai.usage.completion_tokens")),
+        model: text(a, "gen_ai.response.model")
+            .or_else(|| text(a, "gen_ai.request.model"))
+            .or_else(|| text(a, "langfuse.observation.model.name")),
+        input_tokens: number(a, "gen_ai.usage.input_tokens")
+            .or_else(|| number(a, "gen_ai.usage.prompt_tokens"))
+            .or_else(|| tokens(&["input", "prompt_tokens", "input_tokens"])),
+        output_tokens: number(a, "gen_ai.usage.output_tokens")
+            .or_else(|| number(a, "gen_ai.usage.completion_tokens"))
+            .or_else(|| tokens(&["output", "completion_tokens", "output_tokens"])),
+        cost: langfuse_cost,
         latency_ms: latency.filter(|l| span.end_time_unix_nano > 0 && *l <= 86_400_000.0),
+        ttft_ms: ttft.filter(|t| *t <= 86_400_000.0),
         status: if failed { Status::Error } else { Status::Ok },
-        error: status.filter(|_| failed).map(|s| s.message.clone()).filter(|m| !m.is_empty()),
+        error: status
+            .filter(|_| failed)
+            .map(|s| s.message.clone())
+            .filter(|m| !m.is_empty())
+            .or_else(|| text(a, "langfuse.observation.status_message").filter(|_| failed)),
+        output: text(a, "langfuse.observation.output").map(|o| match serde_json::from_str::<serde_json::Value>(&o) {
+            Ok(serde_json::Value::String(s)) => s,
+            _ => o,
+        }),
         finish_reason: first_text(a, "gen_ai.response.finish_reasons"),
         user: text(a, "user.id").or_else(|| text(a, "enduser.id")),
         session: text(a, "session.id"),

@@ -57,6 +57,15 @@ try:
 except Exception as e:  # noqa: BLE001 - any error the SDK raises on a 404
     out["missing_raises"] = type(e).__name__
 
+# Tracing on (OTLP to /api/public/otel/v1/traces): a generation made with a prompt links to
+# the prompt's version.
+traced = Langfuse(public_key="pk-traced", secret_key=os.environ["PL_KEY"], base_url=os.environ["PL_HOST"], tracing_enabled=True)
+used = traced.get_prompt("sdk/greeting", cache_ttl_seconds=0)
+with traced.start_as_current_observation(as_type="generation", name="answer", model="gpt-4o-mini", prompt=used) as generation:
+    generation.update(output="Hi Ada! What can we do for you?", usage_details={"input": 12, "output": 9})
+traced.flush()
+out["traced"] = {"version": used.version, "trace_id": generation.trace_id, "id": generation.id}
+
 # The list endpoint.
 listed = lf.api.prompts.list(tag="sdk")
 out["listed"] = sorted(p.name for p in listed.data)
