@@ -33,6 +33,9 @@ pub enum MessageRole {
     System,
     User,
     Assistant,
+    /// A place for a list of messages given when the prompt is rendered (a conversation's
+    /// history): its `content` is the variable's name, and it is no template.
+    Placeholder,
 }
 
 impl MessageRole {
@@ -41,6 +44,7 @@ impl MessageRole {
             MessageRole::System => "system",
             MessageRole::User => "user",
             MessageRole::Assistant => "assistant",
+            MessageRole::Placeholder => "placeholder",
         }
     }
 }
@@ -81,14 +85,22 @@ impl PromptBody {
         }
     }
 
-    /// Each template with the name used for it in error messages.
+    /// Each template with the name used for it in error messages (placeholders are none).
     fn templates(&self) -> Vec<(Option<String>, &str)> {
         match self {
             PromptBody::Text(t) => vec![(None, t.as_str())],
-            PromptBody::Chat(messages) => {
-                messages.iter().enumerate().map(|(i, m)| (Some(format!("messages[{i}]")), m.content.as_str())).collect()
-            }
+            PromptBody::Chat(messages) => messages
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.role != MessageRole::Placeholder)
+                .map(|(i, m)| (Some(format!("messages[{i}]")), m.content.as_str()))
+                .collect(),
         }
+    }
+
+    /// The names of its placeholder messages.
+    fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.messages().unwrap_or_default().iter().filter(|m| m.role == MessageRole::Placeholder).map(|m| m.content.as_str())
     }
 }
 
@@ -189,6 +201,17 @@ impl Content {
             return Err(TemplateError::Render(format!("a chat prompt needs 1 to {MAX_MESSAGES} messages")));
         }
         let mut variables = BTreeSet::new();
+        for (i, name) in body.placeholders().enumerate() {
+            if !crate::names::is_identifier(name) {
+                return Err(TemplateError::Syntax {
+                    message: format!("a placeholder is named like a variable (letters, digits and _), not '{name}'"),
+                    line: 1,
+                    column: 1,
+                    location: Some(format!("placeholder {}", i + 1)),
+                });
+            }
+            variables.insert(name.to_owned());
+        }
         for (location, source) in body.templates() {
             variables.extend(template::variables(source, location.as_deref())?);
             if let Err(e) = compose::includes_of(source) {
@@ -279,6 +302,10 @@ impl Content {
                 let mut budget = limits.max_output;
                 let mut out = Vec::with_capacity(messages.len());
                 for (i, m) in messages.iter().enumerate() {
+                    if m.role == MessageRole::Placeholder {
+                        out.extend(placeholder_messages(&m.content, vars)?);
+                        continue;
+                    }
                     let location = format!("messages[{i}]");
                     let limits = RenderLimits { max_output: budget };
                     let content = template::render_with(&m.content, vars, limits, Some(&location), sources)?;
@@ -289,6 +316,24 @@ impl Content {
             }
         }
     }
+}
+
+/// The messages given for placeholder `name`: a list of `{"role", "content"}` (system,
+/// user or assistant), put in as they are (they are not templates).
+fn placeholder_messages(name: &str, vars: &Map<String, Value>) -> Result<Vec<Message>, TemplateError> {
+    let wrong = || {
+        TemplateError::Render(format!(
+            "the placeholder '{name}' needs a list of messages, each {{\"role\": \"user\"|\"assistant\"|\"system\", \"content\": \"...\"}}"
+        ))
+    };
+    let items = vars.get(name).and_then(Value::as_array).ok_or_else(wrong)?;
+    items
+        .iter()
+        .map(|item| {
+            let m: Message = serde_json::from_value(item.clone()).map_err(|_| wrong())?;
+            if m.role == MessageRole::Placeholder { Err(wrong()) } else { Ok(m) }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -400,6 +445,30 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, TemplateError::Syntax { location: Some(ref l), .. } if l == "messages[1]"), "{err:?}");
         assert!(Content::new(PromptBody::Chat(vec![]), Map::new()).is_err());
+    }
+
+    #[test]
+    fn placeholders_take_a_list_of_messages_when_rendered() {
+        let c = Content::new(
+            PromptBody::Chat(vec![
+                Message { role: MessageRole::System, content: "You help {{ company }}.".into() },
+                Message { role: MessageRole::Placeholder, content: "history".into() },
+                Message { role: MessageRole::User, content: "{{ question }}".into() },
+            ]),
+            Map::new(),
+        )
+        .unwrap();
+        assert_eq!(c.variables, vec!["company", "history", "question"]);
+        let vars = config(json!({"company": "Acme", "question": "And now?",
+            "history": [{"role": "user", "content": "Hi {{ not_a_template }}"}, {"role": "assistant", "content": "Hello"}]}));
+        let Rendered::Chat(out) = c.render(&vars, false, RenderLimits::default()).unwrap() else { panic!() };
+        let roles: Vec<&str> = out.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert_eq!(out[1].content, "Hi {{ not_a_template }}");
+        let bad = config(json!({"company": "Acme", "question": "?", "history": "not a list"}));
+        assert!(matches!(c.render(&bad, false, RenderLimits::default()), Err(TemplateError::Render(_))));
+        let badly_named = Content::new(PromptBody::Chat(vec![Message { role: MessageRole::Placeholder, content: "no spaces".into() }]), Map::new());
+        assert!(badly_named.is_err());
     }
 
     #[test]

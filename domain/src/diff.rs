@@ -19,6 +19,7 @@ pub fn document(body: &PromptBody, config: &Map<String, Value>) -> String {
                     MessageRole::System => "[system]\n",
                     MessageRole::User => "[user]\n",
                     MessageRole::Assistant => "[assistant]\n",
+                    MessageRole::Placeholder => "[placeholder: messages given at render]\n",
                 });
                 push_block(&mut out, &m.content);
             }

@@ -48,6 +48,15 @@ pub fn validate_label(label: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Whether `name` can name a template variable: a letter or `_`, then letters, digits
+/// and `_`.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+}
+
 /// The folder part of a prompt name (`support/greeting` → `support`), if any.
 pub fn folder_of(name: &str) -> Option<&str> {
     name.rsplit_once('/').map(|(folder, _)| folder)

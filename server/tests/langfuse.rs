@@ -41,9 +41,23 @@ async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
     assert_eq!(got["staging"], 2);
     assert_eq!(got["promoted"], 2);
     assert_eq!(got["chat"]["compiled"], json!([{"role": "system", "content": "You help Acme."}, {"role": "user", "content": "Where is my parcel?"}]));
+    assert_eq!(
+        got["placeholder"],
+        json!([{"role": "system", "content": "You help Acme."}, {"role": "user", "content": "Hi"},
+               {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "And now?"}])
+    );
+    // The same prompt rendered by promptledger itself: the history goes in as messages.
+    let rendered = s
+        .post(
+            "/api/v1/prompts/sdk%2Fchat-history/render",
+            &s.admin,
+            json!({"variables": {"company": "Acme", "question": "And now?", "history": [{"role": "user", "content": "Hi"}]}}),
+        )
+        .await;
+    assert_eq!(rendered.body["messages"].as_array().map(Vec::len), Some(3), "{}", rendered.text);
     assert_eq!(got["fallback"], json!({"is_fallback": true, "compiled": "Fallback for Ada"}));
     assert_eq!(got["missing_raises"], "NotFoundError");
-    assert_eq!(got["listed"], json!(["sdk/chat", "sdk/greeting"]));
+    assert_eq!(got["listed"], json!(["sdk/chat", "sdk/chat-history", "sdk/greeting"]));
 
     // The traced generation arrived over OTLP, linked to the version the prompt served.
     let traced = &got["traced"];

@@ -576,6 +576,7 @@ fn version_block(version: VersionView) -> impl IntoView {
                     domain::MessageRole::System => "system",
                     domain::MessageRole::User => "user",
                     domain::MessageRole::Assistant => "assistant",
+                    domain::MessageRole::Placeholder => "placeholder",
                 };
                 let gap = if i == 0 { "" } else { "\n\n" };
                 view! { {gap} <span class="message-role">{format!("[{role}]")}</span> "\n" {m.content.clone()} }

@@ -738,15 +738,19 @@ fn MessageRow(index: usize, message: DraftMessage, messages: RwSignal<Vec<DraftM
                 on:change=move |ev| message.role.set(match event_target_value(&ev).as_str() {
                     "system" => MessageRole::System,
                     "assistant" => MessageRole::Assistant,
+                    "placeholder" => MessageRole::Placeholder,
                     _ => MessageRole::User,
                 })>
-                {[MessageRole::System, MessageRole::User, MessageRole::Assistant].into_iter().map(|r| view! {
+                {[MessageRole::System, MessageRole::User, MessageRole::Assistant, MessageRole::Placeholder].into_iter().map(|r| view! {
                     <option value=role_name(r) selected=move || message.role.get() == r>{role_name(r)}</option>
                 }).collect_view()}
             </select>
             <label for=content_id.clone()>{format!("Message {n} text")}</label>
             <textarea id=content_id rows="4" prop:value=move || message.content.get()
                 on:input=move |ev| message.content.set(event_target_value(&ev))></textarea>
+            {move || (message.role.get() == MessageRole::Placeholder).then(|| view! {
+                <p class="hint">"A placeholder: write the name of the variable that will hold a list of messages when the prompt is used (a conversation's history), such as history."</p>
+            })}
             <div class="row-actions">
                 <button type="button" disabled=move || index == 0 on:click=move |_| swap(index, index - 1)
                     aria-label=format!("Move message {n} up")>"↑ Up"</button>

@@ -197,3 +197,21 @@ def test_local_rendering_is_strict(server):
     with pytest.raises(RenderError, match="unknown variables"):
         p.render(a="1", b="2", c="3")
     assert p.render(a="1", b="2", c="3", allow_unknown=True) == "Hi 1 2"
+
+
+def test_chat_placeholders_render_locally_as_on_the_server(server):
+    messages = [
+        {"role": "system", "content": "You help {{ company }}."},
+        {"role": "placeholder", "content": "history"},
+        {"role": "user", "content": "{{ question }}"},
+    ]
+    r = server.api("POST", "/api/v1/prompts", {"name": "c", "type": "chat", "messages": messages})
+    assert r.status_code == 201, r.text
+    variables = {"company": "Acme", "question": "And now?", "history": [{"role": "user", "content": "Hi {{ x }}"}]}
+    with Client(server.base, server.app, stream=False) as client:
+        local = client.get("c", label="latest").render(**variables)
+        with pytest.raises(RenderError, match="placeholder"):
+            client.get("c", label="latest").render(**{**variables, "history": "not a list"})
+    remote = server.api("POST", "/api/v1/prompts/c/render", {"label": "latest", "variables": variables}).json()["messages"]
+    assert local == remote
+    assert [m["role"] for m in local] == ["system", "user", "user"]

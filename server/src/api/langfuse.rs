@@ -86,7 +86,10 @@ fn prompt_json(view: &VersionView, tags: &[String], updated_at: &str) -> Value {
             view.messages
                 .iter()
                 .flatten()
-                .map(|m| json!({"type": "chatmessage", "role": m.role.as_str(), "content": m.content}))
+                .map(|m| match m.role {
+                    MessageRole::Placeholder => json!({"type": "placeholder", "name": m.content}),
+                    _ => json!({"type": "chatmessage", "role": m.role.as_str(), "content": m.content}),
+                })
                 .collect::<Vec<_>>()
         ),
     };
@@ -133,13 +136,17 @@ async fn get_prompt(
 }
 
 /// One chat message of a create: `{"role", "content"}` (with an optional `"type":
-/// "chatmessage"`). Placeholders are not kept by promptledger.
+/// "chatmessage"`), or a placeholder `{"type": "placeholder", "name"}`.
 #[derive(Deserialize)]
 struct ChatMessage {
-    role: MessageRole,
-    content: String,
+    #[serde(default)]
+    role: Option<MessageRole>,
+    #[serde(default)]
+    content: Option<String>,
     #[serde(rename = "type", default)]
     kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -165,17 +172,21 @@ fn body_of(b: &CreateBody) -> std::result::Result<(PromptType, Option<String>, O
         (PromptType::Chat, Value::Array(items)) => {
             let mut messages = Vec::with_capacity(items.len());
             for item in items {
-                let m: ChatMessage = serde_json::from_value(item.clone()).map_err(|_| {
+                let wrong = || {
                     ApiError::new(
                         StatusCode::BAD_REQUEST,
                         "invalid_body",
-                        "each chat message needs `role` (system, user or assistant) and `content`; placeholder messages are not supported",
+                        "each chat message is {\"role\": system|user|assistant, \"content\"} or {\"type\": \"placeholder\", \"name\"}",
                     )
-                })?;
-                if m.kind.as_deref().is_some_and(|k| k != "chatmessage") {
-                    return Err(ApiError::bad_request("placeholder messages are not supported by promptledger"));
-                }
-                messages.push(Message { role: m.role, content: m.content });
+                };
+                let m: ChatMessage = serde_json::from_value(item.clone()).map_err(|_| wrong())?;
+                messages.push(match (m.kind.as_deref(), m.role, m.content, m.name) {
+                    (Some("placeholder"), None, None, Some(name)) => Message { role: MessageRole::Placeholder, content: name },
+                    (None | Some("chatmessage"), Some(role), Some(content), None) if role != MessageRole::Placeholder => {
+                        Message { role, content }
+                    }
+                    _ => return Err(wrong()),
+                });
             }
             Ok((PromptType::Chat, None, Some(messages)))
         }

@@ -48,6 +48,23 @@ chat = lf.create_prompt(
 fetched = lf.get_prompt("sdk/chat", type="chat", cache_ttl_seconds=0)
 out["chat"] = {"version": chat.version, "compiled": fetched.compile(company="Acme", question="Where is my parcel?")}
 
+# A chat prompt with a placeholder, filled when compiled.
+lf.create_prompt(
+    name="sdk/chat-history",
+    type="chat",
+    prompt=[
+        {"role": "system", "content": "You help {{company}}."},
+        {"type": "placeholder", "name": "history"},
+        {"role": "user", "content": "{{question}}"},
+    ],
+    labels=["production"],
+    tags=["sdk"],
+)
+history = lf.get_prompt("sdk/chat-history", type="chat", cache_ttl_seconds=0)
+out["placeholder"] = history.compile(
+    company="Acme", question="And now?", history=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+)
+
 # A prompt that does not exist: the SDK falls back on the 404.
 fallback = lf.get_prompt("sdk/missing", fallback="Fallback for {{customer}}", cache_ttl_seconds=0)
 out["fallback"] = {"is_fallback": fallback.is_fallback, "compiled": fallback.compile(customer="Ada")}

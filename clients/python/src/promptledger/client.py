@@ -76,10 +76,13 @@ class Prompt:
             raise RenderError("; ".join(parts))
         try:
             if self.type == "chat":
-                return [
-                    {"role": m["role"], "content": _ENV.from_string(m["content"]).render(**variables)}
-                    for m in self.messages or []
-                ]
+                out: List[Dict[str, str]] = []
+                for m in self.messages or []:
+                    if m["role"] == "placeholder":
+                        out.extend(_placeholder(m["content"], variables.get(m["content"])))
+                    else:
+                        out.append({"role": m["role"], "content": _ENV.from_string(m["content"]).render(**variables)})
+                return out
             return _ENV.from_string(self.template or "").render(**variables)
         except (UndefinedError, TemplateError) as e:
             raise RenderError(f"the template could not be rendered: {e}") from e
@@ -434,6 +437,17 @@ class Generation:
             self.end(status="error", error=f"{exc_type.__name__}: {exc}")
         else:
             self.end()
+
+
+def _placeholder(name: str, value: Any) -> List[Dict[str, str]]:
+    """The messages given for a placeholder, put in as they are (they are not templates)."""
+    ok = isinstance(value, list) and all(
+        isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+        for m in value
+    )
+    if not ok:
+        raise RenderError(f"the placeholder '{name}' needs a list of messages, each {{'role': 'user'|'assistant'|'system', 'content': '...'}}")
+    return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 class _ServerError(Exception):
