@@ -215,3 +215,12 @@ def test_chat_placeholders_render_locally_as_on_the_server(server):
     remote = server.api("POST", "/api/v1/prompts/c/render", {"label": "latest", "variables": variables}).json()["messages"]
     assert local == remote
     assert [m["role"] for m in local] == ["system", "user", "user"]
+
+
+def test_the_cache_is_bounded(server):
+    create(server, "b", "x")
+    promote(server, "b", 1)
+    with Client(server.base, server.app, stream=False, max_cached=3) as client:
+        for i in range(10):
+            assert client.get("b", unit=f"user-{i}").version == 1
+        assert len(client._cache) == 3

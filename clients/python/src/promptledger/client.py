@@ -138,6 +138,7 @@ class Client:
         stream: bool = True,
         timeout: float = 5.0,
         max_pending_generations: int = 10_000,
+        max_cached: int = 10_000,
         generation_batch: int = 200,
         flush_interval: float = 1.0,
     ) -> None:
@@ -150,6 +151,7 @@ class Client:
         self._headers = headers
         self._timeout = timeout
         self._cache: Dict[Key, _Entry] = {}
+        self._max_cached = max_cached
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._stream_up = threading.Event()
@@ -225,7 +227,11 @@ class Client:
             raise PromptledgerError(_message(r))
         prompt = Prompt.from_json(r.json(), label, "server")
         with self._lock:
+            self._cache.pop(key, None)
             self._cache[key] = _Entry(prompt.with_source("cache"), r.headers.get("etag", ""))
+            # Bounded (one entry per unit under a rollout): the longest unrefreshed goes.
+            while len(self._cache) > self._max_cached:
+                del self._cache[next(iter(self._cache))]
         return prompt
 
     def _locked(self, name: str, label: Optional[str], version: Optional[int]) -> Prompt:
