@@ -20,11 +20,13 @@ async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
     );
     let s = TestServer::start().await;
     let key = s.key("langfuse-sdk", Scope::Admin, None).await;
+    let app_key = s.key("langfuse-app", Scope::App, None).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/langfuse_journey.py");
     let out = tokio::process::Command::new(&python)
         .arg(script)
         .env("PL_HOST", &s.base)
         .env("PL_KEY", &key)
+        .env("PL_APP_KEY", &app_key)
         .output()
         .await
         .unwrap();
@@ -39,6 +41,7 @@ async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
     assert_eq!(got["production"], json!({"version": 1, "compiled": "Hello Ada, how can we help?", "is_fallback": false}));
     assert_eq!(got["by_version"], json!({"version": 2, "compiled": "Hi Ada! What can we do for you?"}));
     assert_eq!(got["staging"], 2);
+    assert_eq!(got["app_key"], "Hi Bo! What can we do for you?");
     assert_eq!(got["promoted"], 2);
     assert_eq!(got["chat"]["compiled"], json!([{"role": "system", "content": "You help Acme."}, {"role": "user", "content": "Where is my parcel?"}]));
     assert_eq!(

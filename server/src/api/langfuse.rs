@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use domain::content::{Message, MessageRole, PromptType};
-use domain::model::{LabelOutcome, MoveLabel, NewPrompt, NewVersion, Selector, VersionView};
+use domain::model::{MoveLabel, NewPrompt, NewVersion, Selector, VersionView};
 use domain::names::{LATEST, STABLE};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -130,9 +130,15 @@ async fn get_prompt(
     };
     let sel = Selector { version: p.version, label, ..Default::default() };
     let served = r.serve(&who, &name, &sel).await?;
-    let summary = r.prompt(&who, &name)?;
     let view = if p.resolve == Some(false) { served.raw_view() } else { served.view.clone() };
-    Ok(axum::Json(prompt_json(&view, &summary.tags, &summary.updated_at)).into_response())
+    // An application's key (the `app` scope) may serve prompts but not read the registry:
+    // it gets the version without the prompt's tags.
+    let (tags, updated_at) = match r.prompt(&who, &name) {
+        Ok(summary) => (summary.tags, summary.updated_at),
+        Err(ServiceError::Forbidden(_)) => (Vec::new(), view.created_at.clone()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(axum::Json(prompt_json(&view, &tags, &updated_at)).into_response())
 }
 
 /// One chat message of a create: `{"role", "content"}` (with an optional `"type":
@@ -234,10 +240,8 @@ async fn create(State(r): State<Registry>, Caller(who): Caller, Json(b): Json<Cr
 
 async fn move_labels(r: &Registry, who: &service::Principal, name: &str, version: i64, labels: &[String]) -> Result<()> {
     for label in labels.iter().map(|l| ours(l)).filter(|l| *l != LATEST) {
-        let req = MoveLabel { version, reason: "langfuse API".into() };
-        match r.move_label(who, name, label, req).await? {
-            LabelOutcome::Moved(_) | LabelOutcome::Requested(_) => {}
-        }
+        // A label that needs approval opens a request; the version is returned as it is.
+        r.move_label(who, name, label, MoveLabel { version, reason: "langfuse API".into() }).await?;
     }
     Ok(())
 }

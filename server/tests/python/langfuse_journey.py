@@ -83,6 +83,10 @@ with traced.start_as_current_observation(as_type="generation", name="answer", mo
 traced.flush()
 out["traced"] = {"version": used.version, "trace_id": generation.trace_id, "id": generation.id}
 
+# An application's key (app scope) gets prompts too.
+app = Langfuse(public_key="pk-app", secret_key=os.environ["PL_APP_KEY"], base_url=os.environ["PL_HOST"], tracing_enabled=False)
+out["app_key"] = app.get_prompt("sdk/greeting", cache_ttl_seconds=0).compile(customer="Bo")
+
 # The list endpoint.
 listed = lf.api.prompts.list(tag="sdk")
 out["listed"] = sorted(p.name for p in listed.data)
