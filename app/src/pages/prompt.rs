@@ -481,9 +481,17 @@ fn Editor(name: String, latest: VersionView) -> impl IntoView {
     let refs = Memo::new(move |_| {
         analysis.with(|a| a.as_ref().map(|c| c.includes().iter().map(|r| r.to_string()).collect::<Vec<_>>()).unwrap_or_default())
     });
+    // Fetched in the browser only: on the server the call would end after the island's
+    // render, and wake memos that are gone by then.
     let library = LocalResource::new(move || {
         let refs = refs.get();
-        async move { if refs.is_empty() { Ok(BTreeMap::new()) } else { include_library(refs).await } }
+        async move {
+            if refs.is_empty() || cfg!(not(feature = "hydrate")) {
+                Ok(BTreeMap::new())
+            } else {
+                include_library(refs).await
+            }
+        }
     });
     let composed = Memo::new(move |_| {
         analysis.with(|a| {
@@ -521,7 +529,9 @@ fn Editor(name: String, latest: VersionView) -> impl IntoView {
         })
     });
     // Suggestions while the person types `{% include "`: prompts and their labels.
-    let choices = LocalResource::new(include_choices);
+    let choices = LocalResource::new(|| async {
+        if cfg!(feature = "hydrate") { include_choices().await } else { Ok(Vec::new()) }
+    });
     let area = NodeRef::<leptos::html::Textarea>::new();
     let typing = RwSignal::new(None::<String>);
     let check_caret = move || {
