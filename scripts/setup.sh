@@ -70,9 +70,11 @@ if [ "${1:-}" = "--test" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "langfuse==5.2.0"
   fi
-  # The Python client (clients/python), editable, with pytest.
-  if ! "$venv/bin/python" -c 'import promptledger, pytest' 2>/dev/null; then
-    say "installing the Python client and pytest into $venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -e "clients/python[test]"
+  # The Python client (clients/python) with pytest: its dependencies once, then the
+  # package itself from this checkout every time (the virtualenv outlives checkouts).
+  if ! "$venv/bin/python" -c 'import httpx, jinja2, pytest' 2>/dev/null; then
+    say "installing the Python client's dependencies and pytest into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "./clients/python[test]"
   fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "./clients/python"
 fi
