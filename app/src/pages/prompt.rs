@@ -481,17 +481,17 @@ fn Editor(name: String, latest: VersionView) -> impl IntoView {
     let refs = Memo::new(move |_| {
         analysis.with(|a| a.as_ref().map(|c| c.includes().iter().map(|r| r.to_string()).collect::<Vec<_>>()).unwrap_or_default())
     });
-    // Fetched in the browser only: on the server the call would end after the island's
-    // render, and wake memos that are gone by then.
-    let library = LocalResource::new(move || {
+    // Fetched by an effect, so in the browser only: on the server a fetch would end after
+    // the island's render and wake memos that are gone by then. Kept with the refs it is
+    // for, so an older answer arriving late is never used.
+    type Library = (Vec<String>, Result<BTreeMap<String, IncludedText>, AppError>);
+    let library = RwSignal::new(None::<Library>);
+    Effect::new(move |_| {
         let refs = refs.get();
-        async move {
-            if refs.is_empty() || cfg!(not(feature = "hydrate")) {
-                Ok(BTreeMap::new())
-            } else {
-                include_library(refs).await
-            }
-        }
+        leptos::task::spawn_local(async move {
+            let texts = if refs.is_empty() { Ok(BTreeMap::new()) } else { include_library(refs.clone()).await };
+            library.try_set(Some((refs, texts)));
+        });
     });
     let composed = Memo::new(move |_| {
         analysis.with(|a| {
@@ -499,11 +499,13 @@ fn Editor(name: String, latest: VersionView) -> impl IntoView {
             if refs.with(Vec::is_empty) {
                 return Ok(None);
             }
-            match library.get() {
-                None => Err("Loading the prompts it includes…".to_string()),
-                Some(Err(e)) => Err(e.to_string()),
-                Some(Ok(texts)) => compose_draft(content, &texts).map(Some),
-            }
+            library.with(|l| match l {
+                Some((fetched, result)) if refs.with(|r| r == fetched) => match result {
+                    Err(e) => Err(e.to_string()),
+                    Ok(texts) => compose_draft(content, texts).map(Some),
+                },
+                _ => Err("Loading the prompts it includes…".to_string()),
+            })
         })
     });
     let variables = Memo::new(move |_| {
@@ -529,8 +531,13 @@ fn Editor(name: String, latest: VersionView) -> impl IntoView {
         })
     });
     // Suggestions while the person types `{% include "`: prompts and their labels.
-    let choices = LocalResource::new(|| async {
-        if cfg!(feature = "hydrate") { include_choices().await } else { Ok(Vec::new()) }
+    let choices = RwSignal::new(Vec::<String>::new());
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            if let Ok(all) = include_choices().await {
+                choices.try_set(all);
+            }
+        });
     });
     let area = NodeRef::<leptos::html::Textarea>::new();
     let typing = RwSignal::new(None::<String>);
@@ -543,8 +550,7 @@ fn Editor(name: String, latest: VersionView) -> impl IntoView {
     };
     let suggestions = Memo::new(move |_| {
         let Some(partial) = typing.get() else { return Vec::new() };
-        let Some(Ok(all)) = choices.get() else { return Vec::new() };
-        all.into_iter().filter(|c| c.contains(partial.as_str())).take(8).collect::<Vec<_>>()
+        choices.get().into_iter().filter(|c| c.contains(partial.as_str())).take(8).collect::<Vec<_>>()
     });
     let pick = move |choice: String| {
         let Some(el) = area.get_untracked() else { return };
