@@ -263,9 +263,10 @@ async fn an_eval_run_runs_once_and_a_killed_replicas_run_is_taken_over() {
     let Some(servers) = replicas().await else { return };
     let mock = MockProvider::start().await;
     for s in &servers {
+        // Leases keep the default 30 s: the test lapses the killed replica's lease itself,
+        // and a short one would lapse whenever a loaded machine stalls a live replica.
         s.registry.configure_evals(service::eval::EvalSettings {
             heartbeat: Duration::from_millis(100),
-            stale_after: Duration::from_secs(2),
             ..Default::default()
         });
     }

@@ -698,6 +698,14 @@ impl Registry {
         };
         {
             let mut w = self.write().await?;
+            // The run may have ended between the sweep's read and the lease (its end frees
+            // the lease): then there is nothing to carry on, and the lease goes again.
+            let live = sql::run(w.conn(), id).await?.is_some_and(|r| matches!(r.status.as_str(), "queued" | "running"));
+            if !live {
+                w.end().await?;
+                drop(w);
+                return self.release(&sql::run_lease(id)).await;
+            }
             let detail = json!({"run": id, "recorded": recorded.len(), "replica": self.replica()});
             let e = NewEvent {
                 actor: "system",

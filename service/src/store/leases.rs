@@ -26,9 +26,9 @@ pub async fn take_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_
     Ok(held.is_some())
 }
 
-/// Ends `holder`'s lease on `work` now.
+/// Ends `holder`'s lease on `work` now: the work is free for any replica.
 pub async fn release_lease(ex: impl AnyExecutor<'_>, work: &str, holder: &str) -> Result<()> {
-    sqlx::query("UPDATE leases SET until = 0 WHERE name = $1 AND holder = $2")
+    sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
         .bind(work)
         .bind(holder)
         .execute(ex)
