@@ -46,6 +46,15 @@ if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ end2end/package-lock.json -n
   (cd end2end && npm ci --no-audit --no-fund)
 fi
 
+# promptfoo as published, for the test of its langfuse:// prompts: without its optional
+# dependencies (hundreds of provider SDKs) and install scripts (which would download
+# binaries from GitHub); what it needs here is listed in its package.json.
+if [ "${1:-}" = "--test" ] && { [ ! -x end2end/promptfoo/node_modules/.bin/promptfoo ] ||
+     [ end2end/promptfoo/package-lock.json -nt end2end/promptfoo/node_modules/.package-lock.json ]; }; then
+  say "installing promptfoo"
+  (cd end2end/promptfoo && npm ci --omit=optional --ignore-scripts --no-audit --no-fund)
+fi
+
 # The tests run every integration test a second time on a throwaway PostgreSQL.
 if [ "${1:-}" = "--test" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   say "installing Debian's PostgreSQL"

@@ -61,6 +61,10 @@ async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
     assert_eq!(got["fallback"], json!({"is_fallback": true, "compiled": "Fallback for Ada"}));
     assert_eq!(got["missing_raises"], "NotFoundError");
     assert_eq!(got["listed"], json!(["sdk/chat", "sdk/chat-history", "sdk/greeting"]));
+    assert_eq!(
+        got["listed_legacy"],
+        json!([{"versions": [1], "labels": ["legacy"], "config": {"model": "gpt-4o-mini", "temperature": 0.2}}])
+    );
 
     // The traced generation arrived over OTLP, linked to the version the prompt served.
     let traced = &got["traced"];
@@ -74,10 +78,11 @@ async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
 
     // On the server: production is stable, each move audited as the key.
     let labels = s.get("/api/v1/prompts/sdk%2Fgreeting/labels", &s.admin).await.body;
-    assert_eq!((labels["labels"]["stable"].as_i64(), labels["labels"]["staging"].as_i64()), (Some(2), Some(2)));
+    let at = |l: &str| labels["labels"][l].as_i64();
+    assert_eq!((at("stable"), at("staging"), at("legacy")), (Some(2), Some(2), Some(1)));
     let audit = s.get("/api/v1/audit?prompt=sdk%2Fgreeting&action=label.moved", &s.admin).await.body;
     let moves = audit["items"].as_array().unwrap();
-    assert_eq!(moves.len(), 3, "{audit}");
+    assert_eq!(moves.len(), 4, "{audit}");
     assert!(moves.iter().all(|e| e["actor"] == "key:langfuse-sdk"));
     s.stop().await;
 }

@@ -295,11 +295,21 @@ async fn list(State(r): State<Registry>, Caller(who): Caller, Query(p): Query<Li
     let total = matching.len();
     let mut data = Vec::new();
     for s in matching.iter().skip((page - 1) * limit).take(limit) {
-        let mut labels: Vec<&str> = s.labels.keys().map(|l| theirs(l)).collect();
-        labels.push(LATEST);
-        let newest = Selector { version: Some(s.latest_version), ..Default::default() };
-        let view = r.resolve(&who, &s.name, &newest).await?.view.clone();
-        data.push(json!({"name": s.name, "type": view.prompt_type.as_str(), "versions": (1..=s.latest_version).collect::<Vec<_>>(),
+        // As Langfuse: with a label, only the version it names is listed, with its labels
+        // and config; without, every version, every label and the newest's config.
+        let only = p.label.as_deref().map(ours).filter(|l| *l != LATEST).and_then(|l| s.labels.get(l).copied());
+        let versions: Vec<i64> = match only {
+            Some(v) => vec![v],
+            None => (1..=s.latest_version).collect(),
+        };
+        let mut labels: Vec<&str> =
+            s.labels.iter().filter(|(_, v)| only.is_none_or(|o| **v == o)).map(|(l, _)| theirs(l)).collect();
+        if only.is_none_or(|o| o == s.latest_version) {
+            labels.push(LATEST);
+        }
+        let last = Selector { version: Some(only.unwrap_or(s.latest_version)), ..Default::default() };
+        let view = r.resolve(&who, &s.name, &last).await?.view.clone();
+        data.push(json!({"name": s.name, "type": view.prompt_type.as_str(), "versions": versions,
                "labels": labels, "tags": s.tags, "lastUpdatedAt": s.updated_at, "lastConfig": view.config}));
     }
     let meta = json!({"page": page, "limit": limit, "totalItems": total, "totalPages": total.div_ceil(limit)});

@@ -90,4 +90,8 @@ out["app_key"] = app.get_prompt("sdk/greeting", cache_ttl_seconds=0).compile(cus
 # The list endpoint.
 listed = lf.api.prompts.list(tag="sdk")
 out["listed"] = sorted(p.name for p in listed.data)
+# With a label, the version it names, with that version's labels and config.
+lf.update_prompt(name="sdk/greeting", version=1, new_labels=["legacy"])
+legacy = lf.api.prompts.list(name="sdk/greeting", label="legacy").data
+out["listed_legacy"] = [{"versions": p.versions, "labels": sorted(p.labels), "config": p.last_config} for p in legacy]
 print(json.dumps(out))
