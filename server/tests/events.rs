@@ -14,7 +14,8 @@ use serde_json::Value;
 /// One server-sent event as a client reads it.
 #[derive(Debug, Clone)]
 struct Sse {
-    id: i64,
+    /// Only the last event of a change carries its seq as the id.
+    id: Option<i64>,
     event: String,
     data: Value,
 }
@@ -53,7 +54,7 @@ impl Stream {
                         data = serde_json::from_str(v.trim()).ok();
                     }
                 }
-                if let (Some(id), Some(event), Some(data)) = (id, event, data) {
+                if let (Some(event), Some(data)) = (event, data) {
                     return Some(Sse { id, event, data });
                 }
                 continue;
@@ -84,13 +85,13 @@ async fn changes_stream_as_they_commit_filtered_and_replayed_after_a_drop() {
     assert_eq!(e.data["version"], 2);
     assert_eq!(e.data["hash"], served["hash"]);
     assert_eq!(e.data["resolved_hash"], served["resolved_hash"]);
-    assert_eq!(e.data["seq"], e.id);
+    assert_eq!(e.data["seq"].as_i64(), e.id);
     s.promote("watched", "stable", 2).await;
     let moved = live.next(WAIT).await.expect("a label.moved event");
     assert_eq!((moved.event.as_str(), moved.data["label"].as_str(), moved.data["version"].as_i64()), ("label.moved", Some("stable"), Some(2)));
     assert!(moved.id > e.id);
     // The stream is then dropped; changes made meanwhile are replayed on reconnection.
-    let last = moved.id;
+    let last = moved.id.unwrap();
     drop(live);
     s.save("watched", 2, "three").await;
     s.promote("other", "stable", 2).await;
@@ -100,7 +101,7 @@ async fn changes_stream_as_they_commit_filtered_and_replayed_after_a_drop() {
     let b = again.next(WAIT).await.unwrap();
     assert_eq!((a.event.as_str(), a.data["version"].as_i64()), ("version.created", Some(3)));
     assert_eq!((b.event.as_str(), b.data["version"].as_i64()), ("label.moved", Some(3)));
-    assert!(a.id > last && b.id > a.id);
+    assert!(a.id > Some(last) && b.id > a.id);
     // ...and live ones follow, each once.
     s.save("watched", 3, "four").await;
     let c = again.next(WAIT).await.unwrap();
@@ -142,6 +143,12 @@ async fn an_included_prompts_label_move_streams_an_event_for_each_dependent() {
         let e = stream.next(WAIT).await.expect("an event per dependent label");
         got.push((e.data["prompt"].as_str().unwrap().to_owned(), e.data["label"].as_str().unwrap().to_owned(), e));
     }
+    // One change: the same seq in each, and only the last event carries it as its id, so
+    // a client that drops midway gets the whole change again when it reconnects.
+    let seq = got[0].2.data["seq"].as_i64();
+    assert!(got.iter().all(|(_, _, e)| e.data["seq"].as_i64() == seq));
+    let ids: Vec<Option<i64>> = got.iter().map(|(_, _, e)| e.id).collect();
+    assert_eq!(ids, [None, None, None, seq]);
     got.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     let keys: Vec<(&str, &str)> = got.iter().map(|(p, l, _)| (p.as_str(), l.as_str())).collect();
     assert_eq!(keys, [("bots/a", "latest"), ("bots/a", "stable"), ("bots/b", "latest"), ("bots/b", "stable")]);
@@ -150,6 +157,40 @@ async fn an_included_prompts_label_move_streams_an_event_for_each_dependent() {
     assert_eq!((e.event.as_str(), e.data["version"].as_i64()), ("label.moved", Some(1)));
     assert_eq!(e.data["resolved_hash"], served["resolved_hash"]);
     assert!(served["template"].as_str().unwrap().starts_with("Very kind."));
+
+    // A new version moves `latest`: what includes `shared/tone@latest` changes with it.
+    s.create_text("bots/c", "{% include \"shared/tone@latest\" %} Hey").await;
+    s.promote("bots/c", "stable", 1).await;
+    let mut stream = Stream::open(&s, &app, "?prompts=bots/c", None).await;
+    s.save("shared/tone", 2, "Warm.").await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let e = stream.next(WAIT).await.expect("an event per label of bots/c");
+        // A change committed as the stream opened (the promotion) may come first.
+        if e.event != "label.moved" {
+            got.push((e.data["label"].as_str().unwrap().to_owned(), e.event.clone(), e.data["resolved_hash"].clone()));
+        }
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let served = s.get("/api/v1/prompts/bots%2Fc", &s.admin).await.body;
+    assert!(served["template"].as_str().unwrap().starts_with("Warm."), "{served}");
+    assert_eq!(got[0], ("latest".to_owned(), "version.created".to_owned(), served["resolved_hash"].clone()));
+    assert_eq!(got[1], ("stable".to_owned(), "version.created".to_owned(), served["resolved_hash"].clone()));
+    s.stop().await;
+}
+
+/// An id past the log's head (from another registry, or a restored backup) replays
+/// nothing and hides nothing that comes after.
+#[tokio::test]
+async fn a_last_event_id_past_the_head_still_gets_what_comes_next() {
+    let s = TestServer::start().await;
+    let app = s.key("app", Scope::App, None).await;
+    s.create_text("later", "one").await;
+    let mut stream = Stream::open(&s, &app, "", Some(1_000_000)).await;
+    assert!(stream.next(Duration::from_millis(300)).await.is_none(), "nothing to replay");
+    s.save("later", 1, "two").await;
+    let e = stream.next(WAIT).await.expect("the next change");
+    assert_eq!((e.event.as_str(), e.data["version"].as_i64()), ("version.created", Some(2)));
     s.stop().await;
 }
 
@@ -169,10 +210,13 @@ async fn a_thousand_idle_subscribers_each_get_the_change() {
     s.save("busy", 1, "two").await;
     let mut delivered = 0;
     for stream in &mut streams {
-        if let Some(e) = stream.next(WAIT).await
-            && e.data["version"] == 2
-        {
-            delivered += 1;
+        // The first subscribers may get the prompt's creation first: it was committed as
+        // they subscribed.
+        while let Some(e) = stream.next(WAIT).await {
+            if e.data["version"] == 2 {
+                delivered += 1;
+                break;
+            }
         }
     }
     assert_eq!(delivered, 1000);

@@ -86,3 +86,84 @@ async fn the_langfuse_sdk_works_unchanged_with_only_host_and_keys() {
     assert!(moves.iter().all(|e| e["actor"] == "key:langfuse-sdk"));
     s.stop().await;
 }
+
+/// The Langfuse routes refuse bad input before they write anything, answer in
+/// Langfuse's error shape whatever refused it, and take racing creates one on top of the
+/// other, as Langfuse does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_langfuse_routes_refuse_whole_requests_in_langfuses_error_shape() {
+    let s = TestServer::start().await;
+    let writer = s.key("editor", Scope::Write, None).await;
+    let create = |key: &str, body: Value| {
+        let key = if key == "admin" { s.admin.clone() } else { writer.clone() };
+        let s = &s;
+        async move { call(s, reqwest::Method::POST, "/api/public/v2/prompts", &key, Some(&body.to_string())).await }
+    };
+    let versions = |name: &str| {
+        let path = format!("/api/v1/prompts/{}/versions", common::enc(name));
+        let s = &s;
+        async move { s.get(&path, &s.admin).await }
+    };
+
+    // A label refused (a bad name; a protected label for an editor; a gate a new version
+    // cannot pass) leaves no version behind.
+    let (status, body) = create("admin", json!({"name": "lf/bad-label", "prompt": "v1", "labels": ["Bad Label"]})).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("InvalidRequestError")), "{body}");
+    assert_eq!(versions("lf/bad-label").await.status, reqwest::StatusCode::NOT_FOUND);
+    s.put("/api/v1/labels/stable/policy", &s.admin, json!({"protected": true})).await;
+    let (status, body) = create("writer", json!({"name": "lf/protected", "prompt": "v1", "labels": ["production"]})).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("AccessDeniedError")), "{body}");
+    assert_eq!(versions("lf/protected").await.status, reqwest::StatusCode::NOT_FOUND);
+    s.put("/api/v1/labels/gated/policy", &s.admin, json!({"require_eval": {"suite": "smoke", "min_pass_rate": 1.0}})).await;
+    let (status, body) = create("admin", json!({"name": "lf/gated", "prompt": "v1", "labels": ["gated"]})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("eval_gate")), "{body}");
+    assert_eq!(versions("lf/gated").await.status, reqwest::StatusCode::NOT_FOUND);
+
+    // A label update with one bad label moves none.
+    let (status, _) = create("admin", json!({"name": "lf/p", "prompt": "v1"})).await;
+    assert_eq!(status, 201);
+    let patch = json!({"newLabels": ["staging", "Bad!"]}).to_string();
+    let (status, body) = call(&s, reqwest::Method::PATCH, "/api/public/v2/prompts/lf%2Fp/versions/1", &s.admin, Some(&patch)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("InvalidRequestError")), "{body}");
+    let labels = s.get("/api/v1/prompts/lf%2Fp/labels", &s.admin).await.body;
+    assert!(labels["labels"]["staging"].is_null(), "{labels}");
+
+    // A new version keeps the prompt's type.
+    let chat = json!({"name": "lf/p", "type": "chat", "prompt": [{"role": "user", "content": "hi"}]});
+    let (status, body) = create("admin", chat).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(versions("lf/p").await.body["items"].as_array().map(Vec::len), Some(1));
+
+    // Errors raised before the handler (a body of the wrong shape, no key) are Langfuse's too.
+    let wrong = json!({"newLabels": "staging"}).to_string();
+    let (status, body) = call(&s, reqwest::Method::PATCH, "/api/public/v2/prompts/lf%2Fp/versions/1", &s.admin, Some(&wrong)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("InvalidRequestError")), "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    let anonymous = s.http.get(format!("{}/api/public/v2/prompts", s.base)).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert_eq!(anonymous.json::<Value>().await.unwrap()["error"], "UnauthorizedError");
+
+    // A page far past the end is an empty page, not a crash.
+    let (status, body) = call(&s, reqwest::Method::GET, "/api/public/v2/prompts?page=18446744073709551615", &s.admin, None).await;
+    assert_eq!((status, body["data"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+
+    // Racing creates of one name: each gets its own version, none a conflict.
+    let racing = (1..=8).map(|i| create("admin", json!({"name": "lf/race", "prompt": format!("v{i}")})));
+    let answers = futures::future::join_all(racing).await;
+    assert!(answers.iter().all(|(status, _)| *status == 201), "{answers:?}");
+    let mut made: Vec<i64> = answers.iter().map(|(_, b)| b["version"].as_i64().unwrap()).collect();
+    made.sort();
+    assert_eq!(made, (1..=8).collect::<Vec<_>>());
+    s.stop().await;
+}
+
+/// A call with HTTP Basic, as Langfuse's SDKs send it: the status and the JSON body.
+async fn call(s: &TestServer, method: reqwest::Method, path: &str, key: &str, body: Option<&str>) -> (u16, Value) {
+    let mut req = s.http.request(method, format!("{}{path}", s.base)).basic_auth("pk-any", Some(key));
+    if let Some(body) = body {
+        req = req.header("content-type", "application/json").body(body.to_owned());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null))
+}

@@ -37,6 +37,10 @@ pub struct StreamEvent {
     pub prompt: String,
     /// `{"prompt", "label", "version", "hash", "resolved_hash", "seq"}`.
     pub data: String,
+    /// The last event of its change (its seq) this subscriber gets: only it carries the
+    /// seq as its event id, so a client that reconnects after part of a change's events
+    /// gets that change again rather than loses the rest of it.
+    pub last_of_change: bool,
 }
 
 pub(crate) struct Hub {
@@ -69,7 +73,8 @@ impl Subscription {
     /// The next event for this subscriber; `None` when the server is stopping.
     pub async fn next(&mut self) -> Option<StreamEvent> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
+            if let Some(mut e) = self.pending.pop_front() {
+                e.last_of_change = self.pending.front().is_none_or(|next| next.seq != e.seq);
                 return Some(e);
             }
             let received = tokio::select! {
@@ -118,11 +123,19 @@ impl Registry {
         let rx = self.hub().tx.subscribe();
         let (pending, seen) = match since {
             Some(since) => {
+                // A seq past the log's head (an id from another registry) replays nothing
+                // and must not hide the changes to come.
+                let since = since.min(store::last_seq(&self.store().reader).await?);
                 let replay = self.events_since(since).await?;
                 let seen = replay.last().map_or(since, |e| e.seq);
                 (replay.into_iter().filter(|e| keep(&prompts, e)).collect(), seen)
             }
-            None => (Default::default(), self.hub().last.load(Ordering::Acquire).max(store::last_seq(&self.store().reader).await?)),
+            // From what has been broadcast: a change committed but not yet broadcast (nor,
+            // perhaps, served) comes to this subscriber too.
+            None => match self.hub().last.load(Ordering::Acquire) {
+                -1 => (Default::default(), store::last_seq(&self.store().reader).await?),
+                last => (Default::default(), last),
+            },
         };
         let closing = self.hub().closing.subscribe();
         Ok(Subscription { registry: self.clone(), rx, closing, pending, seen, prompts })
@@ -160,11 +173,21 @@ impl Registry {
 
     async fn announce(&self) -> Result<()> {
         let from = self.hub().last.load(Ordering::Acquire);
-        let mut conn = self.store().reader.acquire().await?;
-        let rows = store::events_after(&mut conn, from).await?;
-        drop(conn);
+        // Under the write lock, so every change read is in the index already (a write
+        // holds the lock from before its commit until its index update; on PostgreSQL,
+        // what other replicas committed is applied first, and nothing newer is read): a
+        // subscriber that fetches on an event gets what the event says.
+        let (rows, batch) = {
+            let _hold = self.store().hold().await;
+            let indexed = self.indexed_seq().await?;
+            let mut conn = self.store().reader.acquire().await?;
+            let mut rows = store::events_after(&mut conn, from).await?;
+            drop(conn);
+            rows.retain(|r| indexed.is_none_or(|i| r.seq <= i));
+            let batch: Vec<StreamEvent> = rows.iter().flat_map(|r| self.stream_events(r)).collect();
+            (rows, batch)
+        };
         let Some(last) = rows.last().map(|r| r.seq) else { return Ok(()) };
-        let batch: Vec<StreamEvent> = rows.iter().flat_map(|r| self.stream_events(r)).collect();
         self.hub().last.store(last, Ordering::Release);
         // The seq moves on even when nothing in the batch alters what is served, so
         // subscribers skip it; no receiver is not an error.
@@ -176,8 +199,8 @@ impl Registry {
     }
 
     /// The stream events of one audit event: none for a change that alters nothing
-    /// served; for a label move, one for the prompt and one per label of each prompt
-    /// that includes it through that label.
+    /// served; for a label move (or a new version, which moves `latest`), one for the
+    /// prompt and one per label of each prompt that includes it through that label.
     fn stream_events(&self, row: &AuditRow) -> Vec<StreamEvent> {
         let Some(action) = AuditAction::parse(&row.action) else { return Vec::new() };
         let event = match action {
@@ -197,7 +220,7 @@ impl Registry {
         let label = if event == "version.created" { Some(LATEST) } else { row.label.as_deref() };
         let hash = detail["hash"].as_str().map(str::to_owned);
         let mut out = vec![self.stream_event(row.seq, event, prompt, label, row.version, hash)];
-        if action == AuditAction::LabelMoved {
+        if matches!(action, AuditAction::LabelMoved | AuditAction::VersionCreated) {
             for d in detail["dependents"].as_array().into_iter().flatten() {
                 let Some(dependent) = d["prompt"].as_str() else { continue };
                 for l in d["labels"].as_array().into_iter().flatten().filter_map(Value::as_str) {
@@ -224,6 +247,6 @@ impl Registry {
         let hash = hash.or_else(|| served.as_ref().map(|s| s.view.hash.clone()));
         let data = json!({"prompt": prompt, "label": label, "version": version, "hash": hash,
                           "resolved_hash": resolved_hash, "seq": seq});
-        StreamEvent { seq, event, prompt: prompt.to_owned(), data: data.to_string() }
+        StreamEvent { seq, event, prompt: prompt.to_owned(), data: data.to_string(), last_of_change: true }
     }
 }

@@ -23,6 +23,18 @@ pub(crate) async fn version_row(conn: &mut AnyConnection, entry: &PromptEntry, v
         .ok_or_else(|| ServiceError::NotFound(format!("'{}' has no version {version}", entry.summary.name)))
 }
 
+/// A label a person may move: a valid name, and not `latest`.
+fn movable(label: &str) -> Result<()> {
+    names::validate_label(label)?;
+    if label == LATEST {
+        return Err(ServiceError::rule(
+            "latest_is_automatic",
+            "`latest` always points at the newest version and cannot be moved; save a new version instead",
+        ));
+    }
+    Ok(())
+}
+
 /// Label history entries returned with the labels.
 const HISTORY_LIMIT: i64 = 1000;
 
@@ -48,13 +60,7 @@ impl Registry {
     /// read inside the write transaction, so a policy changed at the same moment is seen.
     pub async fn move_label(&self, who: &Principal, name: &str, label: &str, req: MoveLabel) -> Result<LabelOutcome> {
         who.require(Action::Write)?;
-        names::validate_label(label)?;
-        if label == LATEST {
-            return Err(ServiceError::rule(
-                "latest_is_automatic",
-                "`latest` always points at the newest version and cannot be moved; save a new version instead",
-            ));
-        }
+        movable(label)?;
         check_len("reason", &req.reason, 2000)?;
         self.known(name).await?;
         let (this, who, name, label) = (self.clone(), who.clone(), name.to_owned(), label.to_owned());
@@ -77,6 +83,53 @@ impl Registry {
             Ok(LabelOutcome::Moved(MovedLabel { label, version: req.version, previous_version }))
         })
         .await
+    }
+
+    /// Checks, writing nothing, that each of `labels` of `name` may move to `version`
+    /// (`None`: a version about to be saved, which has no evaluation run yet), so that a
+    /// caller moving several labels one by one (Langfuse's create and label update)
+    /// refuses them all before it writes anything. A label that needs approval passes:
+    /// its move opens a request.
+    pub async fn check_label_moves(
+        &self,
+        who: &Principal,
+        name: &str,
+        version: Option<i64>,
+        labels: &[&str],
+    ) -> Result<()> {
+        who.require(Action::Write)?;
+        for label in labels {
+            movable(label)?;
+        }
+        let entry = self.index().get(name);
+        let mut conn = self.store().reader.acquire().await?;
+        for label in labels {
+            if let Some(entry) = &entry {
+                refuse_during_rollout(&mut conn, entry, label).await?;
+            }
+            match (&entry, version) {
+                (Some(entry), Some(version)) => {
+                    let row = version_row(&mut conn, entry, version).await?;
+                    self.check_move_rules(&mut conn, who, entry, label, &row).await?;
+                    self.check_label_includes(entry, label, &row).await?;
+                }
+                _ => {
+                    let policy = store::governance::policy(&mut *conn, label).await?;
+                    if policy.protected {
+                        who.require(Action::MoveProtectedLabel)?;
+                    }
+                    if let Some(gate) = policy.require_eval {
+                        let message = format!(
+                            "'{label}' needs an evaluation run of the version it moves to, and a new version has none: save the version without '{label}', run the suite '{}' on it, then move the label",
+                            gate.suite
+                        );
+                        let (suite, min_pass_rate) = (gate.suite, gate.min_pass_rate);
+                        return Err(ServiceError::EvalGate { suite, min_pass_rate, best_pass_rate: None, best_run: None, message });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The label's rules for a move of `label` to `row`, read and checked inside the

@@ -201,7 +201,13 @@ impl Registry {
             this.check_includes(&base, &own_overrides(&base)).await?;
             store::insert_version(w.conn(), &row).await?;
             store::touch_prompt(w.conn(), latest.prompt_id, at, &who.actor).await?;
-            let detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
+            let mut detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
+            // What else now serves something new: prompts that include this one's `latest`.
+            let affected = this.index().affected(&name, LATEST);
+            if !affected.is_empty() {
+                detail["dependents"] =
+                    affected.into_iter().map(|(prompt, labels)| json!({"prompt": prompt, "labels": labels})).collect();
+            }
             w.audit(
                 at,
                 NewEvent {

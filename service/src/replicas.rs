@@ -164,6 +164,19 @@ impl Registry {
         self.apply_changes(None).await.map(drop)
     }
 
+    /// For a caller that holds the write lock: the newest seq whose change is in this
+    /// replica's index, on PostgreSQL once what other replicas committed is applied.
+    /// `None` on SQLite, where every committed change is indexed once the lock is free.
+    pub(crate) async fn indexed_seq(&self) -> Result<Option<i64>> {
+        match self.store().backend {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => {
+                self.apply_changes(None).await?;
+                Ok(Some(self.inner.applied_seq.load(Ordering::Acquire)))
+            }
+        }
+    }
+
     /// `catch_up`, for a caller that holds the write lock; with `only`, just that prompt's
     /// changes are applied (and the rest are left for the next catch-up). Returns the
     /// chain's head as read.

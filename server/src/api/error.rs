@@ -8,7 +8,7 @@ use domain::compose::ComposeError;
 use serde_json::{Map, Value, json};
 use service::ServiceError;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
@@ -109,6 +109,8 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Kept for routes that answer errors in another shape (Langfuse's).
+        let kept = self.clone();
         let mut error = self.extra;
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), self.message.into());
@@ -122,6 +124,7 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        response.extensions_mut().insert(kept);
         response
     }
 }

@@ -59,7 +59,8 @@ async fn events(
     let subscription = r.subscribe(&who, since, prompts).await?;
     let stream = futures::stream::unfold(subscription, |mut sub| async move {
         let e = sub.next().await?;
-        let event = Event::default().id(e.seq.to_string()).event(e.event).data(e.data);
+        let event = Event::default().event(e.event).data(e.data);
+        let event = if e.last_of_change { event.id(e.seq.to_string()) } else { event };
         Some((Ok::<_, Infallible>(event), sub))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("")).into_response())

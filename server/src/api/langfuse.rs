@@ -8,7 +8,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use domain::content::{Message, MessageRole, PromptType};
@@ -32,42 +32,37 @@ pub fn router() -> Router<AppState> {
         .route("/api/public/v2/prompts/{name}/versions/{version}", patch(update_labels))
         .route("/api/public/projects", get(projects))
         .route("/api/public/otel/v1/traces", post(super::otlp::traces))
+        .layer(axum::middleware::map_response(langfuse_error))
 }
 
-/// An error as Langfuse answers it: `{"error", "message"}` with the real status code.
-struct LangfuseError(ApiError);
-
-impl From<ApiError> for LangfuseError {
-    fn from(e: ApiError) -> Self {
-        LangfuseError(e)
+/// An error as Langfuse answers it: `{"error", "message"}` with Langfuse's status codes
+/// (its 400 for a request it refuses, where `/api/v1` says 422). Every error of these
+/// routes, a rejected body or key included, is an `ApiError`, which leaves itself in the
+/// response's extensions for this to find.
+async fn langfuse_error(mut response: Response) -> Response {
+    let Some(e) = response.extensions_mut().remove::<ApiError>() else { return response };
+    let status = if e.status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { e.status };
+    let name = match status {
+        StatusCode::NOT_FOUND => "LangfuseNotFoundError",
+        StatusCode::UNAUTHORIZED => "UnauthorizedError",
+        StatusCode::FORBIDDEN => "AccessDeniedError",
+        s if s.is_client_error() => "InvalidRequestError",
+        _ => "InternalServerError",
+    };
+    let mut body = json!({"error": name, "message": e.message, "code": e.code});
+    for (k, v) in e.extra {
+        body[k] = v;
     }
-}
-
-impl From<ServiceError> for LangfuseError {
-    fn from(e: ServiceError) -> Self {
-        LangfuseError(e.into())
-    }
-}
-
-impl IntoResponse for LangfuseError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let name = match e.status {
-            StatusCode::NOT_FOUND => "LangfuseNotFoundError",
-            StatusCode::UNAUTHORIZED => "UnauthorizedError",
-            StatusCode::FORBIDDEN => "AccessDeniedError",
-            s if s.is_client_error() => "InvalidRequestError",
-            _ => "InternalServerError",
-        };
-        let mut body = json!({"error": name, "message": e.message, "code": e.code});
-        for (k, v) in e.extra {
-            body[k] = v;
+    let mut answer = (status, axum::Json(body)).into_response();
+    for (k, v) in response.headers() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(k, v.clone());
         }
-        (e.status, axum::Json(body)).into_response()
     }
+    answer
 }
 
-type Result<T = Response> = std::result::Result<T, LangfuseError>;
+type Result<T = Response> = std::result::Result<T, ApiError>;
 
 /// Our label for a Langfuse one, and back.
 fn ours(label: &str) -> &str {
@@ -202,44 +197,70 @@ fn body_of(b: &CreateBody) -> std::result::Result<(PromptType, Option<String>, O
 }
 
 /// Creates the prompt, or its next version on top of the newest; then moves the labels
-/// asked for (each under its rules; one that needs approval opens a request).
+/// asked for (each under its rules; one that needs approval opens a request). The labels
+/// are checked first, so a refused label leaves no version behind; a create racing
+/// another one goes on top of it, as Langfuse's would.
 async fn create(State(r): State<Registry>, Caller(who): Caller, Json(b): Json<CreateBody>) -> Result {
     let (prompt_type, template, messages) = body_of(&b)?;
-    let view = match r.prompt(&who, &b.name) {
-        Err(ServiceError::NotFound(_)) => {
-            let req = NewPrompt {
-                name: b.name.clone(),
-                description: String::new(),
-                tags: b.tags.clone().unwrap_or_default(),
-                prompt_type: Some(prompt_type),
-                template,
-                messages,
-                config: b.config.clone(),
-                message: b.commit_message.clone(),
-            };
-            r.create_prompt(&who, req).await?
-        }
-        Err(e) => return Err(e.into()),
-        Ok(summary) => {
-            let req = NewVersion {
-                base_version: Some(summary.latest_version),
-                prompt_type: Some(prompt_type),
-                template,
-                messages,
-                config: Some(b.config.clone().unwrap_or_else(|| json!({}))),
-                message: b.commit_message.clone(),
-            };
-            r.add_version(&who, &b.name, req).await?
+    let labels = our_labels(b.labels.as_deref().unwrap_or_default());
+    r.check_label_moves(&who, &b.name, None, &labels).await?;
+    let mut attempts = 0;
+    let view = loop {
+        attempts += 1;
+        let saved = match r.prompt(&who, &b.name) {
+            Err(ServiceError::NotFound(_)) => {
+                let req = NewPrompt {
+                    name: b.name.clone(),
+                    description: String::new(),
+                    tags: b.tags.clone().unwrap_or_default(),
+                    prompt_type: Some(prompt_type),
+                    template: template.clone(),
+                    messages: messages.clone(),
+                    config: b.config.clone(),
+                    message: b.commit_message.clone(),
+                };
+                r.create_prompt(&who, req).await
+            }
+            Err(e) => return Err(e.into()),
+            Ok(summary) => {
+                let newest = Selector { version: Some(summary.latest_version), ..Default::default() };
+                if r.resolve(&who, &b.name, &newest).await?.view.prompt_type != prompt_type {
+                    return Err(ApiError::bad_request(format!(
+                        "'{}' is a {} prompt: a new version keeps its type; create a prompt with another name",
+                        b.name,
+                        if prompt_type == PromptType::Text { "chat" } else { "text" }
+                    )));
+                }
+                let req = NewVersion {
+                    base_version: Some(summary.latest_version),
+                    prompt_type: Some(prompt_type),
+                    template: template.clone(),
+                    messages: messages.clone(),
+                    config: Some(b.config.clone().unwrap_or_else(|| json!({}))),
+                    message: b.commit_message.clone(),
+                };
+                r.add_version(&who, &b.name, req).await
+            }
+        };
+        match saved {
+            Err(ServiceError::NameTaken(_) | ServiceError::Stale { .. }) if attempts < 10 => continue,
+            saved => break saved?,
         }
     };
-    move_labels(&r, &who, &b.name, view.version, b.labels.as_deref().unwrap_or_default()).await?;
+    move_labels(&r, &who, &b.name, view.version, &labels).await?;
     let summary = r.prompt(&who, &b.name)?;
     let served = r.resolve(&who, &b.name, &Selector { version: Some(view.version), ..Default::default() }).await?;
     Ok((StatusCode::CREATED, axum::Json(prompt_json(&served.view, &summary.tags, &summary.updated_at))).into_response())
 }
 
-async fn move_labels(r: &Registry, who: &service::Principal, name: &str, version: i64, labels: &[String]) -> Result<()> {
-    for label in labels.iter().map(|l| ours(l)).filter(|l| *l != LATEST) {
+/// Langfuse's labels as ours, without `latest` (which follows the newest version by
+/// itself there too).
+fn our_labels(labels: &[String]) -> Vec<&str> {
+    labels.iter().map(|l| ours(l)).filter(|l| *l != LATEST).collect()
+}
+
+async fn move_labels(r: &Registry, who: &service::Principal, name: &str, version: i64, labels: &[&str]) -> Result<()> {
+    for label in labels {
         // A label that needs approval opens a request; the version is returned as it is.
         r.move_label(who, name, label, MoveLabel { version, reason: "langfuse API".into() }).await?;
     }
@@ -258,7 +279,9 @@ async fn update_labels(
     Path((name, version)): Path<(String, i64)>,
     Json(b): Json<UpdateBody>,
 ) -> Result {
-    move_labels(&r, &who, &name, version, &b.new_labels).await?;
+    let labels = our_labels(&b.new_labels);
+    r.check_label_moves(&who, &name, Some(version), &labels).await?;
+    move_labels(&r, &who, &name, version, &labels).await?;
     let summary = r.prompt(&who, &name)?;
     let served = r.resolve(&who, &name, &Selector { version: Some(version), ..Default::default() }).await?;
     Ok(axum::Json(prompt_json(&served.view, &summary.tags, &summary.updated_at)).into_response())
@@ -294,7 +317,7 @@ async fn list(State(r): State<Registry>, Caller(who): Caller, Query(p): Query<Li
     }
     let total = matching.len();
     let mut data = Vec::new();
-    for s in matching.iter().skip((page - 1) * limit).take(limit) {
+    for s in matching.iter().skip((page - 1).saturating_mul(limit)).take(limit) {
         // As Langfuse: with a label, only the version it names is listed, with its labels
         // and config; without, every version, every label and the newest's config.
         let only = p.label.as_deref().map(ours).filter(|l| *l != LATEST).and_then(|l| s.labels.get(l).copied());
