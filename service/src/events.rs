@@ -66,6 +66,9 @@ pub struct Subscription {
     pending: std::collections::VecDeque<StreamEvent>,
     /// The newest seq handed out (or replayed past).
     seen: i64,
+    /// Reading the log after `seen`, a page at a time (a replay, or a subscriber that
+    /// fell behind the broadcast), before taking live events again.
+    replaying: bool,
     prompts: Option<BTreeSet<String>>,
 }
 
@@ -76,6 +79,13 @@ impl Subscription {
             if let Some(mut e) = self.pending.pop_front() {
                 e.last_of_change = self.pending.front().is_none_or(|next| next.seq != e.seq);
                 return Some(e);
+            }
+            if self.replaying {
+                let (events, last, more) = self.registry.events_page(self.seen).await.ok()?;
+                self.seen = last;
+                self.replaying = more;
+                self.pending.extend(events.into_iter().filter(|e| keep(&self.prompts, e)));
+                continue;
             }
             let received = tokio::select! {
                 received = self.rx.recv() => received,
@@ -90,13 +100,7 @@ impl Subscription {
                     self.pending.extend(fresh.into_iter().filter(|e| keep(&self.prompts, e)));
                 }
                 // Too slow: what it missed is in the log.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let missed = self.registry.events_since(self.seen).await.ok()?;
-                    if let Some(last) = missed.last() {
-                        self.seen = last.seq;
-                    }
-                    self.pending.extend(missed.into_iter().filter(|e| keep(&self.prompts, e)));
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
@@ -121,24 +125,20 @@ impl Registry {
         }
         // Subscribed before the replay is read, so nothing falls between the two.
         let rx = self.hub().tx.subscribe();
-        let (pending, seen) = match since {
-            Some(since) => {
-                // A seq past the log's head (an id from another registry) replays nothing
-                // and must not hide the changes to come.
-                let since = since.min(store::last_seq(&self.store().reader).await?);
-                let replay = self.events_since(since).await?;
-                let seen = replay.last().map_or(since, |e| e.seq);
-                (replay.into_iter().filter(|e| keep(&prompts, e)).collect(), seen)
-            }
+        let (seen, replaying) = match since {
+            // Replayed a page at a time as the subscriber reads. A seq past the log's head
+            // (an id from another registry) replays nothing and must not hide what comes.
+            Some(since) => (since.min(store::last_seq(&self.store().reader).await?), true),
             // From what has been broadcast: a change committed but not yet broadcast (nor,
             // perhaps, served) comes to this subscriber too.
             None => match self.hub().last.load(Ordering::Acquire) {
-                -1 => (Default::default(), store::last_seq(&self.store().reader).await?),
-                last => (Default::default(), last),
+                -1 => (store::last_seq(&self.store().reader).await?, false),
+                last => (last, false),
             },
         };
         let closing = self.hub().closing.subscribe();
-        Ok(Subscription { registry: self.clone(), rx, closing, pending, seen, prompts })
+        let pending = Default::default();
+        Ok(Subscription { registry: self.clone(), rx, closing, pending, seen, replaying, prompts })
     }
 
     /// Ends every subscription (the server is stopping).
@@ -146,17 +146,15 @@ impl Registry {
         self.hub().closing.send_replace(true);
     }
 
-    /// Every stream event after `seq`, from the log.
-    async fn events_since(&self, mut seq: i64) -> Result<Vec<StreamEvent>> {
-        let mut out = Vec::new();
+    /// One page of the stream events after `seq`, from the log: the events, the last seq
+    /// read, and whether there may be more.
+    async fn events_page(&self, seq: i64) -> Result<(Vec<StreamEvent>, i64, bool)> {
         let mut conn = self.store().reader.acquire().await?;
-        loop {
-            let rows = store::events_after(&mut conn, seq).await?;
-            let Some(last) = rows.last().map(|r| r.seq) else { break };
-            seq = last;
-            out.extend(rows.iter().flat_map(|r| self.stream_events(r)));
-        }
-        Ok(out)
+        let rows = store::events_after(&mut conn, seq).await?;
+        drop(conn);
+        let last = rows.last().map_or(seq, |r| r.seq);
+        let more = rows.len() as i64 >= store::CHUNK;
+        Ok((rows.iter().flat_map(|r| self.stream_events(r)).collect(), last, more))
     }
 
     /// Broadcasts each change as it is committed, until the process stops.

@@ -178,6 +178,9 @@ def test_generations_are_bounded_while_the_server_is_down(server):
         ("  {%- if x %} yes {% endif -%}  !", {"x": True}),
         ("{{ price * 2 }} {{ a ~ '-' ~ b }} {{ name ~ '!' }}", {"price": 3, "a": "x", "b": "y", "name": "Z"}),
         ("{{ text | replace('a', 'b') | trim }}", {"text": "  banana "}),
+        # Lists and maps print as minijinja prints them, and maps iterate in key order.
+        ("{{ tags }} {{ meta }} {{ empty }}", {"tags": ["a", 'q"x', "é\n"], "meta": {"b": 1, "a": [1, 2.5, True, None]}, "empty": []}),
+        ("{% for k in d %}{{ k }}={{ d[k] }},{% endfor %} {% for k, v in d|items %}{{ k }}{{ v }}{% endfor %} {{ d|dictsort }}", {"d": {"b": 1, "a": 2}}),
     ],
 )
 def test_local_rendering_matches_the_servers(server, template, variables):
