@@ -100,6 +100,15 @@ impl Registry {
         }
     }
 
+    /// Extends this replica's lease on `work` by `ttl`, on `conn`, if it still holds it (a
+    /// lease given up at shutdown, or taken over, stays so); always held on SQLite.
+    pub(crate) async fn keeps(&self, conn: &mut sqlx::AnyConnection, work: &str, ttl: Duration) -> Result<bool> {
+        match self.store().backend {
+            Backend::Sqlite => Ok(true),
+            Backend::Postgres => store::keep_lease(conn, work, self.replica(), ttl.as_micros() as i64).await,
+        }
+    }
+
     /// Takes the lease on `work` for `ttl` when it is free or has lapsed (PostgreSQL): the
     /// work of a replica that stopped. Never true for a lease this replica holds already.
     pub(crate) async fn takes_over(&self, work: &str, ttl: Duration) -> Result<bool> {

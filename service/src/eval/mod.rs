@@ -75,6 +75,8 @@ impl Default for Evals {
 
 /// Cases per suite, at most.
 const MAX_CASES: usize = 5_000;
+/// How long a stopping server waits for its runs to record what they have.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const SUITE_NAME_MAX: usize = 64;
 const RUNS_PAGE: i64 = 50;
 
@@ -595,13 +597,21 @@ impl Registry {
     /// their leases are given up, and another replica (or this one, started again)
     /// carries them on.
     pub async fn interrupt_runs(&self) -> Result<()> {
-        let active: Vec<(String, CancellationToken)> = self.evals().active.lock().drain().collect();
+        let active: Vec<(String, CancellationToken)> =
+            self.evals().active.lock().iter().map(|(id, token)| (id.clone(), token.clone())).collect();
         if active.is_empty() {
             return Ok(());
         }
         for (_, token) in &active {
             token.cancel();
         }
+        // A moment for the runs to record what they have, so whoever carries them on
+        // does not send those cases again; a model call still out is given up.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !self.evals().active.lock().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.evals().active.lock().clear();
         if self.store().backend == Backend::Postgres {
             for (id, _) in &active {
                 self.release(&sql::run_lease(id)).await?;

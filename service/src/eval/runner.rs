@@ -250,10 +250,11 @@ async fn record(
     }
 }
 
-/// Whether this replica still holds the run, renewing its lease inside the write `w`
-/// (always on SQLite): a replica whose lease lapsed and was taken stops without writing.
+/// Whether this replica still holds the run, extending its lease inside the write `w`
+/// (always on SQLite): a replica whose lease was given up or taken over stops without
+/// writing.
 async fn ours(registry: &Registry, w: &mut WriteGuard<'_>, id: &str) -> Result<bool> {
-    registry.renew(w.conn(), &sql::run_lease(id), registry.eval_settings().stale_after).await
+    registry.keeps(w.conn(), &sql::run_lease(id), registry.eval_settings().stale_after).await
 }
 
 async fn run_case(ctx: &Context, index: usize, case: &Case) -> CaseResult {

@@ -26,6 +26,18 @@ pub async fn take_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_
     Ok(held.is_some())
 }
 
+/// Extends `holder`'s lease on `work` by `ttl_us` from now, if it still holds it (never
+/// takes a lease that was given up or taken over); whether it does.
+pub async fn keep_lease(conn: &mut AnyConnection, work: &str, holder: &str, ttl_us: i64) -> Result<bool> {
+    let kept = sqlx::query(&format!("UPDATE leases SET until = {NOW} + $3 WHERE name = $1 AND holder = $2"))
+        .bind(work)
+        .bind(holder)
+        .bind(ttl_us)
+        .execute(&mut *conn)
+        .await?;
+    Ok(kept.rows_affected() == 1)
+}
+
 /// Ends `holder`'s lease on `work` now: the work is free for any replica.
 pub async fn release_lease(ex: impl AnyExecutor<'_>, work: &str, holder: &str) -> Result<()> {
     sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
