@@ -326,3 +326,24 @@ def test_fallback_variables_are_the_ones_the_template_uses(server, fallback, var
     assert sorted(p.variables) == sorted(variables)
     assert p.render(**variables) == expected
     client.close(timeout=0.5)
+
+
+def test_a_hung_server_holds_one_get_for_the_timeout_then_the_fallback_is_served_at_once(hung_server):
+    with Client(hung_server, "key", stream=False, timeout=1.0, retry_after=2.0) as client:
+        started = time.monotonic()
+        first = client.get("support/greeting", fallback="Hello {{ name }}")
+        waited = time.monotonic() - started
+        assert first.source == "fallback" and waited >= 0.9, waited
+        started = time.monotonic()
+        for _ in range(20):
+            again = client.get("support/greeting", fallback="Hello {{ name }}")
+            assert again.source == "fallback"
+        assert time.monotonic() - started < 0.9, "no call waited on the hung server again"
+        # A get with nothing else to serve still asks the server.
+        with pytest.raises(Unavailable):
+            client.get("support/other")
+        # After the quiet period, the server is asked again.
+        time.sleep(2.1)
+        started = time.monotonic()
+        client.get("support/greeting", fallback="Hello {{ name }}")
+        assert time.monotonic() - started >= 0.9

@@ -205,6 +205,7 @@ class Client:
         max_cached: int = 10_000,
         generation_batch: int = 200,
         flush_interval: float = 1.0,
+        retry_after: float = 5.0,
     ) -> None:
         import os
 
@@ -214,6 +215,10 @@ class Client:
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
         self._headers = headers
         self._timeout = timeout
+        #: after a failed request, `get`s that can answer without the server (a stale
+        #: copy, a fallback) do so until this moment instead of waiting on it again
+        self._retry_after = retry_after
+        self._quiet_until = 0.0
         self._cache: Dict[Key, _Entry] = {}
         self._max_cached = max_cached
         self._lock = threading.Lock()
@@ -274,15 +279,21 @@ class Client:
         entry = self._cache.get(key)
         if entry is not None and self._stream_up.is_set():
             return entry.prompt
-        try:
-            return self._fetch(key, entry)
-        except (httpx.HTTPError, _ServerError):
-            entry = self._cache.get(key) or entry
-            if entry is not None:
-                return entry.prompt.with_source("stale")
-            if fallback is not None:
-                return _fallback(name, label, fallback)
-            raise Unavailable(f"promptledger at {self.base_url} cannot be reached and '{name}' is not cached")
+        if time.monotonic() >= self._quiet_until or (entry is None and fallback is None):
+            try:
+                prompt = self._fetch(key, entry)
+                self._quiet_until = 0.0
+                return prompt
+            except (httpx.HTTPError, _ServerError):
+                # Unreachable, hung or failing: for a while, what can be answered without
+                # it is, at once (a hung server would hold every call for the timeout).
+                self._quiet_until = time.monotonic() + self._retry_after
+        entry = self._cache.get(key) or entry
+        if entry is not None:
+            return entry.prompt.with_source("stale")
+        if fallback is not None:
+            return _fallback(name, label, fallback)
+        raise Unavailable(f"promptledger at {self.base_url} cannot be reached and '{name}' is not cached")
 
     def _fetch(self, key: Key, entry: Optional[_Entry]) -> Prompt:
         """Fetches `key` (revalidating `entry` with its ETag when given) and caches it. An
