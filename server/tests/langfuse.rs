@@ -143,6 +143,12 @@ async fn the_langfuse_routes_refuse_whole_requests_in_langfuses_error_shape() {
     assert_eq!(anonymous.status().as_u16(), 401);
     assert_eq!(anonymous.json::<Value>().await.unwrap()["error"], "UnauthorizedError");
 
+    // A prompt without `production` is a 404 that says so in Langfuse's words.
+    let (status, body) = call(&s, reqwest::Method::GET, "/api/public/v2/prompts/lf%2Fp", &s.admin, None).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("LangfuseNotFoundError")), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("'production'") && !message.contains("stable"), "{message}");
+
     // A page far past the end is an empty page, not a crash.
     let (status, body) = call(&s, reqwest::Method::GET, "/api/public/v2/prompts?page=18446744073709551615", &s.admin, None).await;
     assert_eq!((status, body["data"].as_array().map(Vec::len)), (200, Some(0)), "{body}");

@@ -124,7 +124,13 @@ async fn get_prompt(
         (_, l) => l.as_deref().map(|l| ours(l).to_owned()),
     };
     let sel = Selector { version: p.version, label, ..Default::default() };
-    let served = r.serve(&who, &name, &sel).await?;
+    let served = r.serve(&who, &name, &sel).await.map_err(|e| match e {
+        // In Langfuse's words: the label asked for (or meant) is `production`.
+        ServiceError::NotFound(m) if sel.label.as_deref() == Some(STABLE) => {
+            ServiceError::NotFound(m.replace("'stable'", "'production'"))
+        }
+        e => e,
+    })?;
     let view = if p.resolve == Some(false) { served.raw_view() } else { served.view.clone() };
     // An application's key (the `app` scope) may serve prompts but not read the registry:
     // it gets the version without the prompt's tags.
