@@ -318,6 +318,16 @@ pub struct RenderView {
     pub rollout: Option<crate::rollout::RolloutRef>,
 }
 
+/// `PATCH /api/v1/prompts/{name}`: what is given replaces what the prompt has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptUpdate {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
 /// `POST /api/v1/prompts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -44,6 +44,7 @@ vocabulary! {
     /// What an audit event records.
     AuditAction {
         PromptCreated = "prompt.created": "a prompt was created",
+        PromptUpdated = "prompt.updated": "a prompt's description or tags were changed",
         VersionCreated = "version.created": "a version was saved",
         LabelMoved = "label.moved": "a label was moved",
         LabelPolicySet = "label.policy.set": "a label's rules were changed",

@@ -485,3 +485,48 @@ async fn keys_and_users_over_the_api() {
     assert_eq!(actions, ["apikey.revoked", "prompt.created", "apikey.created"]);
     s.stop().await;
 }
+
+/// An extension: a prompt's description and tags change without a new version, audited;
+/// bad input is 4xx and changes nothing.
+#[tokio::test]
+async fn description_and_tags_change_without_a_version() {
+    let s = TestServer::start().await;
+    s.create_text("support/tagged", "Hello").await;
+    let path = format!("/api/v1/prompts/{}", enc("support/tagged"));
+    let details = |what: serde_json::Value| s.call(Method::PATCH, &path, &s.admin, Some(what));
+    let r = details(json!({"description": "Greets customers", "tags": ["support", " support ", "tone"]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((r.body["description"].as_str(), r.body["tags"].clone()), (Some("Greets customers"), json!(["support", "tone"])));
+    assert_eq!(r.body["latest_version"], 1, "no version is made");
+    let listed = s.get("/api/v1/prompts?tag=tone", &s.admin).await;
+    assert_eq!(listed.body["items"][0]["name"], "support/tagged", "{}", listed.text);
+
+    // Only what is given changes; the same again writes nothing.
+    let r = details(json!({"tags": ["billing"]})).await;
+    assert_eq!((r.body["description"].as_str(), r.body["tags"].clone()), (Some("Greets customers"), json!(["billing"])));
+    details(json!({"tags": ["billing"]})).await;
+    let audit = s.get("/api/v1/audit?prompt=support%2Ftagged&action=prompt.updated", &s.admin).await.body;
+    let events = audit["items"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{audit}");
+    assert_eq!((events[0]["detail"]["tags"].clone(), events[0]["detail"]["previous_tags"].clone()), (json!(["billing"]), json!(["support", "tone"])));
+
+    // Bad input: 4xx, nothing changed.
+    for (bad, code) in [
+        (json!({"tags": [""]}), "invalid_tags"),
+        (json!({"tags": "support"}), "invalid_body"),
+        (json!({"labels": ["x"]}), "invalid_body"),
+    ] {
+        let r = details(bad.clone()).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{bad}: {}", r.text);
+    }
+    let missing = s.call(Method::PATCH, "/api/v1/prompts/nope", &s.admin, Some(json!({"tags": []}))).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let reader = s.key("reader", domain::access::Scope::Read, None).await;
+    let refused = s.call(Method::PATCH, &path, &reader, Some(json!({"tags": []}))).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let summary = s.get("/api/v1/prompts?tag=billing", &s.admin).await.body;
+    assert_eq!(summary["items"][0]["tags"], json!(["billing"]));
+    let verify = s.get("/api/v1/audit/verify", &s.admin).await;
+    assert_eq!(verify.body["ok"], true);
+    s.stop().await;
+}

@@ -130,6 +130,26 @@ async fn export_then_apply_round_trips_and_plans_nothing_the_second_time() {
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines.iter().all(|l| l.contains("unchanged")), "{out}");
 
+    // Editing a file's description and tags changes them, and makes no version.
+    let chat = std::fs::read_to_string(files.join("support/chat.toml")).unwrap();
+    assert!(chat.contains("description = \"Chat\""), "{chat}");
+    let edited = chat.replace("description = \"Chat\"", "description = \"Chat with customers\"");
+    let edited: Vec<String> = edited
+        .lines()
+        .map(|l| match l.trim() {
+            // The tag, in `tags = [...]` on one line or one item a line.
+            t if t.starts_with("tags") || t == "\"chat\"," || t == "\"chat\"" => l.replace("\"chat\"", "\"live-chat\""),
+            _ => l.to_owned(),
+        })
+        .collect();
+    std::fs::write(files.join("support/chat.toml"), edited.join("\n")).unwrap();
+    let (code, out, _) = cli(&["apply", files_arg], Some(&b)).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l.contains("support/chat") && l.contains("details")), "{out}");
+    let listed = b.get("/api/v1/prompts?tag=live-chat", &b.admin).await.body;
+    assert_eq!(listed["items"][0]["description"], "Chat with customers", "{listed}");
+    assert_eq!(listed["items"][0]["latest_version"], a.get("/api/v1/prompts?tag=chat", &a.admin).await.body["items"][0]["latest_version"]);
+
     // Editing a file's content makes one new version. The files are the desired state: a
     // label that names the edited content (beta) serves the new version; one that names
     // an older version (stable) stays.

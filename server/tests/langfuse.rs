@@ -134,6 +134,13 @@ async fn the_langfuse_routes_refuse_whole_requests_in_langfuses_error_shape() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(versions("lf/p").await.body["items"].as_array().map(Vec::len), Some(1));
 
+    // Tags given with a new version replace the prompt's, as Langfuse's do.
+    let (status, body) = create("admin", json!({"name": "lf/p", "prompt": "v2", "tags": ["billing"]})).await;
+    assert_eq!((status, body["version"].as_i64(), body["tags"].clone()), (201, Some(2), json!(["billing"])), "{body}");
+    let (status, _) = create("admin", json!({"name": "lf/p", "prompt": "v3", "tags": [""]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(versions("lf/p").await.body["items"].as_array().map(Vec::len), Some(2), "a refused tag saves nothing");
+
     // Errors raised before the handler (a body of the wrong shape, no key) are Langfuse's too.
     let wrong = json!({"newLabels": "staging"}).to_string();
     let (status, body) = call(&s, reqwest::Method::PATCH, "/api/public/v2/prompts/lf%2Fp/versions/1", &s.admin, Some(&wrong)).await;

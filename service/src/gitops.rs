@@ -9,7 +9,7 @@ use domain::access::Action;
 use domain::content::{Content, Message, PromptBody, PromptType};
 use domain::eval::Suite;
 use domain::model::{
-    ApplyReport, ApplyStep, FileVersion, LabelOutcome, MoveLabel, NewPrompt, NewVersion, PromptFile,
+    ApplyReport, ApplyStep, FileVersion, LabelOutcome, MoveLabel, NewPrompt, NewVersion, PromptFile, PromptUpdate,
 };
 use serde_json::{Map, Value};
 
@@ -139,6 +139,13 @@ impl Registry {
                 }
             }
             Some(entry) => {
+                if entry.summary.description != f.description || entry.summary.tags != f.tags {
+                    steps.push(step(&f.name, "details", "description and tags".into(), planned));
+                    let details = PromptUpdate { description: Some(f.description.clone()), tags: Some(f.tags.clone()) };
+                    if !dry_run && let Err(e) = self.update_details(who, &f.name, details).await {
+                        return refuse(steps, &f.name, "details", e);
+                    }
+                }
                 let latest = entry.summary.latest_version;
                 let newest_hash = self.version_of(&entry, latest).await?.base.view.hash.clone();
                 if newest_hash == top.hash {

@@ -38,7 +38,7 @@ pub use accounts::UserChange;
 pub use domain::model::{CreatedKey, KeyInfo, UserInfo};
 pub use error::{Result, ServiceError};
 pub use index::ServedVersion;
-pub use prompts::PromptQuery;
+pub use prompts::{PromptQuery, check_tags};
 pub use sessions::{NewSession, SESSION_ABSOLUTE, SESSION_IDLE};
 pub use store::{AuditFilter, Backend, Durability, Location, telemetry_path};
 pub use telemetry::TelemetrySettings;

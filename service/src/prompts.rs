@@ -8,7 +8,8 @@ use domain::content::{Content, Message, PromptBody, PromptType, Rendered};
 use domain::compose::{IncludeRef, Reference, Source};
 use domain::diff;
 use domain::model::{
-    Comparison, DiffView, NewPrompt, NewVersion, Page, PromptSummary, RenderRequest, RenderView, Selector, VersionView,
+    Comparison, DiffView, NewPrompt, NewVersion, Page, PromptSummary, PromptUpdate, RenderRequest, RenderView, Selector,
+    VersionView,
 };
 use domain::names::{self, LATEST, STABLE};
 use domain::rollout::{self, BUCKETS, RolloutRef};
@@ -68,7 +69,8 @@ fn config_from(config: Option<Value>) -> Result<Option<Map<String, Value>>> {
     }
 }
 
-fn check_tags(tags: &[String]) -> Result<Vec<String>> {
+/// Tags as a prompt keeps them (trimmed, each once), or why they cannot be.
+pub fn check_tags(tags: &[String]) -> Result<Vec<String>> {
     if tags.len() > MAX_TAGS {
         return Err(ServiceError::rule("invalid_tags", format!("a prompt can have at most {MAX_TAGS} tags")));
     }
@@ -224,6 +226,58 @@ impl Registry {
             let (at, actor) = (time::format_us(at), who.actor.clone());
             let entry = this.index().update(|lookup| entry.with_version(base, at, actor, lookup));
             served_view(&entry, version)
+        })
+        .await
+    }
+
+    /// Changes a prompt's description or tags (what is given replaces what it has); no
+    /// version is made. A change that changes nothing writes nothing.
+    pub async fn update_details(&self, who: &Principal, name: &str, req: PromptUpdate) -> Result<PromptSummary> {
+        who.require(Action::Write)?;
+        self.known(name).await?;
+        if let Some(description) = &req.description {
+            check_len("description", description, MAX_TEXT)?;
+        }
+        let tags = req.tags.as_deref().map(check_tags).transpose()?;
+        let (this, who, name) = (self.clone(), who.clone(), name.to_owned());
+        detached(async move {
+            let mut w = this.write_on(&name).await?;
+            let entry = this.entry(&name)?;
+            let mut summary = entry.summary.clone();
+            let description = req.description.unwrap_or_else(|| summary.description.clone());
+            let tags = tags.unwrap_or_else(|| summary.tags.clone());
+            if description == summary.description && tags == summary.tags {
+                return Ok(summary);
+            }
+            let at = time::now_us();
+            store::set_prompt_details(w.conn(), entry.id, &description, &tags, at, &who.actor).await?;
+            let mut detail = json!({});
+            if description != summary.description {
+                detail["description"] = json!(description);
+                detail["previous_description"] = json!(summary.description);
+            }
+            if tags != summary.tags {
+                detail["tags"] = json!(tags);
+                detail["previous_tags"] = json!(summary.tags);
+            }
+            let e = NewEvent {
+                actor: &who.actor,
+                action: AuditAction::PromptUpdated,
+                prompt: Some(&name),
+                version: None,
+                label: None,
+                detail,
+            };
+            w.audit(at, e).await?;
+            w.commit().await?;
+            (summary.description, summary.tags) = (description, tags);
+            summary.updated_at = time::format_us(at);
+            summary.updated_by = who.actor.clone();
+            let changed = summary.clone();
+            this.index().update(|lookup| {
+                PromptEntry::new(entry.id, changed, entry.bases().collect::<Vec<_>>(), entry.split_plans(), lookup)
+            });
+            Ok(summary)
         })
         .await
     }

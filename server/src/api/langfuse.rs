@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use domain::content::{Message, MessageRole, PromptType};
-use domain::model::{MoveLabel, NewPrompt, NewVersion, Selector, VersionView};
+use domain::model::{MoveLabel, NewPrompt, NewVersion, PromptUpdate, Selector, VersionView};
 use domain::names::{LATEST, STABLE};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -210,6 +210,9 @@ async fn create(State(r): State<Registry>, Caller(who): Caller, Json(b): Json<Cr
     let (prompt_type, template, messages) = body_of(&b)?;
     let labels = our_labels(b.labels.as_deref().unwrap_or_default());
     r.check_label_moves(&who, &b.name, None, &labels).await?;
+    if let Some(tags) = &b.tags {
+        service::check_tags(tags)?;
+    }
     let mut attempts = 0;
     let view = loop {
         attempts += 1;
@@ -253,6 +256,10 @@ async fn create(State(r): State<Registry>, Caller(who): Caller, Json(b): Json<Cr
             saved => break saved?,
         }
     };
+    // As Langfuse: tags given replace the prompt's (a new prompt has them already).
+    if let Some(tags) = b.tags.clone().filter(|_| view.version > 1) {
+        r.update_details(&who, &b.name, PromptUpdate { tags: Some(tags), description: None }).await?;
+    }
     move_labels(&r, &who, &b.name, view.version, &labels).await?;
     let summary = r.prompt(&who, &b.name)?;
     let served = r.resolve(&who, &b.name, &Selector { version: Some(view.version), ..Default::default() }).await?;

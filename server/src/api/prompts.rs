@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use domain::model::{LabelOutcome, MoveLabel, NewPrompt, NewVersion, RenderRequest, Selector};
+use domain::model::{LabelOutcome, MoveLabel, NewPrompt, NewVersion, PromptUpdate, RenderRequest, Selector};
 use domain::rollout::RolloutRef;
 use serde::Deserialize;
 use service::{PromptQuery, Registry};
@@ -18,7 +18,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/prompts", post(create).get(list))
-        .route("/api/v1/prompts/{name}", get(resolve))
+        .route("/api/v1/prompts/{name}", get(resolve).patch(update_details))
         .route("/api/v1/prompts/{name}/versions", get(versions).post(add_version))
         .route("/api/v1/prompts/{name}/versions/{n}", get(version))
         .route("/api/v1/prompts/{name}/render", post(render))
@@ -182,6 +182,16 @@ async fn add_version(
     let view = r.add_version(&who, &name, req).await?;
     let status = if view.unchanged == Some(true) { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, axum::Json(view)).into_response())
+}
+
+/// An extension: a prompt's description and tags, changed without a new version.
+async fn update_details(
+    State(r): State<Registry>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<PromptUpdate>,
+) -> ApiResult {
+    Ok(axum::Json(r.update_details(&who, &name, req).await?).into_response())
 }
 
 async fn render(

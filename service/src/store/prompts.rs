@@ -124,6 +124,27 @@ pub async fn insert_prompt(
     inserted(result, || format!("a prompt named '{name}' already exists"))
 }
 
+/// Sets a prompt's description and tags (and who changed it, when).
+pub async fn set_prompt_details(
+    conn: &mut AnyConnection,
+    prompt_id: i64,
+    description: &str,
+    tags: &[String],
+    at: i64,
+    actor: &str,
+) -> Result<()> {
+    let tags = serde_json::to_string(tags).map_err(ServiceError::internal)?;
+    sqlx::query("UPDATE prompts SET description = $1, tags = $2, updated_at = $3, updated_by = $4 WHERE id = $5")
+        .bind(description)
+        .bind(tags)
+        .bind(at)
+        .bind(actor)
+        .bind(prompt_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn touch_prompt(conn: &mut AnyConnection, prompt_id: i64, at: i64, actor: &str) -> Result<()> {
     sqlx::query("UPDATE prompts SET updated_at = $1, updated_by = $2 WHERE id = $3")
         .bind(at)
