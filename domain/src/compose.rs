@@ -98,7 +98,7 @@ pub struct IncludeSyntax {
 /// does not lex yields what was found before the error: the parser reports that error.)
 fn tags(source: &str) -> Result<Vec<Tag>, IncludeSyntax> {
     let mut out = Vec::new();
-    let mut tokens = tokenize(source, false, SyntaxConfig::default(), WhitespaceConfig::default());
+    let mut tokens = tokenize(source, false, SyntaxConfig, WhitespaceConfig::default());
     while let Some(token) = tokens.next() {
         let Ok((Token::BlockStart, start)) = token else { continue };
         if !matches!(tokens.next(), Some(Ok((Token::Ident("include"), _)))) {
@@ -222,7 +222,7 @@ impl Walk<'_> {
         let mut hashes = String::from(hash);
         for target in content.includes() {
             let key = target.to_string();
-            if self.path.iter().any(|p| *p == key) {
+            if self.path.contains(&key) {
                 let mut path = self.path.clone();
                 path.push(key);
                 return Err(ComposeError::Cycle { path });

@@ -140,6 +140,7 @@ impl Registry {
 
     /// Opens a request for another publisher or admin to decide, in the caller's
     /// transaction: a label move, or a gradual rollout when `rollout` is its plan.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn insert_request(
         &self,
         w: &mut WriteGuard<'_>,

@@ -173,7 +173,10 @@ struct CreateBody {
     commit_message: Option<String>,
 }
 
-fn body_of(b: &CreateBody) -> std::result::Result<(PromptType, Option<String>, Option<Vec<Message>>), ApiError> {
+/// A create's content: its type, and its template or messages.
+type Body = (PromptType, Option<String>, Option<Vec<Message>>);
+
+fn body_of(b: &CreateBody) -> Result<Body> {
     match (b.prompt_type.unwrap_or(PromptType::Text), &b.prompt) {
         (PromptType::Text, Value::String(t)) => Ok((PromptType::Text, Some(t.clone()), None)),
         (PromptType::Chat, Value::Array(items)) => {
