@@ -14,6 +14,17 @@ from promptledger import Client, LockDriftError, RenderError, Unavailable
 from conftest import _binary
 
 
+def lock(server, ref, path):
+    """A lockfile of `ref`, written by the real command line from the server."""
+    subprocess.run(
+        [_binary(), "lock", ref, "--file", str(path), "--server", server.base],
+        check=True,
+        capture_output=True,
+        env={"PROMPTLEDGER_API_KEY": server.app, "PATH": "/usr/bin:/bin"},
+    )
+    return path
+
+
 def create(server, name, template, **extra):
     r = server.api("POST", "/api/v1/prompts", {"name": name, "template": template, **extra})
     assert r.status_code == 201, r.text
@@ -87,13 +98,7 @@ def test_lockfile_mode_serves_the_locked_versions_and_raises_on_drift(server, tm
     promote(server, "shared/tone", 1)
     create(server, "bot", "{% include \"shared/tone@stable\" %} Hi {{ who }}")
     promote(server, "bot", 1)
-    lockfile = tmp_path / "prompts.lock"
-    subprocess.run(
-        [_binary(), "lock", "bot@stable", "--file", str(lockfile), "--server", server.base],
-        check=True,
-        capture_output=True,
-        env={"PROMPTLEDGER_API_KEY": server.app, "PATH": "/usr/bin:/bin"},
-    )
+    lockfile = lock(server, "bot@stable", tmp_path / "prompts.lock")
     save(server, "bot", 1, "changed")
     promote(server, "bot", 2)
     client = Client(server.base, server.app, lockfile=str(lockfile))

@@ -5,7 +5,6 @@ the outage paths (lockfile mode, failed refreshes)."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -14,10 +13,9 @@ from datetime import datetime
 import httpx
 import pytest
 
-from conftest import _binary
 import promptledger.client
 from promptledger import Client, Unavailable
-from test_client import create, promote, save, wait_until
+from test_client import create, lock, promote, save, wait_until
 
 
 def generation_exists(server, id):
@@ -292,13 +290,7 @@ def test_a_failed_refresh_keeps_the_copy_an_outage_serves(server):
 def test_lockfile_mode_raises_unavailable_or_serves_the_fallback_when_the_server_is_down(server, tmp_path):
     create(server, "bot", "Hi {{ who }}")
     promote(server, "bot", 1)
-    lockfile = tmp_path / "prompts.lock"
-    subprocess.run(
-        [_binary(), "lock", "bot@stable", "--file", str(lockfile), "--server", server.base],
-        check=True,
-        capture_output=True,
-        env={"PROMPTLEDGER_API_KEY": server.app, "PATH": "/usr/bin:/bin"},
-    )
+    lockfile = lock(server, "bot@stable", tmp_path / "prompts.lock")
     server.stop()
     client = Client(server.base, server.app, lockfile=str(lockfile), timeout=1.0)
     with pytest.raises(Unavailable):
