@@ -279,6 +279,7 @@ def test_a_failed_refresh_keeps_the_copy_an_outage_serves(server):
     assert wait_until(failed.is_set)
     time.sleep(0.2)
     server.stop()
+    assert wait_until(lambda: not client.stream_connected)
     stale = client.get("p")
     assert (stale.version, stale.source) == (1, "stale")
     client.close(timeout=0.5)
