@@ -10,7 +10,6 @@ use domain::compose::{ComposeError, Composition, IncludeRef, Reference, Source};
 use domain::content::Content;
 use domain::model::{Dependent, Locked, Lockfile, Page};
 use domain::names::{LATEST, STABLE};
-use serde_json::{Value, json};
 
 use crate::index::{PromptEntry, VersionBase};
 use crate::{Principal, Registry, Result, ServiceError, store};
@@ -127,38 +126,6 @@ impl Registry {
     /// Checks that `base` (a version about to be saved, or the version a label is about
     /// to point at) composes once `overrides` hold: every include exists, none comes
     /// back round, none nests too deep.
-    /// What moving `name@label` to `target` changes for the prompts that include it, as
-    /// an audit event's `dependents`: each prompt with its labels that serve it through
-    /// that label, and what each of them serves once the move is made (`served`: label,
-    /// version, hash, `resolved_hash`), so the event stream replays a change exactly as it
-    /// happened. `None` when nothing includes it.
-    pub(crate) async fn dependents_detail(&self, name: &str, label: &str, target: &VersionBase) -> Result<Option<Value>> {
-        let affected = self.index().affected(name, label);
-        if affected.is_empty() {
-            return Ok(None);
-        }
-        let moved = IncludeRef { name: name.to_owned(), reference: Reference::Label(label.to_owned()) };
-        let overrides = HashMap::from([(moved, target.source())]);
-        let mut out = Vec::with_capacity(affected.len());
-        for (prompt, labels) in affected {
-            let Some(entry) = self.index().get(&prompt) else { continue };
-            let mut served = Vec::with_capacity(labels.len());
-            for l in &labels {
-                let Some(version) = entry.label(l) else { continue };
-                let Some(now) = entry.served.get(&version) else { continue };
-                let resolved = match self.composition_of(&now.base, None, &overrides).await? {
-                    Ok(Some(c)) => c.resolved_hash,
-                    Ok(None) => now.view.hash.clone(),
-                    // Refused before it is written (the include checks); kept out here.
-                    Err(_) => continue,
-                };
-                served.push(json!({"label": l, "version": version, "hash": now.view.hash, "resolved_hash": resolved}));
-            }
-            out.push(json!({"prompt": prompt, "labels": labels, "served": served}));
-        }
-        Ok(Some(Value::Array(out)))
-    }
-
     pub(crate) async fn check_includes(&self, base: &VersionBase, overrides: &HashMap<IncludeRef, Source>) -> Result<()> {
         self.composition_of(base, None, overrides).await??;
         Ok(())

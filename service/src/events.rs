@@ -221,16 +221,6 @@ impl Registry {
         if matches!(action, AuditAction::LabelMoved | AuditAction::VersionCreated) {
             for d in detail["dependents"].as_array().into_iter().flatten() {
                 let Some(dependent) = d["prompt"].as_str() else { continue };
-                if let Some(served) = d["served"].as_array() {
-                    // What each label served once the change was made, as recorded then.
-                    for s in served {
-                        let data = json!({"prompt": dependent, "label": s["label"], "version": s["version"],
-                                          "hash": s["hash"], "resolved_hash": s["resolved_hash"], "seq": row.seq});
-                        out.push(StreamEvent { seq: row.seq, event, prompt: dependent.to_owned(), data: data.to_string(), last_of_change: true });
-                    }
-                    continue;
-                }
-                // Recorded before `served` was: as the index serves it now.
                 for l in d["labels"].as_array().into_iter().flatten().filter_map(Value::as_str) {
                     let version = self.index().get(dependent).and_then(|e| e.label(l));
                     out.push(self.stream_event(row.seq, event, dependent, Some(l), version, None));

@@ -236,12 +236,10 @@ impl Registry {
         store::touch_prompt(w.conn(), entry.id, at, &who.actor).await?;
         let mut detail = json!({"reason": reason, "previous_version": previous_version, "hash": row.hash});
         // What else now serves something new: prompts that include this label.
-        let target = match entry.served.get(&row.version) {
-            Some(s) => s.base.clone(),
-            None => Arc::new(crate::version_base(name, row)?),
-        };
-        if let Some(dependents) = self.dependents_detail(name, label, &target).await? {
-            detail["dependents"] = dependents;
+        let affected = self.index().affected(name, label);
+        if !affected.is_empty() {
+            detail["dependents"] =
+                affected.into_iter().map(|(prompt, labels)| json!({"prompt": prompt, "labels": labels})).collect();
         }
         if let (Some(Value::Object(cause)), Value::Object(d)) = (cause, &mut detail) {
             d.extend(cause);

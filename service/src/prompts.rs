@@ -205,8 +205,10 @@ impl Registry {
             store::touch_prompt(w.conn(), latest.prompt_id, at, &who.actor).await?;
             let mut detail = json!({"hash": row.hash, "message": row.message, "base_version": base_version});
             // What else now serves something new: prompts that include this one's `latest`.
-            if let Some(dependents) = this.dependents_detail(&name, LATEST, &base).await? {
-                detail["dependents"] = dependents;
+            let affected = this.index().affected(&name, LATEST);
+            if !affected.is_empty() {
+                detail["dependents"] =
+                    affected.into_iter().map(|(prompt, labels)| json!({"prompt": prompt, "labels": labels})).collect();
             }
             w.audit(
                 at,
