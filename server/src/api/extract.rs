@@ -156,14 +156,18 @@ where
             .get(AUTHORIZATION)
             .ok_or_else(|| unauthorized("send an API key as `Authorization: Bearer <key>`"))?;
         let text = header.to_str().unwrap_or_default();
-        let key = match text.split_once(' ') {
-            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => Some(key.trim().to_owned()),
+        // Borrowed for Bearer (every request of an application): no allocation.
+        let key: Option<std::borrow::Cow<'_, str>> = match text.split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => Some(key.trim().into()),
             // HTTP Basic as Langfuse's SDKs send it: the password is the key.
-            Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => basic_password(credentials.trim()),
+            Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => {
+                basic_password(credentials.trim()).map(Into::into)
+            }
             _ => None,
-        }
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>` (or Basic with the key as the password)"))?;
+        };
+        let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
+            unauthorized("the Authorization header must be `Bearer <key>` (or Basic with the key as the password)")
+        })?;
         let registry = Registry::from_ref(state);
         Ok(Caller(registry.authenticate_key(&key).await?))
     }

@@ -131,7 +131,13 @@ async fn get_prompt(
         }
         e => e,
     })?;
-    let view = if p.resolve == Some(false) { served.raw_view() } else { served.view.clone() };
+    let raw;
+    let view = if p.resolve == Some(false) {
+        raw = served.raw_view();
+        &raw
+    } else {
+        &served.view
+    };
     // An application's key (the `app` scope) may serve prompts but not read the registry:
     // it gets the version without the prompt's tags.
     let (tags, updated_at) = match r.prompt(&who, &name) {
@@ -139,7 +145,7 @@ async fn get_prompt(
         Err(ServiceError::Forbidden(_)) => (Vec::new(), view.created_at.clone()),
         Err(e) => return Err(e.into()),
     };
-    Ok(axum::Json(prompt_json(&view, &tags, &updated_at)).into_response())
+    Ok(axum::Json(prompt_json(view, &tags, &updated_at)).into_response())
 }
 
 /// One chat message of a create: `{"role", "content"}` (with an optional `"type":
